@@ -1,0 +1,112 @@
+"""Workflow runs and what hangs off a run as a whole: branches, metrics, the event log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, CreatedMixin, IdMixin
+from db.states import RunStatus, check_in
+
+#: Money columns: 18 digits, 8 after the point (fractions of a cent per token add up).
+Money = Numeric(18, 8)
+
+
+class WorkflowRun(IdMixin, CreatedMixin, Base):
+    """One execution of a pinned workflow definition."""
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        CheckConstraint(check_in("status", RunStatus), name="status_valid"),
+        Index(None, "tenant_id", "status", "created_at"),
+        Index(None, "status", "updated_at"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    definition_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_definitions.id", ondelete="CASCADE"), index=True
+    )
+    #: The run this one was branched or retried from, if any.
+    parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED)
+    inputs: Mapped[dict[str, Any]]
+    outputs: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    budget_usd: Mapped[Decimal | None] = mapped_column(Money)
+    #: Rolled up from cost_records in the same transaction that records them.
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+
+
+class Branch(IdMixin, CreatedMixin, Base):
+    """A run started from another run's state at one of its steps."""
+
+    __tablename__ = "branches"
+
+    parent_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+    )
+    child_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True, unique=True
+    )
+    from_step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str | None] = mapped_column(String(200))
+
+
+class WorkflowMetric(IdMixin, CreatedMixin, Base):
+    """A number measured for a run or one step attempt (duration, queue wait, ...)."""
+
+    __tablename__ = "workflow_metrics"
+    __table_args__ = (UniqueConstraint("step_id", "attempt", "name"),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+    )
+    step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int | None]
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float]
+
+
+class RunEvent(IdMixin, CreatedMixin, Base):
+    """Append-only log of a run: one row per transition, named by the verb that made it."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index(None, "run_id", "created_at"),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+    )
+    step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int | None]
+    kind: Mapped[str] = mapped_column(String(50))
+    data: Mapped[dict[str, Any] | None]

@@ -1,0 +1,85 @@
+"""Workflow steps (the DAG's nodes) and the edges between them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, CreatedMixin, IdMixin
+from db.states import StepStatus, check_in
+
+
+class WorkflowStep(IdMixin, CreatedMixin, Base):
+    """One node of a run's DAG, and the state of its current attempt.
+
+    ``attempt`` is the fencing token: every write of an attempt carries it, and a write
+    whose attempt (or lease owner) no longer matches the row is refused.
+    """
+
+    __tablename__ = "workflow_steps"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key"),
+        CheckConstraint(check_in("status", StepStatus), name="status_valid"),
+        CheckConstraint("attempt >= 0", name="attempt_non_negative"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        CheckConstraint("pending_upstream >= 0", name="pending_upstream_non_negative"),
+        CheckConstraint("priority BETWEEN 0 AND 9", name="priority_range"),
+        # The reaper: running steps by lease expiry.
+        Index(None, "status", "lease_expires_at"),
+        # The reconciler: queued steps by dispatch time, retrying steps by backoff end.
+        Index(None, "status", "dispatched_at"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+    )
+    #: The step's key inside its workflow (unique per run).
+    key: Mapped[str] = mapped_column(String(200))
+    #: The registered step function name.
+    task: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
+    attempt: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=1)
+    #: Upstream steps not yet succeeded; the join is queued by the update that makes it 0.
+    pending_upstream: Mapped[int] = mapped_column(default=0)
+    #: Retry policy and timeout, copied from the pinned definition.
+    retry: Mapped[dict[str, Any]]
+    timeout_s: Mapped[float | None]
+    queue: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[int] = mapped_column(default=5)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: Asked to stop (run cancelled or failed); the attempt sees it at its next heartbeat.
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    output: Mapped[dict[str, Any] | None]
+    #: Set instead of ``output`` when the output was over the inline limit.
+    output_blob_key: Mapped[str | None] = mapped_column(String(1024))
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[dict[str, Any] | None]
+
+
+class StepEdge(IdMixin, Base):
+    """``upstream`` must succeed before ``downstream`` may run."""
+
+    __tablename__ = "step_edges"
+    __table_args__ = (UniqueConstraint("upstream_id", "downstream_id"),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+    )
+    upstream_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True
+    )
+    downstream_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True
+    )

@@ -1,0 +1,30 @@
+"""Tenants and their projects: the outer boundary every query is scoped by."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, CreatedMixin, IdMixin
+
+
+class Tenant(IdMixin, CreatedMixin, Base):
+    """An organisation or team; sees only its own projects, runs, artifacts and costs."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class Project(IdMixin, CreatedMixin, Base):
+    """A namespace for workflow definitions and their runs inside a tenant."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))

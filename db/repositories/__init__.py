@@ -1,0 +1,18 @@
+"""Tenant-scoped queries. They take a session and never commit."""
+
+from db.repositories.artifacts import ArtifactRepository
+from db.repositories.base import TenantRepository, ensure_tenant, find_tenant
+from db.repositories.costs import CostRepository, CostTotal
+from db.repositories.projects import ProjectRepository
+from db.repositories.runs import RunRepository
+
+__all__ = [
+    "ArtifactRepository",
+    "CostRepository",
+    "CostTotal",
+    "ProjectRepository",
+    "RunRepository",
+    "TenantRepository",
+    "ensure_tenant",
+    "find_tenant",
+]

@@ -1,0 +1,64 @@
+"""Projects of one tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select, update
+
+from db.models import Project
+from db.repositories.base import TenantRepository
+from worker.errors import NotFound
+
+
+class ProjectRepository(TenantRepository):
+    """Read and change the projects of one tenant."""
+
+    def get(self, project_id: uuid.UUID) -> Project:
+        """The project ``project_id``; :class:`NotFound` if missing or another tenant's."""
+        project = self.session.scalar(
+            select(Project).where(Project.id == project_id, Project.tenant_id == self.tenant_id)
+        )
+        if project is None:
+            raise NotFound(f"project {project_id} not found")
+        return project
+
+    def find(self, name: str) -> Project | None:
+        """The project called ``name``, or None."""
+        return self.session.scalar(
+            select(Project).where(Project.name == name, Project.tenant_id == self.tenant_id)
+        )
+
+    def ensure(self, name: str) -> Project:
+        """The project called ``name``, created when missing."""
+        project = self.find(name)
+        if project is None:
+            project = Project(tenant_id=self.tenant_id, name=name)
+            self.session.add(project)
+            self.session.flush()
+        return project
+
+    def list(self) -> Sequence[Project]:
+        """Every project of the tenant, oldest first."""
+        return self.session.scalars(
+            select(Project).where(Project.tenant_id == self.tenant_id).order_by(Project.id)
+        ).all()
+
+    def rename(self, project_id: uuid.UUID, name: str) -> None:
+        """Rename a project; :class:`NotFound` if missing or another tenant's."""
+        result = self.session.execute(
+            update(Project)
+            .where(Project.id == project_id, Project.tenant_id == self.tenant_id)
+            .values(name=name)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound(f"project {project_id} not found")
+
+    def delete(self, project_id: uuid.UUID) -> None:
+        """Delete a project and, by cascade, its definitions, runs and their records."""
+        result = self.session.execute(
+            delete(Project).where(Project.id == project_id, Project.tenant_id == self.tenant_id)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound(f"project {project_id} not found")

@@ -1,0 +1,79 @@
+"""Workflow runs and their steps, as one tenant sees them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Select, delete, select
+
+from db.models import WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.repositories.base import TenantRepository
+from worker.errors import NotFound
+
+
+class RunRepository(TenantRepository):
+    """Read and delete the runs of one tenant."""
+
+    def get(self, run_id: uuid.UUID) -> WorkflowRun:
+        """The run ``run_id``; :class:`NotFound` if missing or another tenant's."""
+        run = self.session.scalar(self._runs().where(WorkflowRun.id == run_id))
+        if run is None:
+            raise NotFound(f"run {run_id} not found")
+        return run
+
+    def find_by_idempotency_key(self, key: str) -> WorkflowRun | None:
+        """The run started with idempotency key ``key``, or None."""
+        return self.session.scalar(self._runs().where(WorkflowRun.idempotency_key == key))
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> Sequence[WorkflowRun]:
+        """The tenant's runs, newest first, filtered by status, workflow name and time."""
+        query = self._runs()
+        if status is not None:
+            query = query.where(WorkflowRun.status == status)
+        if workflow is not None:
+            query = query.join(
+                WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id
+            ).where(WorkflowDefinition.name == workflow)
+        if since is not None:
+            query = query.where(WorkflowRun.created_at >= since)
+        return self.session.scalars(query.order_by(WorkflowRun.id.desc()).limit(limit)).all()
+
+    def steps(self, run_id: uuid.UUID) -> Sequence[WorkflowStep]:
+        """The steps of a run in creation (topological) order; :class:`NotFound` if foreign."""
+        self.get(run_id)
+        return self.session.scalars(
+            select(WorkflowStep).where(WorkflowStep.run_id == run_id).order_by(WorkflowStep.id)
+        ).all()
+
+    def step(self, step_id: uuid.UUID) -> WorkflowStep:
+        """One step of one of the tenant's runs; :class:`NotFound` if missing or foreign."""
+        step = self.session.scalar(
+            select(WorkflowStep)
+            .join(WorkflowRun, WorkflowRun.id == WorkflowStep.run_id)
+            .where(WorkflowStep.id == step_id, WorkflowRun.tenant_id == self.tenant_id)
+        )
+        if step is None:
+            raise NotFound(f"step {step_id} not found")
+        return step
+
+    def delete(self, run_id: uuid.UUID) -> None:
+        """Delete a run with its steps and records; :class:`NotFound` if foreign."""
+        result = self.session.execute(
+            delete(WorkflowRun).where(
+                WorkflowRun.id == run_id, WorkflowRun.tenant_id == self.tenant_id
+            )
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound(f"run {run_id} not found")
+
+    def _runs(self) -> Select[WorkflowRun]:
+        return select(WorkflowRun).where(WorkflowRun.tenant_id == self.tenant_id)

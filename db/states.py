@@ -1,0 +1,141 @@
+"""State machines as data: every status, what it means, and which changes are allowed.
+
+The tables here are the single source for the CHECK constraints in the schema and for the
+engine's guarded UPDATEs (a verb's ``WHERE status IN (...)`` is read from them).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+from worker.errors import IllegalTransition
+
+
+class RunStatus(enum.StrEnum):
+    """Where a workflow run is."""
+
+    QUEUED = "queued"  #: created and committed; no step has started yet
+    RUNNING = "running"  #: at least one step has been claimed
+    SUCCEEDED = "succeeded"  #: every step succeeded; outputs are final
+    FAILED = "failed"  #: a step failed for good; the rest were cancelled
+    CANCELLED = "cancelled"  #: someone cancelled it; running attempts are told to stop
+
+
+class StepStatus(enum.StrEnum):
+    """Where one step (a DAG node) is."""
+
+    PENDING = "pending"  #: waiting for its upstream steps to succeed
+    QUEUED = "queued"  #: ready; a message was (or is about to be) sent to run it
+    RUNNING = "running"  #: claimed by a worker that holds its lease
+    RETRYING = "retrying"  #: an attempt failed; waiting for next_attempt_at before requeue
+    SUCCEEDED = "succeeded"  #: finished; its output is committed and never recomputed
+    FAILED = "failed"  #: failed for good (non-retryable error or attempts exhausted)
+    CANCELLED = "cancelled"  #: will not run (run cancelled or failed before it started)
+
+
+class WorkerStatus(enum.StrEnum):
+    """A worker process in the component registry."""
+
+    INITIALIZED = "initialized"  #: process started, not yet consuming
+    RUNNING = "running"  #: consuming and heartbeating
+    STOPPED = "stopped"  #: shut down cleanly
+    ERROR = "error"  #: stopped heartbeating (killed, hung, lost its network)
+
+
+class ApprovalStatus(enum.StrEnum):
+    """A human approval a step waits for."""
+
+    PENDING = "pending"  #: waiting for a decision
+    APPROVED = "approved"  #: approved; the step continues
+    REJECTED = "rejected"  #: rejected; the step fails
+    EXPIRED = "expired"  #: nobody decided before expires_at
+
+
+class ScheduleStatus(enum.StrEnum):
+    """A cron schedule."""
+
+    ACTIVE = "active"  #: fires on its slots
+    PAUSED = "paused"  #: fires nothing until resumed
+
+
+class MissedPolicy(enum.StrEnum):
+    """What a schedule does with slots missed while nothing ticked."""
+
+    SKIP = "skip"  #: fire only the next slot
+    CATCH_UP = "catch_up"  #: fire missed slots, at most the schedule's catch_up_max
+
+
+RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset(
+        {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+    ),
+    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.SUCCEEDED: frozenset(),
+    # A failed or cancelled run may be retried from its failed steps.
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
+    RunStatus.CANCELLED: frozenset({RunStatus.RUNNING}),
+}
+
+STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
+    StepStatus.PENDING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED}),
+    StepStatus.QUEUED: frozenset({StepStatus.RUNNING, StepStatus.CANCELLED}),
+    StepStatus.RUNNING: frozenset(
+        {
+            StepStatus.SUCCEEDED,
+            StepStatus.FAILED,
+            StepStatus.RETRYING,
+            StepStatus.QUEUED,  # the reaper re-queues an expired lease with attempt + 1
+            StepStatus.CANCELLED,
+        }
+    ),
+    StepStatus.RETRYING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED}),
+    StepStatus.SUCCEEDED: frozenset(),
+    # A run retry puts failed steps back in the queue and cancelled ones back to pending.
+    StepStatus.FAILED: frozenset({StepStatus.QUEUED}),
+    StepStatus.CANCELLED: frozenset({StepStatus.PENDING, StepStatus.QUEUED}),
+}
+
+WORKER_TRANSITIONS: Mapping[WorkerStatus, frozenset[WorkerStatus]] = {
+    WorkerStatus.INITIALIZED: frozenset(
+        {WorkerStatus.RUNNING, WorkerStatus.STOPPED, WorkerStatus.ERROR}
+    ),
+    WorkerStatus.RUNNING: frozenset({WorkerStatus.STOPPED, WorkerStatus.ERROR}),
+    WorkerStatus.STOPPED: frozenset(),
+    # A worker marked error that heartbeats again was only slow.
+    WorkerStatus.ERROR: frozenset({WorkerStatus.RUNNING, WorkerStatus.STOPPED}),
+}
+
+#: A run in one of these has ended; only a retry moves it again.
+TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+#: A step in one of these has ended.
+TERMINAL_STEP = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED})
+
+
+def step_sources(target: StepStatus) -> list[str]:
+    """Every status from which ``target`` may be reached: the ``WHERE status IN`` of a verb."""
+    return sorted(str(s) for s, allowed in STEP_TRANSITIONS.items() if target in allowed)
+
+
+def check_run_transition(current: RunStatus, target: RunStatus) -> None:
+    """Raise :class:`IllegalTransition` unless a run may go from ``current`` to ``target``."""
+    if target not in RUN_TRANSITIONS[current]:
+        raise IllegalTransition("run", current, target)
+
+
+def check_step_transition(current: StepStatus, target: StepStatus) -> None:
+    """Raise :class:`IllegalTransition` unless a step may go from ``current`` to ``target``."""
+    if target not in STEP_TRANSITIONS[current]:
+        raise IllegalTransition("step", current, target)
+
+
+def check_worker_transition(current: WorkerStatus, target: WorkerStatus) -> None:
+    """Raise :class:`IllegalTransition` unless a worker may go from ``current`` to ``target``."""
+    if target not in WORKER_TRANSITIONS[current]:
+        raise IllegalTransition("worker", current, target)
+
+
+def check_in(column: str, enum_type: type[enum.StrEnum]) -> str:
+    """The SQL of a CHECK constraint that holds ``column`` to the values of ``enum_type``."""
+    values = ", ".join(f"'{member.value}'" for member in enum_type)
+    return f"{column} IN ({values})"

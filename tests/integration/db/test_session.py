@@ -1,0 +1,67 @@
+"""Engines and transactions on the real databases."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from db.models import Tenant
+from db.session import transaction
+from worker.settings import Settings
+
+
+def test_engine_is_configured_for_its_backend(
+    backend: str, engine: Engine, settings: Settings
+) -> None:
+    if backend != "sqlite":
+        assert engine.pool.size() == settings.db_pool_size  # type: ignore[attr-defined]
+        assert engine.pool._max_overflow == settings.db_max_overflow  # type: ignore[attr-defined]
+        assert engine.pool._pre_ping is True
+        return
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_transaction_commits_on_success(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(Tenant(name="acme"))
+    with transaction(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Tenant)) == 1
+
+
+def test_transaction_rolls_back_on_error(engine: Engine) -> None:
+    with pytest.raises(RuntimeError, match="boom"), transaction(engine) as session:
+        session.add(Tenant(name="acme"))
+        session.flush()
+        raise RuntimeError("boom")
+    with transaction(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Tenant)) == 0
+
+
+def test_a_forked_child_gets_its_own_connections(backend: str, engine: Engine) -> None:
+    """Celery's prefork pool forks after the engine exists: the child must not share sockets."""
+    # SQLite has no server pid to compare; the child must still be able to query.
+    query = "SELECT 1" if backend == "sqlite" else "SELECT pg_backend_pid()"
+    with engine.connect() as conn:
+        parent_value = conn.execute(text(query)).scalar()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            with engine.connect() as conn:
+                value = conn.execute(text(query)).scalar()
+            os.write(write_fd, str(value).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    child_value = os.read(read_fd, 100).decode()
+    os.waitpid(pid, 0)
+    assert child_value, "the child could not query the database"
+    if backend != "sqlite":
+        assert child_value != str(parent_value)
+    with engine.connect() as conn:  # the parent's pool still works
+        assert conn.execute(text("SELECT 1")).scalar() == 1

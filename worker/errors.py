@@ -1,0 +1,99 @@
+"""The one error tree of cairn.
+
+Every error cairn raises on purpose is a ``CairnError``. A subclass's docstring is its
+default message; messages carry the ids involved and, where there is one, the fix. Errors
+survive a JSON round trip (``to_dict``/``from_dict``) because Celery carries them between
+processes and the database stores them.
+
+This module imports nothing from cairn: ``db`` may import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CairnError(Exception):
+    """Something went wrong in cairn."""
+
+    #: Registry of subclasses by name, so a JSON error can be rebuilt as its type.
+    _types: ClassVar[dict[str, type[CairnError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        CairnError._types[cls.__name__] = cls
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or self.__class__.__name__).strip()
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON form of this error: its type name and message."""
+        return {"type": self.__class__.__name__, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CairnError:
+        """Rebuild an error from ``to_dict`` output; unknown types become ``CairnError``."""
+        err_type = cls._types.get(str(data.get("type")), CairnError)
+        err = err_type.__new__(err_type)
+        CairnError.__init__(err, str(data.get("message", "")))
+        return err
+
+
+class ConfigurationError(CairnError):
+    """A setting is missing or invalid; fix the named CAIRN_ variable or .env entry."""
+
+
+class DatabaseUnavailable(CairnError):
+    """The database cannot be reached; check CAIRN_DATABASE_URL and that the server runs."""
+
+
+class NotFound(CairnError):
+    """The object does not exist, or it belongs to another tenant."""
+
+
+class IllegalTransition(CairnError):
+    """A status change that the state machine does not allow."""
+
+    def __init__(self, entity: str, current: str, target: str) -> None:
+        self.entity, self.current, self.target = entity, current, target
+        super().__init__(f"{entity} cannot go from {current!r} to {target!r}")
+
+
+class DefinitionError(CairnError):
+    """A workflow definition or its inputs are invalid."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field, self.reason = field, reason
+        super().__init__(f"{field}: {reason}")
+
+
+class StaleAttempt(CairnError):
+    """This step attempt lost its lease or was superseded; its writes were not committed."""
+
+
+class StepNotClaimable(CairnError):
+    """The step is not queued for this attempt (finished, cancelled, running or superseded)."""
+
+
+class UnknownStep(CairnError):
+    """No step function is registered under this name in this process."""
+
+
+class PayloadTooLarge(CairnError):
+    """A value is larger than the inline limit (CAIRN_INLINE_LIMIT_BYTES)."""
+
+
+class StepTimeout(CairnError):
+    """The step ran longer than its timeout_s."""
+
+
+class RunCancelled(CairnError):
+    """The run was cancelled while this step was running."""
+
+
+class BrokerUnavailable(CairnError):
+    """The Celery broker cannot be reached; check CAIRN_BROKER_URL and that Redis runs."""

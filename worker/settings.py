@@ -1,0 +1,164 @@
+"""Settings: one typed object, read from CAIRN_* environment variables and ``.env``.
+
+Nothing here runs at import time: call :func:`get_settings` (or build ``Settings(...)``
+directly in tests) and pass the object down. This module imports nothing from cairn
+beyond ``worker.errors``: ``db`` may import it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from worker.errors import ConfigurationError
+
+ENV_PREFIX = "CAIRN_"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class Settings(BaseSettings):
+    """Every knob of cairn. Each field is the env var ``CAIRN_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- database -------------------------------------------------------------------
+    #: SQLAlchemy URL. SQLite file by default; ``postgresql+psycopg2://...`` in production.
+    #: Hidden from repr because it may hold a password; log ``safe_database_url``.
+    database_url: str = Field("sqlite:///./cairn.db", repr=False)
+    db_pool_size: int = Field(5, ge=1)
+    db_max_overflow: int = Field(15, ge=0)
+    db_pool_timeout_s: float = Field(30.0, gt=0)
+    db_pool_pre_ping: bool = True
+    #: PostgreSQL schema for every cairn table (created by ``cairn migrate``).
+    db_schema: str | None = None
+    #: How long SQLite waits for a lock before giving up, in seconds.
+    sqlite_busy_timeout_s: float = Field(30.0, gt=0)
+
+    # --- broker ---------------------------------------------------------------------
+    broker_url: str = Field("redis://localhost:6379/0", repr=False)
+
+    # --- artifacts ------------------------------------------------------------------
+    artifact_backend: Literal["local", "s3"] = "local"
+    artifacts_dir: Path = Path("./cairn-artifacts")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "cairn"
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_use_ssl: bool = True
+    s3_path_style: bool = True
+
+    # --- execution ------------------------------------------------------------------
+    #: A claimed step owns its lease this long; heartbeats extend it every lease/3.
+    lease_s: float = Field(30.0, gt=0)
+    #: A queued step not claimed this long after its dispatch is dispatched again.
+    redispatch_after_s: float = Field(60.0, gt=0)
+    #: JSON values (inputs, outputs, checkpoints) larger than this go to the artifact store.
+    inline_limit_bytes: int = Field(256 * 1024, ge=1024)
+    #: Deepest nesting accepted in a JSON value.
+    max_json_depth: int = Field(64, ge=2)
+    #: Modules a worker imports so their ``@step`` functions register.
+    step_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["tasks.examples"])
+    default_queue: str = "cairn"
+    #: Tenant used when a caller names none (single-tenant installs).
+    default_tenant: str = "default"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL (e.g. sqlite:///./cairn.db)") from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        if not re.match(r"^(redis|rediss|amqp|amqps)://", value):
+            raise ValueError("must be a redis://, rediss:// or amqp:// URL")
+        return value
+
+    @field_validator("db_schema")
+    @classmethod
+    def _check_schema(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENTIFIER.match(value):
+            raise ValueError("must be a plain SQL identifier (letters, digits, underscore)")
+        return value
+
+    @field_validator("step_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def db_url(self) -> URL:
+        """The parsed database URL; a bare ``postgresql://`` means the psycopg2 driver.
+
+        SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which cairn does not
+        install; psycopg2-binary is the driver cairn ships with.
+        """
+        url = make_url(self.database_url)
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg2")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is SQLite (the embedded default)."""
+        return self.db_url.get_backend_name() == "sqlite"
+
+    @property
+    def safe_database_url(self) -> str:
+        """The database URL with its password masked, for logs and errors."""
+        return self.db_url.render_as_string(hide_password=True)
+
+    @property
+    def safe_broker_url(self) -> str:
+        """The broker URL with its password masked, for logs and errors."""
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.broker_url)
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """How often a running step extends its lease."""
+        return self.lease_s / 3
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment and ``.env``, plus explicit overrides.
+
+    Raises :class:`ConfigurationError` naming every bad variable; the offending values are
+    never echoed, since they may be secrets.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "?"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{env_name(field)} {message}")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
