@@ -8,18 +8,26 @@ and rolls back when it raises.
 
 from __future__ import annotations
 
+import logging
 import os
+import random
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from worker.errors import DatabaseUnavailable
 from worker.settings import Settings
+
+T = TypeVar("T")
+log = logging.getLogger("cairn.db")
+#: PostgreSQL SQLSTATEs that mean "the same transaction may succeed if run again".
+_RETRYABLE_PGCODES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -114,3 +122,31 @@ def check_connection(engine: Engine, safe_url: str) -> None:
             f"cannot reach the database at {safe_url}: {reason}. "
             "Check CAIRN_DATABASE_URL and that the server is running."
         ) from None
+
+
+def run_transaction(engine: Engine, work: Callable[[Session], T], attempts: int = 5) -> T:
+    """Run ``work(session)`` in one transaction, again if the database asks for it.
+
+    A deadlock, a serialization failure or a locked SQLite file rolls the whole
+    transaction back, so running it again from the start is safe. Other errors propagate.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction(engine) as session:
+                return work(session)
+        except DBAPIError as exc:
+            if attempt == attempts or not _is_transient(exc):
+                raise
+            log.info(
+                "transaction conflict, running it again",
+                extra={"action": "retry_transaction", "attempt": attempt},
+            )
+            time.sleep(random.uniform(0.005, 0.05) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "pgcode", None)
+    if code in _RETRYABLE_PGCODES:
+        return True
+    return "database is locked" in str(exc.orig)

@@ -10,6 +10,8 @@ This module imports nothing from cairn: ``db`` may import it.
 
 from __future__ import annotations
 
+import traceback
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -95,5 +97,30 @@ class RunCancelled(CairnError):
     """The run was cancelled while this step was running."""
 
 
+class NonRetryableError(CairnError):
+    """Raised by a step to fail at once: no retry can fix this."""
+
+
 class BrokerUnavailable(CairnError):
     """The Celery broker cannot be reached; check CAIRN_BROKER_URL and that Redis runs."""
+
+
+#: Longest message and traceback kept in an error record.
+MAX_MESSAGE_CHARS = 2000
+MAX_TRACEBACK_CHARS = 4000
+
+
+def error_types(exc: BaseException) -> tuple[str, ...]:
+    """The names of the error's class and its bases, most specific first."""
+    return tuple(cls.__name__ for cls in type(exc).__mro__ if cls not in (object, BaseException))
+
+
+def error_record(exc: BaseException, secrets: Iterable[str] = ()) -> dict[str, str]:
+    """An error as JSON (type, message, short traceback), with every secret masked."""
+    message = str(exc)[:MAX_MESSAGE_CHARS]
+    trace = "".join(traceback.format_exception(exc, limit=-8))[-MAX_TRACEBACK_CHARS:]
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+            trace = trace.replace(secret, "***")
+    return {"type": type(exc).__name__, "message": message, "traceback": trace}

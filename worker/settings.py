@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # --- execution ------------------------------------------------------------------
     #: A claimed step owns its lease this long; heartbeats extend it every lease/3.
     lease_s: float = Field(30.0, gt=0)
+    #: A step whose worker died is re-run until it has had this many attempts in all,
+    #: even when its retry policy allows fewer: a crash is not the step's fault.
+    crash_max_attempts: int = Field(5, ge=1, le=100)
     #: A queued step not claimed this long after its dispatch is dispatched again.
     redispatch_after_s: float = Field(60.0, gt=0)
     #: JSON values (inputs, outputs, checkpoints) larger than this go to the artifact store.
@@ -136,10 +139,27 @@ class Settings(BaseSettings):
         """The broker URL with its password masked, for logs and errors."""
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.broker_url)
 
+    def secret_values(self) -> list[str]:
+        """Every secret cairn knows of, to mask in error records and logs."""
+        found = [self.db_url.password, make_url_password(self.broker_url)]
+        found += [s.get_secret_value() for s in (self.s3_access_key, self.s3_secret_key) if s]
+        return [str(value) for value in found if value]
+
+    @property
+    def recovery_interval_s(self) -> float:
+        """How often beat runs the reaper and the reconciler: well inside one lease."""
+        return max(0.5, min(self.lease_s / 2, self.redispatch_after_s / 2, 5.0))
+
     @property
     def heartbeat_interval_s(self) -> float:
         """How often a running step extends its lease."""
         return self.lease_s / 3
+
+
+def make_url_password(url: str) -> str | None:
+    """The password inside a ``scheme://user:password@host`` URL, if any."""
+    found = re.search(r"://[^:/@]*:([^@]*)@", url)
+    return found.group(1) if found else None
 
 
 def env_name(field: str) -> str:

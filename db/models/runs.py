@@ -31,6 +31,7 @@ class WorkflowRun(IdMixin, CreatedMixin, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         CheckConstraint(check_in("status", RunStatus), name="status_valid"),
+        CheckConstraint("steps_left >= 0", name="steps_left_non_negative"),
         Index(None, "tenant_id", "status", "created_at"),
         Index(None, "status", "updated_at"),
     )
@@ -54,6 +55,9 @@ class WorkflowRun(IdMixin, CreatedMixin, Base):
     error: Mapped[dict[str, Any] | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     budget_usd: Mapped[Decimal | None] = mapped_column(Money)
+    #: Steps not yet succeeded. Completion decrements it in the statement that locks the
+    #: run row, so exactly one completion sees it reach 0 and finishes the run.
+    steps_left: Mapped[int] = mapped_column(default=0)
     #: Rolled up from cost_records in the same transaction that records them.
     cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     started_at: Mapped[datetime | None]

@@ -176,11 +176,15 @@ def upgrade() -> None:
         sa.Column("error", db.types.JSONValue, nullable=True),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("budget_usd", sa.Numeric(precision=18, scale=8), nullable=True),
+        sa.Column("steps_left", sa.Integer(), nullable=False),
         sa.Column("cost_usd", sa.Numeric(precision=18, scale=8), nullable=False),
         sa.Column("started_at", db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "steps_left >= 0", name=op.f("ck_workflow_runs_steps_left_non_negative")
+        ),
         sa.CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
             name=op.f("ck_workflow_runs_status_valid"),

@@ -1,0 +1,29 @@
+"""cairn.execute_step and cairn.requeue_step: the messages that move steps."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from db.session import run_transaction
+from db.types import utcnow
+from worker.engine.recovery import requeue_retrying
+from worker.ids import parse_id
+from worker.runner import execute_step
+from worker.runtime import Runtime
+
+
+def register(app: Celery, runtime: Runtime) -> None:
+    """Register the step tasks on ``app``."""
+
+    @app.task(name="cairn.execute_step", ignore_result=True, acks_late=True)
+    def execute_step_task(step_id: str, attempt: int) -> None:
+        execute_step(runtime, parse_id(step_id, "step_id"), int(attempt))
+
+    @app.task(name="cairn.requeue_step", ignore_result=True, acks_late=True)
+    def requeue_step_task(step_id: str, attempt: int) -> None:
+        del attempt  # the guarded update re-checks status and backoff itself
+        messages = run_transaction(
+            runtime.engine,
+            lambda s: requeue_retrying(s, utcnow(), step_id=parse_id(step_id, "step_id")),
+        )
+        runtime.dispatcher.send(messages)

@@ -1,0 +1,47 @@
+"""Worker process signals: load step modules, register in the component registry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init, worker_ready, worker_shutdown
+
+from worker.logs import configure_logging
+from worker.runtime import Runtime
+from worker.workers import WorkerHeartbeat, register_worker, stop_worker
+
+log = logging.getLogger("cairn.worker")
+
+
+def connect(app: Celery, runtime: Runtime) -> None:
+    """Connect the worker signals of ``app`` to cairn."""
+    state: dict[str, Any] = {}
+
+    @worker_init.connect(weak=False)
+    def _init(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        configure_logging(runtime.settings.log_level)
+        runtime.registry.load_modules(runtime.settings.step_modules)
+
+    @worker_ready.connect(weak=False)
+    def _ready(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        name = sender.hostname
+        queues = [q.name for q in app.amqp.queues.consume_from.values()]
+        register_worker(runtime.engine, name, queues, runtime.registry.names())
+        beat = WorkerHeartbeat(runtime.engine, name, runtime.settings.heartbeat_interval_s)
+        beat.start()
+        state.update(name=name, beat=beat)
+        log.info("worker running", extra={"action": "register_worker"})
+
+    @worker_shutdown.connect(weak=False)
+    def _shutdown(sender: Any = None, **_: Any) -> None:
+        if "name" not in state:
+            return
+        state["beat"].stop()
+        stop_worker(runtime.engine, state["name"])
+        log.info("worker stopped", extra={"action": "stop_worker"})

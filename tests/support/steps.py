@@ -1,0 +1,102 @@
+"""Step functions used by the integration tests (loaded by the worker processes).
+
+Steps that must prove "ran once" or "resumed" append a line to a file in ``trace_dir``,
+an input every such test passes: the file is the outside witness of each execution.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.context import StepContext
+from worker.errors import NonRetryableError
+from worker.registry import step
+
+
+def _trace(trace_dir: str | None, line: str) -> None:
+    if trace_dir:
+        with open(Path(trace_dir) / "trace.log", "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@step("t.increment")
+def increment(ctx: StepContext, **inputs: Any) -> dict[str, Any]:
+    """x + 1, where x is the run's ``x`` or the upstream step's output."""
+    upstream = [v["x"] for k, v in inputs.items() if isinstance(v, dict) and "x" in v]
+    x = upstream[0] if upstream else inputs["x"]
+    _trace(inputs.get("trace_dir"), f"increment {ctx.step_key} {ctx.attempt}")
+    return {"x": x + 1}
+
+
+@step("t.item")
+def item(ctx: StepContext, **inputs: Any) -> dict[str, Any]:
+    """One branch of a fan-out: returns its own key."""
+    return {"item": ctx.step_key}
+
+
+@step("t.join")
+def join(ctx: StepContext, **inputs: Any) -> dict[str, Any]:
+    """Collects every upstream output."""
+    _trace(inputs.get("trace_dir"), f"join {ctx.attempt}")
+    items = sorted(v["item"] for v in inputs.values() if isinstance(v, dict) and "item" in v)
+    return {"items": items}
+
+
+@step("t.flaky")
+def flaky(ctx: StepContext, fail_times: int = 0, trace_dir: str | None = None) -> dict[str, Any]:
+    """Fails its first ``fail_times`` attempts with a retryable error."""
+    _trace(trace_dir, f"flaky {ctx.attempt} {time.time()}")
+    if ctx.attempt <= fail_times:
+        raise ConnectionError(f"flaky failure on attempt {ctx.attempt}")
+    return {"attempts": ctx.attempt}
+
+
+@step("t.fatal")
+def fatal(ctx: StepContext, trace_dir: str | None = None) -> dict[str, Any]:
+    """Fails at once with a non-retryable error."""
+    _trace(trace_dir, f"fatal {ctx.attempt}")
+    raise NonRetryableError("the input can never work")
+
+
+@step("t.sleep")
+def sleep(ctx: StepContext, seconds: float = 1.0, trace_dir: str | None = None) -> dict[str, Any]:
+    """Sleeps (a hung call, for timeouts)."""
+    _trace(trace_dir, f"sleep {ctx.step_key} {ctx.attempt}")
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@step("t.loop")
+def loop(
+    ctx: StepContext,
+    iterations: int = 5,
+    pause_s: float = 0.2,
+    trace_dir: str | None = None,
+) -> dict[str, Any]:
+    """Works in iterations; pays for each and checkpoints after each; resumes where it was."""
+    state = ctx.resume_state or {"done": 0}
+    _trace(trace_dir, f"loop start attempt={ctx.attempt} from={state['done']}")
+    for i in range(state["done"], iterations):
+        time.sleep(pause_s)
+        ctx.cost("openai", "gpt-test", input_tokens=100, output_tokens=10, usd="0.01")
+        ctx.message("assistant", f"iteration {i}")
+        _trace(trace_dir, f"loop iteration {i} attempt={ctx.attempt}")
+        ctx.checkpoint({"done": i + 1})
+    return {"done": iterations, "attempt": ctx.attempt}
+
+
+@step("t.watch_cancel")
+def watch_cancel(ctx: StepContext, trace_dir: str | None = None) -> dict[str, Any]:
+    """Runs until the run is cancelled (seen through the heartbeat), then ends."""
+    _trace(trace_dir, "watch_cancel started")
+    deadline = time.monotonic() + 60
+    while not ctx.cancelled and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _trace(trace_dir, f"watch_cancel saw cancelled={ctx.cancelled}")
+    ctx.raise_if_stopped()
+    return {"cancelled": False}

@@ -1,0 +1,58 @@
+"""Pure graph helpers over step keys and their ``after`` lists."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A cycle as a closed path ``[a, b, ..., a]`` following ``after`` links, or None.
+
+    ``edges`` maps each key to the keys it comes after. Iterative DFS, so a 5,000-step
+    chain does not hit the recursion limit.
+    """
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(edges, white)
+    for start in edges:
+        if colour[start] != white:
+            continue
+        path: list[str] = [start]
+        iters = [iter(edges[start])]
+        colour[start] = grey
+        while iters:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                colour[path.pop()] = black
+                iters.pop()
+                continue
+            if nxt not in colour:
+                continue  # unknown keys are reported elsewhere
+            if colour[nxt] == grey:
+                return [*path[path.index(nxt) :], nxt]
+            if colour[nxt] == white:
+                colour[nxt] = grey
+                path.append(nxt)
+                iters.append(iter(edges[nxt]))
+    return None
+
+
+def topological_order(edges: Mapping[str, Sequence[str]]) -> list[str]:
+    """Keys ordered so each comes after everything it depends on (input order kept)."""
+    remaining = {key: set(deps) for key, deps in edges.items()}
+    order: list[str] = []
+    while remaining:
+        ready = [key for key, deps in remaining.items() if not deps]
+        if not ready:
+            raise ValueError("the graph has a cycle")
+        for key in ready:
+            del remaining[key]
+        for deps in remaining.values():
+            deps.difference_update(ready)
+        order.extend(ready)
+    return order
+
+
+def sinks(edges: Mapping[str, Sequence[str]]) -> list[str]:
+    """Keys nothing comes after: their outputs are the run's outputs."""
+    used = {dep for deps in edges.values() for dep in deps}
+    return [key for key in edges if key not in used]

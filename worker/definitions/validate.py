@@ -1,0 +1,79 @@
+"""Validate a workflow definition. Pure: no database, no Celery.
+
+Every refusal is a :class:`DefinitionError` whose ``field`` is the path of what is wrong,
+e.g. ``steps[2].after[0]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from worker.definitions.dag import find_cycle
+from worker.definitions.spec import WorkflowSpec
+from worker.errors import DefinitionError
+
+
+def parse_spec(source: str | bytes | dict[str, Any] | WorkflowSpec) -> WorkflowSpec:
+    """Build a spec from a JSON or YAML document, a dict, or a spec; check its shape."""
+    if isinstance(source, WorkflowSpec):
+        return source
+    data: Any = source
+    if isinstance(source, str | bytes):
+        try:
+            data = json.loads(source)
+        except ValueError:
+            try:
+                data = yaml.safe_load(source)
+            except yaml.YAMLError as exc:
+                raise DefinitionError("definition", f"is neither JSON nor YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise DefinitionError("definition", "must be a mapping with name and steps")
+    try:
+        return WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DefinitionError(_path(first["loc"]), first["msg"]) from None
+
+
+def validate_spec(spec: WorkflowSpec, registered: Collection[str] | None = None) -> None:
+    """Check the DAG: unique keys, known ``after`` keys, no cycle, registered step names.
+
+    ``registered`` is the set of step names this process knows; None skips that check
+    (for a process that has loaded no step modules).
+    """
+    index: dict[str, int] = {}
+    for i, step in enumerate(spec.steps):
+        if step.key in index:
+            raise DefinitionError(f"steps[{i}].key", f"duplicate key {step.key!r}")
+        index[step.key] = i
+    for i, step in enumerate(spec.steps):
+        for j, dep in enumerate(step.after):
+            if dep == step.key:
+                raise DefinitionError(f"steps[{i}].after[{j}]", "a step cannot come after itself")
+            if dep not in index:
+                raise DefinitionError(f"steps[{i}].after[{j}]", f"unknown step key {dep!r}")
+        if len(set(step.after)) != len(step.after):
+            raise DefinitionError(f"steps[{i}].after", "lists the same step twice")
+    cycle = find_cycle({step.key: step.after for step in spec.steps})
+    if cycle:
+        raise DefinitionError("steps", "cycle " + " -> ".join(cycle))
+    if registered is not None:
+        for i, step in enumerate(spec.steps):
+            if step.task not in registered:
+                raise DefinitionError(
+                    f"steps[{i}].task",
+                    f"no step function is registered as {step.task!r} "
+                    "(is its module in CAIRN_STEP_MODULES?)",
+                )
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "definition"

@@ -1,0 +1,92 @@
+"""The one place that sends Celery messages, by task name, after the commit.
+
+A message carries only ``(step_id, attempt)``; its Celery task id is derived from them,
+so the same attempt sent twice is recognisable, and the claim drops the second one.
+A send that fails is logged, not raised: the row is committed, and the reconciler sends
+again any queued step nobody claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from worker.engine.base import StepMessage
+
+EXECUTE_STEP = "cairn.execute_step"
+REQUEUE_STEP = "cairn.requeue_step"
+log = logging.getLogger("cairn.dispatch")
+
+
+def task_id(step_id: uuid.UUID, attempt: int) -> str:
+    """The Celery task id of one attempt of one step."""
+    return f"{step_id}:{attempt}"
+
+
+class Dispatcher:
+    """Sends step messages through a Celery app."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        # Redis emulates priorities with one list per level, 0 being served first:
+        # the reverse of cairn's (and AMQP's) 9-is-highest.
+        self._invert_priority = str(app.conf.broker_url).startswith(("redis", "rediss"))
+
+    def send(self, messages: Iterable[StepMessage]) -> int:
+        """Send ``execute_step`` for each message; return how many left this process."""
+        sent = 0
+        for m in messages:
+            try:
+                self._app.send_task(
+                    EXECUTE_STEP,
+                    kwargs={"step_id": str(m.step_id), "attempt": m.attempt},
+                    task_id=task_id(m.step_id, m.attempt),
+                    queue=m.queue,
+                    priority=9 - m.priority if self._invert_priority else m.priority,
+                    shadow=f"cairn.step {m.key} ({m.task})",
+                )
+                sent += 1
+            except Exception as exc:  # kombu raises several types for a broker that is down
+                log.warning(
+                    "could not send step %s: %s; the reconciler will send it again",
+                    m.key,
+                    exc,
+                    extra={
+                        "action": "dispatch_failed",
+                        "run_id": m.run_id,
+                        "step_id": m.step_id,
+                        "attempt": m.attempt,
+                    },
+                )
+        return sent
+
+    def send_requeue(self, step_id: uuid.UUID, attempt: int, eta: datetime, queue: str) -> None:
+        """Ask for a retrying step to be queued again at ``eta`` (the reconciler is the
+        fallback if this message is lost)."""
+        try:
+            self._app.send_task(
+                REQUEUE_STEP,
+                kwargs={"step_id": str(step_id), "attempt": attempt},
+                task_id=f"requeue:{task_id(step_id, attempt)}",
+                queue=queue,
+                eta=eta,
+            )
+        except Exception as exc:
+            log.warning(
+                "could not schedule the retry of step %s: %s",
+                step_id,
+                exc,
+                extra={"action": "dispatch_failed", "step_id": step_id},
+            )
+
+    def declare_queues(self, names: Iterable[str]) -> None:
+        """Declare queues and their bindings again (a flushed Redis forgets them)."""
+        with self._app.connection_for_write() as conn:
+            channel = conn.default_channel
+            for name in set(names):
+                Queue(name, Exchange(name, type="direct"), routing_key=name)(channel).declare()

@@ -1,0 +1,127 @@
+"""claim_step: one guarded UPDATE moves a queued step to running under a lease.
+
+The attempt number in the message must match the row: it is the fencing token. A message
+for a step that is running, finished, cancelled or already past that attempt is refused
+with :class:`StepNotClaimable` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.models import Checkpoint, StepEdge, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.states import RunStatus, StepStatus
+from worker.definitions.spec import RetryPolicy
+from worker.engine.base import Fence, add_event
+from worker.errors import StepNotClaimable
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    """Everything an attempt needs to run, read in the claim's transaction."""
+
+    fence: Fence
+    key: str
+    task: str
+    workflow: str
+    inputs: dict[str, Any]
+    resume_state: dict[str, Any] | None
+    last_checkpoint_seq: int
+    retry: RetryPolicy
+    max_attempts: int
+    timeout_s: float | None
+    queued_at: datetime | None
+    started_at: datetime
+
+
+def claim_step(
+    session: Session,
+    step_id: uuid.UUID,
+    attempt: int,
+    owner: str,
+    lease_s: float,
+    now: datetime,
+) -> ClaimedStep:
+    """Claim ``attempt`` of a queued step for ``owner`` until ``now + lease_s``."""
+    row = session.execute(
+        update(WorkflowStep)
+        .where(
+            WorkflowStep.id == step_id,
+            WorkflowStep.status == StepStatus.QUEUED,
+            WorkflowStep.attempt == attempt,
+        )
+        .values(
+            status=StepStatus.RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=now,
+            finished_at=None,
+            cancel_requested=False,
+        )
+        .returning(
+            WorkflowStep.run_id,
+            WorkflowStep.key,
+            WorkflowStep.task,
+            WorkflowStep.retry,
+            WorkflowStep.max_attempts,
+            WorkflowStep.timeout_s,
+            WorkflowStep.queued_at,
+        )
+    ).first()
+    if row is None:
+        raise StepNotClaimable(_why_not(session, step_id, attempt))
+    run_id, key, task, retry, max_attempts, timeout_s, queued_at = row
+    session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id == run_id, WorkflowRun.status == RunStatus.QUEUED)
+        .values(status=RunStatus.RUNNING, started_at=now, updated_at=now)
+    )
+    run_inputs, workflow = session.execute(
+        select(WorkflowRun.inputs, WorkflowDefinition.name)
+        .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
+        .where(WorkflowRun.id == run_id)
+    ).one()
+    upstream = session.execute(
+        select(WorkflowStep.key, WorkflowStep.output)
+        .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
+        .where(StepEdge.downstream_id == step_id)
+    ).all()
+    checkpoint = session.execute(
+        select(Checkpoint.seq, Checkpoint.state)
+        .where(Checkpoint.step_id == step_id)
+        .order_by(Checkpoint.seq.desc())
+        .limit(1)
+    ).first()
+    add_event(
+        session, run_id, "claim_step", now, step_id=step_id, attempt=attempt, data={"owner": owner}
+    )
+    return ClaimedStep(
+        fence=Fence(step_id, run_id, attempt, owner),
+        key=key,
+        task=task,
+        workflow=workflow,
+        inputs=dict(run_inputs) | {row.key: row.output for row in upstream},
+        resume_state=checkpoint.state if checkpoint else None,
+        last_checkpoint_seq=checkpoint.seq if checkpoint else 0,
+        retry=RetryPolicy.model_validate(retry),
+        max_attempts=max_attempts,
+        timeout_s=timeout_s,
+        queued_at=queued_at,
+        started_at=now,
+    )
+
+
+def _why_not(session: Session, step_id: uuid.UUID, attempt: int) -> str:
+    found = session.execute(
+        select(WorkflowStep.status, WorkflowStep.attempt).where(WorkflowStep.id == step_id)
+    ).first()
+    if found is None:
+        return f"step {step_id} does not exist"
+    status, current = found
+    return f"step {step_id} attempt {attempt} is not claimable: it is {status} at attempt {current}"

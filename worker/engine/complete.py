@@ -1,0 +1,159 @@
+"""complete_step: ONE fenced transaction that records an attempt's success.
+
+Output, remaining costs and messages, metrics; dependents whose upstream all succeeded
+become queued (decided by one decrement, so a join is queued exactly once); and the run
+finishes when its last step does (decided by one decrement of ``steps_left``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, insert, select, update
+from sqlalchemy.orm import Session
+
+from db.models import StepEdge, WorkflowMetric, WorkflowRun, WorkflowStep
+from db.states import RunStatus, StepStatus
+from worker.definitions.dag import sinks
+from worker.engine.base import (
+    ACTIVE_RUN,
+    MESSAGE_COLUMNS,
+    Fence,
+    Records,
+    StepMessage,
+    add_event,
+    to_messages,
+    write_records,
+)
+from worker.engine.rollup import run_outputs
+from worker.errors import StaleAttempt
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a completion set in motion."""
+
+    messages: list[StepMessage]
+    run_status: str
+
+
+def complete_step(
+    session: Session,
+    fence: Fence,
+    output: dict[str, Any],
+    records: Records,
+    now: datetime,
+) -> Completion:
+    """Record the success of the fenced attempt; :class:`StaleAttempt` if it lost its lease."""
+    row = session.execute(
+        update(WorkflowStep)
+        .where(fence.where())
+        .values(
+            status=StepStatus.SUCCEEDED,
+            output=output,
+            error=None,
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .returning(WorkflowStep.started_at, WorkflowStep.queued_at)
+    ).first()
+    if row is None:
+        raise StaleAttempt(
+            f"step {fence.step_id} attempt {fence.attempt} lost its lease; its result was "
+            "not recorded"
+        )
+    started_at, queued_at = row
+    started_at = started_at or now  # a running step always has one; keep mypy honest
+    usd = write_records(session, fence, records, now)
+    metrics = {"duration_s": (now - started_at).total_seconds()}
+    if queued_at is not None:
+        metrics["queue_wait_s"] = (started_at - queued_at).total_seconds()
+    session.execute(
+        insert(WorkflowMetric),
+        [
+            {
+                "run_id": fence.run_id,
+                "step_id": fence.step_id,
+                "attempt": fence.attempt,
+                "name": name,
+                "value": value,
+                "created_at": now,
+            }
+            for name, value in metrics.items()
+        ],
+    )
+    add_event(
+        session, fence.run_id, "complete_step", now, step_id=fence.step_id, attempt=fence.attempt
+    )
+    # Locks the run row until commit: completions of one run's steps finish one by one
+    # from here, so exactly one of them sees steps_left reach 0.
+    steps_left, run_status = session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id == fence.run_id)
+        .values(
+            steps_left=WorkflowRun.steps_left - 1,
+            cost_usd=WorkflowRun.cost_usd + usd,
+            updated_at=now,
+        )
+        .returning(WorkflowRun.steps_left, WorkflowRun.status)
+    ).one()
+    if run_status not in ACTIVE_RUN:
+        return Completion([], run_status)  # cancelled or failed meanwhile: start nothing
+    messages = release_dependents(session, fence, now)
+    if steps_left == 0:
+        _finish_run(session, fence, now)
+        run_status = RunStatus.SUCCEEDED
+    return Completion(messages, run_status)
+
+
+def release_dependents(session: Session, fence: Fence, now: datetime) -> list[StepMessage]:
+    """Count this success off every dependent; those left with no upstream become queued.
+
+    One UPDATE per completion: the row lock on each dependent serialises concurrent
+    completions, and the ``CASE`` reads the value before the decrement, so only the
+    completion that takes it from 1 to 0 queues the step.
+    """
+    last = WorkflowStep.pending_upstream == 1
+    rows = session.execute(
+        update(WorkflowStep)
+        .where(
+            WorkflowStep.id.in_(
+                select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
+            ),
+            WorkflowStep.status == StepStatus.PENDING,
+        )
+        .values(
+            pending_upstream=WorkflowStep.pending_upstream - 1,
+            status=case((last, StepStatus.QUEUED), else_=WorkflowStep.status),
+            attempt=case((last, 1), else_=WorkflowStep.attempt),
+            queued_at=case((last, now), else_=WorkflowStep.queued_at),
+            dispatched_at=case((last, now), else_=WorkflowStep.dispatched_at),
+        )
+        .returning(*MESSAGE_COLUMNS, WorkflowStep.status)
+    ).all()
+    return to_messages(r for r in rows if r[-1] == StepStatus.QUEUED)
+
+
+def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
+    steps = session.execute(
+        select(WorkflowStep.id, WorkflowStep.key, WorkflowStep.output).where(
+            WorkflowStep.run_id == fence.run_id
+        )
+    ).all()
+    edges = session.execute(
+        select(StepEdge.upstream_id, StepEdge.downstream_id).where(StepEdge.run_id == fence.run_id)
+    ).all()
+    key_of = {step_id: key for step_id, key, _ in steps}
+    after: dict[str, list[str]] = {key: [] for key in key_of.values()}
+    for upstream, downstream in edges:
+        after[key_of[downstream]].append(key_of[upstream])
+    outputs = run_outputs({key: output for _, key, output in steps}, sinks(after))
+    session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id == fence.run_id, WorkflowRun.status.in_(ACTIVE_RUN))
+        .values(status=RunStatus.SUCCEEDED, outputs=outputs, finished_at=now, updated_at=now)
+    )
+    add_event(session, fence.run_id, "finish_run", now, data={"status": "succeeded"})

@@ -1,0 +1,91 @@
+"""fail_step and cancel_step: ONE fenced transaction each, for an attempt that ended badly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from db.models import WorkflowRun, WorkflowStep
+from db.states import RunStatus, StepStatus
+from worker.engine.base import Fence, Records, add_event, end_run, write_records
+from worker.engine.retry import RetryDecision
+from worker.errors import StaleAttempt
+
+
+def fail_step(
+    session: Session,
+    fence: Fence,
+    key: str,
+    error: dict[str, Any],
+    decision: RetryDecision,
+    records: Records,
+    now: datetime,
+) -> str:
+    """Record a failed attempt: ``retrying`` until ``next_attempt_at``, or ``failed``.
+
+    A step that fails for good fails its run: steps not yet started are cancelled and
+    running ones asked to stop. Returns the step's new status.
+    """
+    status = StepStatus.RETRYING if decision.retry else StepStatus.FAILED
+    _end_attempt(session, fence, status, now, error=error, next_attempt_at=decision.next_attempt_at)
+    _record_spend(session, fence, records, now)
+    add_event(
+        session,
+        fence.run_id,
+        "fail_step",
+        now,
+        step_id=fence.step_id,
+        attempt=fence.attempt,
+        data={
+            "error": error,
+            "retry_at": decision.next_attempt_at.isoformat() if decision.next_attempt_at else None,
+        },
+    )
+    if not decision.retry:
+        end_run(
+            session,
+            fence.run_id,
+            RunStatus.FAILED,
+            now,
+            kind="fail_run",
+            error={"step": key, **error},
+        )
+    return status
+
+
+def cancel_step(session: Session, fence: Fence, records: Records, now: datetime) -> None:
+    """Record that a running attempt stopped because its run was cancelled or failed."""
+    _end_attempt(session, fence, StepStatus.CANCELLED, now)
+    _record_spend(session, fence, records, now)
+    add_event(
+        session, fence.run_id, "cancel_step", now, step_id=fence.step_id, attempt=fence.attempt
+    )
+
+
+def _end_attempt(
+    session: Session, fence: Fence, status: StepStatus, now: datetime, **values: Any
+) -> None:
+    row = session.execute(
+        update(WorkflowStep)
+        .where(fence.where())
+        .values(status=status, finished_at=now, lease_owner=None, lease_expires_at=None, **values)
+        .returning(WorkflowStep.id)
+    ).first()
+    if row is None:
+        raise StaleAttempt(
+            f"step {fence.step_id} attempt {fence.attempt} lost its lease; its end was not recorded"
+        )
+
+
+def _record_spend(session: Session, fence: Fence, records: Records, now: datetime) -> None:
+    """Money spent by a failed attempt was still spent: record it."""
+    usd = write_records(session, fence, records, now)
+    if usd:
+        session.execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.id == fence.run_id)
+            .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
+        )

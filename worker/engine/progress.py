@@ -1,0 +1,75 @@
+"""Verbs of a running attempt: extend its lease, and commit a checkpoint.
+
+Both are fenced: an attempt that lost its lease gets :class:`StaleAttempt` and its
+writes are rolled back with the transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from db.models import Checkpoint, WorkflowRun, WorkflowStep
+from worker.engine.base import Fence, Records, add_event, write_records
+from worker.errors import StaleAttempt
+
+
+def extend_lease(session: Session, fence: Fence, lease_s: float, now: datetime) -> bool:
+    """Push the lease to ``now + lease_s``; return whether the step was asked to stop."""
+    row = session.execute(
+        update(WorkflowStep)
+        .where(fence.where())
+        .values(lease_expires_at=now + timedelta(seconds=lease_s))
+        .returning(WorkflowStep.cancel_requested)
+    ).first()
+    if row is None:
+        raise StaleAttempt(
+            f"step {fence.step_id} attempt {fence.attempt} lost its lease; stopping it"
+        )
+    return bool(row[0])
+
+
+def record_checkpoint(
+    session: Session,
+    fence: Fence,
+    seq: int,
+    state: dict[str, Any],
+    records: Records,
+    lease_s: float,
+    now: datetime,
+) -> bool:
+    """Commit a checkpoint with the costs and messages recorded since the last one.
+
+    Returns whether the step was asked to stop.
+    """
+    cancel_requested = extend_lease(session, fence, lease_s, now)
+    session.execute(
+        insert(Checkpoint).values(
+            run_id=fence.run_id,
+            step_id=fence.step_id,
+            attempt=fence.attempt,
+            seq=seq,
+            state=state,
+            created_at=now,
+        )
+    )
+    usd = write_records(session, fence, records, now)
+    if usd:
+        session.execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.id == fence.run_id)
+            .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
+        )
+    add_event(
+        session,
+        fence.run_id,
+        "checkpoint",
+        now,
+        step_id=fence.step_id,
+        attempt=fence.attempt,
+        data={"seq": seq},
+    )
+    return cancel_requested

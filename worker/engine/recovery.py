@@ -1,0 +1,194 @@
+"""Recovery verbs run by beat: the reaper and the reconciler.
+
+Each is safe when two beats run it at once: every change is a guarded UPDATE that
+re-checks the condition it acts on, so the second runner finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.models import Worker, WorkflowStep
+from db.states import RunStatus, StepStatus, WorkerStatus
+from worker.engine.base import MESSAGE_COLUMNS, StepMessage, add_event, end_run, to_messages
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """What the reaper did."""
+
+    requeued: list[StepMessage]
+    failed: int
+    cancelled: int
+
+
+def reap_expired(
+    session: Session, now: datetime, crash_max_attempts: int, limit: int = 500
+) -> Reaped:
+    """Running steps whose lease expired: queued again with attempt + 1, or failed.
+
+    A worker that died is not the step's fault, so a step is re-run until it has had
+    ``max(max_attempts, crash_max_attempts)`` attempts.
+    """
+    expired = session.execute(
+        select(
+            WorkflowStep.id,
+            WorkflowStep.attempt,
+            WorkflowStep.max_attempts,
+            WorkflowStep.run_id,
+            WorkflowStep.key,
+            WorkflowStep.cancel_requested,
+        )
+        .where(WorkflowStep.status == StepStatus.RUNNING, WorkflowStep.lease_expires_at < now)
+        .order_by(WorkflowStep.lease_expires_at)
+        .limit(limit)
+    ).all()
+    requeued: list[StepMessage] = []
+    failed = cancelled = 0
+    for step_id, attempt, max_attempts, run_id, key, cancel_requested in expired:
+        guard = (
+            WorkflowStep.id == step_id,
+            WorkflowStep.status == StepStatus.RUNNING,
+            WorkflowStep.attempt == attempt,
+            WorkflowStep.lease_expires_at < now,
+        )
+        cleared = {"lease_owner": None, "lease_expires_at": None}
+        if cancel_requested:
+            done = session.execute(
+                update(WorkflowStep)
+                .where(*guard)
+                .values(status=StepStatus.CANCELLED, finished_at=now, **cleared)
+                .returning(WorkflowStep.id)
+            ).first()
+            cancelled += done is not None
+        elif attempt < max(max_attempts, crash_max_attempts):
+            rows = session.execute(
+                update(WorkflowStep)
+                .where(*guard)
+                .values(
+                    status=StepStatus.QUEUED,
+                    attempt=attempt + 1,
+                    queued_at=now,
+                    dispatched_at=now,
+                    **cleared,
+                )
+                .returning(*MESSAGE_COLUMNS)
+            ).all()
+            requeued += to_messages(rows)
+            if rows:
+                add_event(
+                    session,
+                    run_id,
+                    "reap_step",
+                    now,
+                    step_id=step_id,
+                    attempt=attempt,
+                    data={"requeued_as": attempt + 1},
+                )
+        else:
+            error = {
+                "type": "LeaseExpired",
+                "message": f"the worker running attempt {attempt} stopped heartbeating "
+                "and no attempts are left",
+            }
+            done = session.execute(
+                update(WorkflowStep)
+                .where(*guard)
+                .values(status=StepStatus.FAILED, finished_at=now, error=error, **cleared)
+                .returning(WorkflowStep.id)
+            ).first()
+            if done is not None:
+                failed += 1
+                add_event(
+                    session,
+                    run_id,
+                    "reap_step",
+                    now,
+                    step_id=step_id,
+                    attempt=attempt,
+                    data={"error": error},
+                )
+                end_run(
+                    session,
+                    run_id,
+                    RunStatus.FAILED,
+                    now,
+                    kind="fail_run",
+                    error={"step": key, **error},
+                )
+    return Reaped(requeued, failed, cancelled)
+
+
+def requeue_retrying(
+    session: Session, now: datetime, step_id: uuid.UUID | None = None, limit: int = 500
+) -> list[StepMessage]:
+    """Retrying steps whose backoff is over: queued again with attempt + 1."""
+    due = select(WorkflowStep.id).where(
+        WorkflowStep.status == StepStatus.RETRYING, WorkflowStep.next_attempt_at <= now
+    )
+    if step_id is not None:
+        due = due.where(WorkflowStep.id == step_id)
+    rows = session.execute(
+        update(WorkflowStep)
+        .where(
+            WorkflowStep.id.in_(due.limit(limit).scalar_subquery()),
+            WorkflowStep.status == StepStatus.RETRYING,
+            WorkflowStep.next_attempt_at <= now,
+        )
+        .values(
+            status=StepStatus.QUEUED,
+            attempt=WorkflowStep.attempt + 1,
+            next_attempt_at=None,
+            queued_at=now,
+            dispatched_at=now,
+        )
+        .returning(*MESSAGE_COLUMNS)
+    ).all()
+    messages = to_messages(rows)
+    for m in messages:
+        add_event(session, m.run_id, "requeue_step", now, step_id=m.step_id, attempt=m.attempt)
+    return messages
+
+
+def redispatch_stale(
+    session: Session, now: datetime, after_s: float, limit: int = 500
+) -> list[StepMessage]:
+    """Queued steps no worker claimed within ``after_s`` of their dispatch: send again.
+
+    This covers lost messages (a Redis restart or flush); a message that was only slow
+    is harmless, since the second delivery of the same attempt is refused by the claim.
+    """
+    cutoff = now - timedelta(seconds=after_s)
+    stale = select(WorkflowStep.id).where(
+        WorkflowStep.status == StepStatus.QUEUED, WorkflowStep.dispatched_at < cutoff
+    )
+    rows = session.execute(
+        update(WorkflowStep)
+        .where(
+            WorkflowStep.id.in_(stale.limit(limit).scalar_subquery()),
+            WorkflowStep.status == StepStatus.QUEUED,
+            WorkflowStep.dispatched_at < cutoff,
+        )
+        .values(dispatched_at=now)
+        .returning(*MESSAGE_COLUMNS)
+    ).all()
+    return to_messages(rows)
+
+
+def mark_silent_workers(session: Session, now: datetime, silent_after_s: float) -> int:
+    """Workers that stopped heartbeating are marked ``error``; returns how many."""
+    cutoff = now - timedelta(seconds=silent_after_s)
+    result = session.execute(
+        update(Worker)
+        .where(
+            Worker.status.in_((WorkerStatus.INITIALIZED, WorkerStatus.RUNNING)),
+            Worker.heartbeat_at < cutoff,
+        )
+        .values(status=WorkerStatus.ERROR)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,227 @@
+"""start_run: a run, all its steps and edges in ONE transaction; roots queued.
+
+Nothing is sent here: the caller dispatches the returned messages after the commit, so a
+message never names a row that is not committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import StepEdge, WorkflowRun, WorkflowStep
+from db.repositories import ProjectRepository, ensure_tenant
+from db.session import run_transaction
+from db.states import RunStatus, StepStatus
+from db.types import utcnow
+from worker.definitions import WorkflowSpec, parse_spec, validate_spec
+from worker.definitions.dag import topological_order
+from worker.engine.base import StepMessage, add_event
+from worker.engine.definitions import find_definition, spec_of, store_definition
+from worker.errors import DefinitionError, NotFound
+from worker.ids import new_id
+from worker.serialization import encode_checked
+from worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What a caller asks for: a workflow (by name, or a spec) with inputs."""
+
+    tenant: str
+    workflow: str | None = None
+    spec: WorkflowSpec | dict[str, Any] | str | None = None
+    version: int | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    run_id: uuid.UUID | None = None
+    project: str = "default"
+    budget_usd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """The run's id, whether this call created it, and the steps to dispatch."""
+
+    run_id: uuid.UUID
+    created: bool
+    messages: list[StepMessage]
+
+
+def check_request(
+    request: StartRequest, settings: Settings, registered: Collection[str] | None
+) -> WorkflowSpec | None:
+    """Refuse a bad request before any row is written; the spec when one was given."""
+    if (request.workflow is None) == (request.spec is None):
+        raise DefinitionError("workflow", "give either a workflow name or a spec, not both")
+    if not isinstance(request.inputs, dict):
+        raise DefinitionError("inputs", "must be a JSON object")
+    encode_checked(
+        request.inputs,
+        "inputs",
+        max_depth=settings.max_json_depth,
+        limit_bytes=settings.inline_limit_bytes,
+    )
+    key = request.idempotency_key
+    if key is not None and not (0 < len(key) <= 255):
+        raise DefinitionError("idempotency_key", "must be 1 to 255 characters")
+    if not request.tenant or len(request.tenant) > 200:
+        raise DefinitionError("tenant", "must be 1 to 200 characters")
+    if request.spec is None:
+        return None
+    spec = parse_spec(request.spec)
+    validate_spec(spec, registered)
+    _check_inputs_against(spec, request.inputs)
+    return spec
+
+
+def start_run(
+    engine: Engine,
+    settings: Settings,
+    request: StartRequest,
+    registered: Collection[str] | None = None,
+) -> StartedRun:
+    """Create the run (or find the one with the same idempotency key or run id).
+
+    Twenty callers racing with one idempotency key get one run: the loser of the unique
+    index race runs again and finds the winner's run.
+    """
+    spec = check_request(request, settings, registered)
+
+    def work(session: Session) -> StartedRun:
+        return _start(session, settings, request, spec, registered)
+
+    for tries in range(3):
+        try:
+            return run_transaction(engine, work)
+        except IntegrityError:
+            if tries == 2:
+                raise
+            # A concurrent caller created the tenant, project or run first: look again.
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _start(
+    session: Session,
+    settings: Settings,
+    request: StartRequest,
+    spec: WorkflowSpec | None,
+    registered: Collection[str] | None,
+) -> StartedRun:
+    tenant = ensure_tenant(session, request.tenant)
+    existing = _existing_run(session, tenant.id, request)
+    if existing is not None:
+        return StartedRun(existing, False, [])
+    project = ProjectRepository(session, tenant.id).ensure(request.project)
+    if spec is not None:
+        definition = store_definition(session, tenant.id, project.id, spec)
+    else:
+        assert request.workflow is not None
+        definition = find_definition(session, project.id, request.workflow, request.version)
+        spec = spec_of(definition)
+        validate_spec(spec, registered)
+        _check_inputs_against(spec, request.inputs)
+
+    now = utcnow()
+    run_id = request.run_id or new_id()
+    session.execute(
+        insert(WorkflowRun).values(
+            id=run_id,
+            tenant_id=tenant.id,
+            project_id=project.id,
+            definition_id=definition.id,
+            status=RunStatus.QUEUED,
+            inputs=request.inputs,
+            idempotency_key=request.idempotency_key,
+            budget_usd=request.budget_usd,
+            steps_left=len(spec.steps),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    by_key = {s.key: s for s in spec.steps}
+    ids = {key: new_id() for key in topological_order({s.key: s.after for s in spec.steps})}
+    rows = []
+    messages = []
+    for key, step_id in ids.items():
+        step = by_key[key]
+        root = not step.after
+        queue = step.queue or settings.default_queue
+        rows.append(
+            {
+                "id": step_id,
+                "run_id": run_id,
+                "key": key,
+                "task": step.task,
+                "status": StepStatus.QUEUED if root else StepStatus.PENDING,
+                "attempt": 1 if root else 0,
+                "max_attempts": step.retry.max_attempts,
+                "pending_upstream": len(step.after),
+                "retry": step.retry.model_dump(mode="json"),
+                "timeout_s": step.timeout_s,
+                "queue": queue,
+                "priority": step.priority,
+                "queued_at": now if root else None,
+                "dispatched_at": now if root else None,
+                "created_at": now,
+            }
+        )
+        if root:
+            messages.append(StepMessage(step_id, 1, run_id, key, step.task, queue, step.priority))
+    session.execute(insert(WorkflowStep), rows)
+    edges = [
+        {"id": new_id(), "run_id": run_id, "upstream_id": ids[dep], "downstream_id": ids[s.key]}
+        for s in spec.steps
+        for dep in s.after
+    ]
+    if edges:
+        session.execute(insert(StepEdge), edges)
+    add_event(
+        session,
+        run_id,
+        "start_run",
+        now,
+        data={"workflow": definition.name, "version": definition.version},
+    )
+    return StartedRun(run_id, True, messages)
+
+
+def _existing_run(
+    session: Session, tenant_id: uuid.UUID, request: StartRequest
+) -> uuid.UUID | None:
+    """The run this request already made, by idempotency key or client-chosen id."""
+    if request.idempotency_key is not None:
+        found = session.scalar(
+            select(WorkflowRun.id).where(
+                WorkflowRun.tenant_id == tenant_id,
+                WorkflowRun.idempotency_key == request.idempotency_key,
+            )
+        )
+        if found is not None:
+            return found
+    if request.run_id is not None:
+        owner = session.scalar(
+            select(WorkflowRun.tenant_id).where(WorkflowRun.id == request.run_id)
+        )
+        if owner == tenant_id:
+            return request.run_id
+        if owner is not None:
+            raise NotFound(f"run id {request.run_id} is taken; choose another")
+    return None
+
+
+def _check_inputs_against(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
+    """Inputs may not share a name with a step: step outputs are passed under step keys."""
+    keys = {s.key for s in spec.steps}
+    for name in inputs:
+        if name in keys:
+            raise DefinitionError(
+                f"inputs.{name}", "has the name of a step, whose output is passed under it"
+            )

@@ -1,0 +1,99 @@
+"""The heartbeat: a thread that extends a running attempt's lease every lease/3 seconds.
+
+It tells the step when its run was cancelled, and when the lease was lost (another
+worker took the step over), in which case the attempt must stop. Past the step's timeout
+it stops extending, so even a hung step is reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.session import run_transaction
+from db.types import utcnow
+from worker.context import StepContext
+from worker.engine.base import Fence
+from worker.engine.progress import extend_lease
+from worker.errors import StaleAttempt
+
+log = logging.getLogger("cairn.heartbeat")
+
+
+class Heartbeat:
+    """Extends one attempt's lease until stopped."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        fence: Fence,
+        ctx: StepContext,
+        lease_s: float,
+        timeout_s: float | None,
+    ) -> None:
+        self._engine = engine
+        self._fence = fence
+        self._ctx = ctx
+        self._lease_s = lease_s
+        self._deadline = time.monotonic() + timeout_s if timeout_s else None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"cairn-heartbeat-{fence.step_id}", daemon=True
+        )
+
+    def start(self) -> Heartbeat:
+        """Start beating."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop beating and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=self._lease_s)
+
+    def _run(self) -> None:
+        interval = self._lease_s / 3
+        while not self._stop.wait(interval):
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                self._ctx.mark_timed_out()
+                log.warning(
+                    "step over its timeout; no longer extending its lease",
+                    extra={
+                        "action": "timeout_step",
+                        "step_id": self._fence.step_id,
+                        "attempt": self._fence.attempt,
+                    },
+                )
+                return
+            try:
+                cancel = run_transaction(
+                    self._engine,
+                    lambda session: extend_lease(session, self._fence, self._lease_s, utcnow()),
+                )
+            except StaleAttempt:
+                self._ctx.mark_lost()
+                log.warning(
+                    "lease lost; the attempt will stop",
+                    extra={
+                        "action": "lose_lease",
+                        "step_id": self._fence.step_id,
+                        "attempt": self._fence.attempt,
+                    },
+                )
+                return
+            except SQLAlchemyError as exc:
+                # The database is down or busy: keep trying; if it stays down the lease
+                # expires and the reaper gives the step to a healthy worker.
+                log.warning(
+                    "heartbeat failed: %s",
+                    type(exc).__name__,
+                    extra={"action": "heartbeat_failed", "step_id": self._fence.step_id},
+                )
+                continue
+            if cancel:
+                self._ctx.mark_cancelled()

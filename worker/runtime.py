@@ -1,0 +1,36 @@
+"""Runtime: what one worker (or client) process holds: settings, engine, dispatcher, steps."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from db.session import make_engine
+from worker.dispatch import Dispatcher
+from worker.registry import StepRegistry
+from worker.settings import Settings
+
+
+class Runtime:
+    """The per-process objects cairn needs, built from one Settings object.
+
+    The engine is made on first use, so a prefork child makes its own after the fork.
+    """
+
+    def __init__(self, settings: Settings, dispatcher: Dispatcher, registry: StepRegistry) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.registry = registry
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine of this process."""
+        return make_engine(self.settings)
+
+    @property
+    def owner_prefix(self) -> str:
+        """Who this process is, for lease owners: host and pid."""
+        return f"{socket.gethostname()}:{os.getpid()}"

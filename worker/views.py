@@ -1,0 +1,86 @@
+"""Read models: what a run looks like from outside (client, CLI, API)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from db.models import WorkflowRun, WorkflowStep
+from db.states import TERMINAL_RUN
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step of a run."""
+
+    id: uuid.UUID
+    key: str
+    task: str
+    status: str
+    attempt: int
+    max_attempts: int
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, step: WorkflowStep) -> StepView:
+        """The view of a step row."""
+        return cls(
+            step.id,
+            step.key,
+            step.task,
+            step.status,
+            step.attempt,
+            step.max_attempts,
+            step.output,
+            step.error,
+            step.started_at,
+            step.finished_at,
+        )
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with its steps."""
+
+    id: uuid.UUID
+    status: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+    error: dict[str, Any] | None
+    cost_usd: Decimal
+    created_at: datetime
+    finished_at: datetime | None
+    steps: tuple[StepView, ...]
+
+    @property
+    def finished(self) -> bool:
+        """True once the run succeeded, failed or was cancelled."""
+        return self.status in TERMINAL_RUN
+
+    def step(self, key: str) -> StepView:
+        """The step called ``key``."""
+        for s in self.steps:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+    @classmethod
+    def of(cls, run: WorkflowRun, steps: list[WorkflowStep]) -> RunView:
+        """The view of a run row and its step rows."""
+        return cls(
+            run.id,
+            run.status,
+            run.inputs,
+            run.outputs,
+            run.error,
+            run.cost_usd,
+            run.created_at,
+            run.finished_at,
+            tuple(StepView.of(s) for s in steps),
+        )
