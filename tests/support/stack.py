@@ -6,6 +6,7 @@ then SIGKILL. Readiness is probed with Celery's ``control.ping``, never slept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,10 +62,8 @@ class Proc:
         """SIGTERM the process group, then SIGKILL what is left."""
         if self.alive():
             _signal_group(self.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         _signal_group(self.pid, signal.SIGKILL)
         if self.popen.poll() is None:
             self.popen.wait(5)
@@ -76,10 +75,8 @@ class Proc:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -104,10 +101,21 @@ class Stack:
         self._count += 1
         name = f"w{self._count}-{os.getpid()}@testhost"
         argv = [
-            sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
-            f"--pool={pool}", f"--concurrency={concurrency}", "--without-gossip",
-            "--without-mingle", "--loglevel=INFO", "-Q", self.settings.default_queue,
-            "-n", name,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks.celery_app",
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+            "-Q",
+            self.settings.default_queue,
+            "-n",
+            name,
         ]
         proc = self._spawn(name, argv)
         self._wait_ping(proc, name)
@@ -118,8 +126,15 @@ class Stack:
         self._count += 1
         name = f"beat{self._count}"
         argv = [
-            sys.executable, "-m", "celery", "-A", "tasks.celery_app", "beat",
-            "--scheduler", "celery.beat:Scheduler", "--loglevel=INFO",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks.celery_app",
+            "beat",
+            "--scheduler",
+            "celery.beat:Scheduler",
+            "--loglevel=INFO",
         ]
         proc = self._spawn(name, argv)
         deadline = time.monotonic() + 30
@@ -139,11 +154,15 @@ class Stack:
             self._app = None
 
     def _spawn(self, name: str, argv: list[str]) -> Proc:
-        log = self.log_dir / f"{name.split('@')[0]}.log"
+        log = self.log_dir / f"{name.split('@', maxsplit=1)[0]}.log"
         with open(log, "wb") as out:
             popen = subprocess.Popen(
-                argv, cwd=ROOT, env=stack_env(self.settings), stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                argv,
+                cwd=ROOT,
+                env=stack_env(self.settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -158,4 +177,6 @@ class Stack:
             if any(name in reply for reply in replies):
                 return
         proc.stop()
-        raise RuntimeError(f"worker {name} did not answer a ping; log:\n{proc.log.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"worker {name} did not answer a ping; log:\n{proc.log.read_text()[-3000:]}"
+        )
