@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     #: Modules a worker imports so their ``@step`` functions register.
     step_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["tasks.examples"])
     default_queue: str = "cairn"
+    #: Worker processes per `cairn worker` (Celery prefork concurrency).
+    worker_concurrency: int = Field(2, ge=1, le=256)
+
+    # --- flower ---------------------------------------------------------------------
+    flower_address: str = "127.0.0.1"
+    flower_port: int = Field(5555, ge=1, le=65535)
+    flower_user: str = "admin"
+    #: Basic auth password for Flower; `cairn flower` refuses to start without one
+    #: unless bound to loopback.
+    flower_password: SecretStr | None = None
     #: Tenant used when a caller names none (single-tenant installs).
     default_tenant: str = "default"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -142,7 +152,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret cairn knows of, to mask in error records and logs."""
         found = [self.db_url.password, make_url_password(self.broker_url)]
-        found += [s.get_secret_value() for s in (self.s3_access_key, self.s3_secret_key) if s]
+        keys = (self.s3_access_key, self.s3_secret_key, self.flower_password)
+        found += [s.get_secret_value() for s in keys if s]
         return [str(value) for value in found if value]
 
     @property

@@ -62,6 +62,7 @@ def test_redis_flushed_mid_run_the_run_still_completes(
 ) -> None:
     stack.start_worker(concurrency=1)
     stack.start_beat()
+    stack.start_beat()  # two beats at once: every recovery verb must stay safe
     branches = [{"key": f"b{i}", "task": "t.sleep", "after": ["a"]} for i in range(4)]
     spec = {
         "name": "flushed",

@@ -1,0 +1,67 @@
+"""Example step functions: the demo workflow in ``examples/report.yaml`` uses them.
+
+They simulate an LLM research pipeline without any network: fetch sources (fan-out),
+summarise each with a checkpointing loop that records token costs, then combine (join).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from worker.context import StepContext
+from worker.registry import step
+
+#: Pretend prices (USD per 1k tokens) so the demo has costs to show.
+PRICE_IN, PRICE_OUT = 0.0005, 0.0015
+
+
+@step("examples.fetch")
+def fetch(ctx: StepContext, topic: str = "durable workflows", **_: Any) -> dict[str, Any]:
+    """Fetch one source about the topic (simulated: a deterministic text)."""
+    source = ctx.step_key
+    words = [hashlib.sha256(f"{topic}:{source}:{i}".encode()).hexdigest()[:6] for i in range(200)]
+    time.sleep(0.2)
+    return {"source": source, "text": " ".join(words)}
+
+
+@step("examples.summarise")
+def summarise(ctx: StepContext, chunks: int = 5, **inputs: Any) -> dict[str, Any]:
+    """Summarise every fetched source chunk by chunk; checkpoint after each chunk.
+
+    A crash resumes at the next chunk: chunks already paid for are not paid again.
+    """
+    texts = [v["text"] for v in inputs.values() if isinstance(v, dict) and "text" in v]
+    state = ctx.resume_state or {"done": 0, "notes": []}
+    for i in range(state["done"], chunks):
+        tokens_in = sum(len(t) for t in texts) // chunks // 4
+        tokens_out = 60
+        time.sleep(0.3)  # the "LLM call"
+        ctx.cost(
+            "demo-llm",
+            "tiny-1",
+            tokens_in,
+            tokens_out,
+            usd=round(tokens_in / 1000 * PRICE_IN + tokens_out / 1000 * PRICE_OUT, 8),
+        )
+        ctx.message("assistant", f"chunk {i}: {len(texts)} sources, {tokens_in} tokens")
+        state = {"done": i + 1, "notes": [*state["notes"], f"note {i}"]}
+        ctx.checkpoint(state)
+    return {"notes": state["notes"], "sources": len(texts)}
+
+
+@step("examples.combine")
+def combine(ctx: StepContext, **inputs: Any) -> dict[str, Any]:
+    """Join: combine the summary into a report."""
+    summary = inputs.get("summarise", {})
+    report = "\n".join(summary.get("notes", []))
+    return {"report": report, "lines": len(summary.get("notes", []))}
+
+
+@step("examples.flaky")
+def flaky(ctx: StepContext, fail_times: int = 1, **_: Any) -> dict[str, Any]:
+    """Fails its first attempts (a rate-limited API), then succeeds: shows retries."""
+    if ctx.attempt <= fail_times:
+        raise ConnectionError(f"simulated rate limit on attempt {ctx.attempt}")
+    return {"attempts": ctx.attempt}

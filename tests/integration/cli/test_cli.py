@@ -1,0 +1,108 @@
+"""The cairn command line against a real stack: JSON output parsed, exit codes checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import servers
+from tests.support.stack import ROOT, Stack, stack_env
+from worker.settings import Settings
+
+SPEC = """
+name: cli-demo
+steps:
+  - {key: a, task: t.increment}
+  - {key: b, task: t.increment, after: [a]}
+"""
+FAILING = """
+name: cli-fail
+steps:
+  - {key: bad, task: t.fatal}
+"""
+
+
+def cairn(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``cairn`` command with the stack's settings."""
+    env = stack_env(settings)
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "cairn"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli_settings(settings: Settings) -> Settings:
+    servers.redis_client().flushdb()
+    return settings.model_copy(update={"broker_url": servers.REDIS_URL})
+
+
+@pytest.fixture
+def cli_stack(cli_settings: Settings, tmp_path: Path) -> Stack:
+    stack = Stack(cli_settings, tmp_path)
+    stack.start_worker()
+    yield stack  # type: ignore[misc]
+    stack.stop()
+
+
+def test_start_watch_and_status(cli_stack: Stack, cli_settings: Settings, tmp_path: Path) -> None:
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(SPEC)
+    started = cairn(cli_settings, "start", str(spec), "-i", "x=41", "--json")
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+
+    watched = cairn(cli_settings, "watch", run_id, "--timeout", "30")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "succeeded" in watched.stdout
+
+    shown = cairn(cli_settings, "status", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["status"] == "succeeded"
+    assert view["outputs"] == {"b": {"x": 43}}
+    assert [s["key"] for s in view["steps"]] == ["a", "b"]
+
+
+def test_watch_exit_code_is_the_outcome(
+    cli_stack: Stack, cli_settings: Settings, tmp_path: Path
+) -> None:
+    spec = tmp_path / "fail.yaml"
+    spec.write_text(FAILING)
+    started = cairn(cli_settings, "start", str(spec), "--watch")
+    assert started.returncode == 1, started.stdout + started.stderr
+    assert "NonRetryableError" in started.stdout
+
+
+def test_errors_are_one_line_without_traceback(cli_settings: Settings, tmp_path: Path) -> None:
+    missing = cairn(cli_settings, "status", "01a203ca-e61f-7112-85b9-2e47ccd5828e")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("error: run ")
+    assert "Traceback" not in missing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsteps:\n  - {key: a, task: t.item, after: [nope]}\n")
+    refused = cairn(cli_settings, "start", str(bad))
+    assert refused.returncode == 1
+    assert "steps[0].after[0]" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    env_bad = cli_settings.model_copy(update={"lease_s": 3.0})
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "cairn"), "migrate"],
+        env={**stack_env(env_bad), "CAIRN_DB_POOL_SIZE": "-1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "CAIRN_DB_POOL_SIZE" in result.stderr

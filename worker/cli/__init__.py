@@ -1,0 +1,15 @@
+"""The ``cairn`` command line.
+
+Errors are one line with what to do and a non-zero exit code; ``--debug`` shows the
+traceback. Every read command takes ``--json``.
+"""
+
+from __future__ import annotations
+
+from worker.cli import processes, runs  # noqa: F401  (register their commands)
+from worker.cli.base import app
+
+
+def main() -> None:
+    """Entry point of the ``cairn`` console script."""
+    app()

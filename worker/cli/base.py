@@ -1,0 +1,87 @@
+"""The Typer app, the one-line error handling and JSON output shared by every command."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from functools import wraps
+from typing import Any, TypeVar
+from uuid import UUID
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from worker import __version__
+from worker.errors import CairnError
+from worker.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="cairn",
+    help="cairn: durable workflows on Celery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    _state["debug"] = debug
+
+
+def one_line_errors(func: F) -> F:
+    """Turn an expected error into one line on stderr and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (CairnError, SQLAlchemyError) as exc:
+            if _state["debug"]:
+                raise
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, SQLAlchemyError):
+                message = f"database error: {message} (is the schema migrated? run cairn migrate)"
+            typer.echo(f"error: {message}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    """The settings of this command (environment and .env)."""
+    return get_settings()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` (dataclasses, UUIDs, Decimals, datetimes included) as JSON."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    typer.echo(json.dumps(value, default=_default, indent=2, ensure_ascii=False))

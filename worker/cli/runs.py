@@ -1,0 +1,172 @@
+"""Commands about runs: start, status, watch, cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker.cli.base import app, one_line_errors, print_json, settings
+from worker.client import Client
+from worker.errors import DefinitionError
+from worker.views import RunView
+
+#: ``cairn watch`` exit codes by the run's outcome.
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}
+console = Console(stderr=False)
+
+
+def _client(check_steps: bool = True) -> Client:
+    return Client(settings(), load_step_modules=check_steps)
+
+
+def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    """``k=v`` pairs (v parsed as JSON when it is JSON, else a string) over a JSON file."""
+    inputs: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            loaded = json.loads(inputs_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise DefinitionError(
+                "--inputs-file", f"cannot read JSON from {inputs_file}: {exc}"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise DefinitionError("--inputs-file", "must hold a JSON object")
+        inputs.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise DefinitionError("--input", f"{pair!r} is not key=value")
+        try:
+            inputs[key] = json.loads(raw)
+        except ValueError:
+            inputs[key] = raw
+    return inputs
+
+
+@app.command()
+@one_line_errors
+def start(
+    workflow: str = typer.Argument(..., help="A definition file (YAML/JSON) or a workflow name."),
+    input_: list[str] = typer.Option([], "--input", "-i", help="Input as key=value (repeat)."),
+    inputs_file: Path | None = typer.Option(None, "--inputs-file", help="JSON object of inputs."),
+    version: int | None = typer.Option(None, "--version", help="Version of a named workflow."),
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key", "-k"),
+    project: str = typer.Option("default", "--project"),
+    watch_: bool = typer.Option(False, "--watch", "-w", help="Watch it until it ends."),
+    as_json: bool = typer.Option(False, "--json"),
+    check_steps: bool = typer.Option(True, help="Check step names against CAIRN_STEP_MODULES."),
+) -> None:
+    """Start a run of a definition file or a registered workflow; print its id."""
+    inputs = parse_inputs(input_, inputs_file)
+    path = Path(workflow)
+    with _client(check_steps) as client:
+        if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
+            if not path.exists():
+                raise DefinitionError("workflow", f"no such file: {path}")
+            run_id = client.start_run(
+                spec=path.read_text(),
+                inputs=inputs,
+                idempotency_key=idempotency_key,
+                project=project,
+            )
+        else:
+            run_id = client.start_run(
+                workflow,
+                version=version,
+                inputs=inputs,
+                idempotency_key=idempotency_key,
+                project=project,
+            )
+        if as_json:
+            print_json({"run_id": run_id})
+        else:
+            typer.echo(str(run_id))
+        if watch_:
+            raise typer.Exit(_watch(client, str(run_id), timeout=None))
+
+
+@app.command()
+@one_line_errors
+def status(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a run and its steps."""
+    with _client(check_steps=False) as client:
+        view = client.get_run(run_id)
+    if as_json:
+        print_json(view)
+        return
+    _print_run(view)
+
+
+@app.command()
+@one_line_errors
+def watch(
+    run_id: str,
+    timeout: float | None = typer.Option(None, help="Give up after this many seconds."),
+) -> None:
+    """Follow a run live until it ends; the exit code is its outcome (0, 1 failed, 3 cancelled)."""
+    with _client(check_steps=False) as client:
+        raise typer.Exit(_watch(client, run_id, timeout))
+
+
+@app.command()
+@one_line_errors
+def cancel(run_id: str, reason: str = typer.Option("", help="Why, for the event log.")) -> None:
+    """Cancel a run: steps not started are cancelled, running ones stop at their next beat."""
+    with _client(check_steps=False) as client:
+        done = client.cancel(run_id, reason)
+    typer.echo("cancelled" if done else "the run had already ended")
+
+
+def _watch(client: Client, run_id: str, timeout: float | None) -> int:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    view = client.get_run(run_id)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(view.status, total=len(view.steps), detail="")
+        while True:
+            done = sum(s.status == "succeeded" for s in view.steps)
+            running = ", ".join(s.key for s in view.steps if s.status == "running") or "-"
+            progress.update(
+                task,
+                completed=done,
+                description=view.status,
+                detail=f"running: {running}  cost: ${view.cost_usd:.4f}",
+            )
+            if view.finished or (deadline is not None and time.monotonic() > deadline):
+                break
+            time.sleep(0.25)
+            view = client.get_run(run_id)
+    _print_run(view)
+    if not view.finished:
+        typer.echo(f"run {view.id} is still {view.status}", err=True)
+        return 2
+    return EXIT_CODES.get(view.status, 1)
+
+
+def _print_run(view: RunView) -> None:
+    console.print(f"run [bold]{view.id}[/bold]: {view.status}   cost ${view.cost_usd:.6f}")
+    table = Table("step", "task", "status", "attempt", "duration")
+    for s in view.steps:
+        duration = (
+            f"{(s.finished_at - s.started_at).total_seconds():.2f}s"
+            if s.started_at and s.finished_at
+            else ""
+        )
+        table.add_row(s.key, s.task, s.status, str(s.attempt), duration)
+    console.print(table)
+    if view.error:
+        console.print(f"[red]error[/red]: {view.error.get('type')}: {view.error.get('message')}")
