@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from tasks import execute, lifecycle, periodic
+from tasks import execute, lifecycle, periodic, start
 from worker.app import make_celery
 from worker.dispatch import Dispatcher
 from worker.registry import registry
@@ -22,5 +22,6 @@ def create_app(settings: Settings | None = None) -> Celery:
     runtime = Runtime(settings, Dispatcher(app), registry)
     execute.register(app, runtime)
     periodic.register(app, runtime)
+    start.register(app, runtime)
     lifecycle.connect(app, runtime)
     return app

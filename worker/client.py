@@ -11,25 +11,29 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.repositories import RunRepository, find_tenant
+from db.models import CostRecord, WorkflowDefinition, WorkflowStep
+from db.repositories import CostRepository, RunRepository, find_tenant
 from db.session import run_transaction, transaction
 from db.types import utcnow
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec
 from worker.dispatch import Dispatcher
 from worker.engine.cancel import cancel_run
+from worker.engine.retry_run import retry_run
 from worker.engine.start import StartRequest, start_run
 from worker.errors import CairnError, NotFound
 from worker.ids import parse_id
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
 from worker.settings import Settings, get_settings
-from worker.views import RunView
+from worker.views import CostSummary, RunSummary, RunView, StepCost
 
 
 class RunNotFinished(CairnError):
@@ -99,19 +103,18 @@ class Client:
         self.runtime.dispatcher.send(started.messages)
         return started.run_id
 
+    def _tenant_id(self, session: Session, run_id: uuid.UUID | None = None) -> uuid.UUID:
+        tenant = find_tenant(session, self.tenant)
+        if tenant is None:
+            raise NotFound(f"run {run_id} not found" if run_id else f"no tenant {self.tenant!r}")
+        return tenant.id
+
     def get_run(self, run_id: uuid.UUID | str) -> RunView:
         """The run with its steps; :class:`NotFound` if missing or another tenant's."""
         rid = parse_id(run_id, "run_id")
-
-        def read(session: Session) -> RunView:
-            tenant = find_tenant(session, self.tenant)
-            if tenant is None:
-                raise NotFound(f"run {rid} not found")
-            runs = RunRepository(session, tenant.id)
-            return RunView.of(runs.get(rid), list(runs.steps(rid)))
-
         with transaction(self.runtime.engine) as session:
-            return read(session)
+            runs = RunRepository(session, self._tenant_id(session, rid))
+            return RunView.of(runs.get(rid), list(runs.steps(rid)))
 
     def wait(self, run_id: uuid.UUID | str, timeout: float = 60.0, poll_s: float = 0.2) -> RunView:
         """Poll until the run has finished; :class:`RunNotFinished` after ``timeout`` s."""
@@ -128,10 +131,82 @@ class Client:
         """Cancel the run; False if it had already finished."""
         rid = parse_id(run_id, "run_id")
 
-        def work(session: Session) -> bool:
+        return run_transaction(
+            self.runtime.engine,
+            lambda s: cancel_run(s, self._tenant_id(s, rid), rid, utcnow(), reason),
+        )
+
+    def retry(self, run_id: uuid.UUID | str) -> int:
+        """Re-run a failed or cancelled run from the steps that did not succeed.
+
+        Succeeded steps are not re-run. Returns how many steps were queued at once.
+        """
+        rid = parse_id(run_id, "run_id")
+        messages = run_transaction(
+            self.runtime.engine, lambda s: retry_run(s, self._tenant_id(s, rid), rid, utcnow())
+        )
+        self.runtime.dispatcher.send(messages)
+        return len(messages)
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunSummary]:
+        """The tenant's runs, newest first, filtered by status, workflow name and time."""
+        with transaction(self.runtime.engine) as session:
             tenant = find_tenant(session, self.tenant)
             if tenant is None:
-                raise NotFound(f"run {rid} not found")
-            return cancel_run(session, tenant.id, rid, utcnow(), reason)
+                return []
+            runs = RunRepository(session, tenant.id).list(
+                status=status, workflow=workflow, since=since, limit=limit
+            )
+            definitions = {
+                row.id: row
+                for row in session.execute(
+                    select(
+                        WorkflowDefinition.id, WorkflowDefinition.name, WorkflowDefinition.version
+                    ).where(WorkflowDefinition.id.in_({r.definition_id for r in runs}))
+                )
+            }
+            return [
+                RunSummary(
+                    r.id,
+                    r.status,
+                    definitions[r.definition_id].name,
+                    definitions[r.definition_id].version,
+                    r.cost_usd,
+                    r.created_at,
+                    r.finished_at,
+                )
+                for r in runs
+            ]
 
-        return run_transaction(self.runtime.engine, work)
+    def costs(self, run_id: uuid.UUID | str) -> CostSummary:
+        """A run's costs per step, by provider and model, and in total."""
+        rid = parse_id(run_id, "run_id")
+        with transaction(self.runtime.engine) as session:
+            tenant_id = self._tenant_id(session, rid)
+            run = RunRepository(session, tenant_id).get(rid)
+            per_step = session.execute(
+                select(
+                    WorkflowStep.key,
+                    func.coalesce(func.sum(CostRecord.input_tokens), 0),
+                    func.coalesce(func.sum(CostRecord.output_tokens), 0),
+                    func.coalesce(func.sum(CostRecord.usd), 0),
+                )
+                .join(CostRecord, CostRecord.step_id == WorkflowStep.id)
+                .where(WorkflowStep.run_id == rid)
+                .group_by(WorkflowStep.key)
+                .order_by(WorkflowStep.key)
+            ).all()
+            by_model = CostRepository(session, tenant_id).totals_by_model(rid)
+            return CostSummary(
+                run_id=rid,
+                total_usd=run.cost_usd,
+                steps=tuple(StepCost(k, int(i), int(o), Decimal(u)) for k, i, o, u in per_step),
+                by_model=tuple(by_model),
+            )

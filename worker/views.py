@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from db.models import WorkflowRun, WorkflowStep
+from db.repositories import CostTotal
 from db.states import TERMINAL_RUN
 
 
@@ -84,3 +85,36 @@ class RunView:
             run.finished_at,
             tuple(StepView.of(s) for s in steps),
         )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run without its steps, for lists."""
+
+    id: uuid.UUID
+    status: str
+    workflow: str
+    version: int
+    cost_usd: Decimal
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Money and tokens of one step, all attempts."""
+
+    key: str
+    input_tokens: int
+    output_tokens: int
+    usd: Decimal
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """A run's costs: per step, by provider and model, and the total."""
+
+    run_id: uuid.UUID
+    total_usd: Decimal
+    steps: tuple[StepCost, ...]
+    by_model: tuple[CostTotal, ...]

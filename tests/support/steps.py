@@ -16,6 +16,12 @@ from worker.errors import NonRetryableError
 from worker.registry import step
 
 
+def trace_lines(trace_dir: Path) -> list[str]:
+    """Every line the steps wrote, in order."""
+    path = trace_dir / "trace.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def _trace(trace_dir: str | None, line: str) -> None:
     if trace_dir:
         with open(Path(trace_dir) / "trace.log", "a") as f:

@@ -128,7 +128,8 @@ def release_dependents(session: Session, fence: Fence, now: datetime) -> list[St
         .values(
             pending_upstream=WorkflowStep.pending_upstream - 1,
             status=case((last, StepStatus.QUEUED), else_=WorkflowStep.status),
-            attempt=case((last, 1), else_=WorkflowStep.attempt),
+            # Attempts only grow: a step re-opened by a run retry keeps its fencing history.
+            attempt=case((last, WorkflowStep.attempt + 1), else_=WorkflowStep.attempt),
             queued_at=case((last, now), else_=WorkflowStep.queued_at),
             dispatched_at=case((last, now), else_=WorkflowStep.dispatched_at),
         )

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from db.models import CostRecord, Message, WorkflowMetric
-from tests.integration.engine.conftest import trace_lines
 from tests.support.queries import count, event_kinds
 from tests.support.stack import Stack
+from tests.support.steps import trace_lines
 from worker.client import Client
 
 

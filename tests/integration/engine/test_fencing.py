@@ -13,9 +13,9 @@ from sqlalchemy import update
 from db.models import Checkpoint, CostRecord, Message, WorkflowStep
 from db.session import run_transaction, transaction
 from db.types import utcnow
-from tests.integration.engine.conftest import trace_lines
 from tests.support.queries import count, event_kinds
 from tests.support.stack import Stack
+from tests.support.steps import trace_lines
 from worker.client import Client
 from worker.engine.base import CostEntry, MessageEntry, Records, StepMessage
 from worker.engine.claim import claim_step

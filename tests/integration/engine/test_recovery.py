@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from db.models import Checkpoint, CostRecord, Message
-from tests.integration.engine.conftest import trace_lines
 from tests.support import servers
 from tests.support.queries import count
 from tests.support.stack import Stack
+from tests.support.steps import trace_lines
 from worker.client import Client
 
 

@@ -1,5 +1,7 @@
-"""A real stack per test: clean database (SQLite or PostgreSQL), clean Redis index, real
-worker processes started by the test and stopped by pid afterwards."""
+"""Fixtures of the integration tests: a real stack per test.
+
+A clean database (SQLite or PostgreSQL), a clean Redis index, and worker processes the
+test starts, stopped by pid afterwards."""
 
 from __future__ import annotations
 
@@ -46,9 +48,3 @@ def trace_dir(tmp_path: Path) -> Path:
     path = tmp_path / "trace"
     path.mkdir()
     return path
-
-
-def trace_lines(trace_dir: Path) -> list[str]:
-    """Every line the steps wrote, in order."""
-    path = trace_dir / "trace.log"
-    return path.read_text().splitlines() if path.exists() else []
