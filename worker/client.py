@@ -18,14 +18,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import CostRecord, WorkflowDefinition, WorkflowStep
-from db.repositories import CostRepository, RunRepository, find_tenant
+from db.models import CostRecord, RunEvent, WorkflowDefinition, WorkflowStep
+from db.repositories import (
+    CostRepository,
+    ProjectRepository,
+    RunRepository,
+    ensure_tenant,
+    find_tenant,
+)
 from db.session import run_transaction, transaction
 from db.types import utcnow
 from worker.app import make_celery
-from worker.definitions import WorkflowSpec
+from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.dispatch import Dispatcher
 from worker.engine.cancel import cancel_run
+from worker.engine.definitions import find_definition, store_definition
 from worker.engine.retry_run import retry_run
 from worker.engine.start import StartRequest, start_run
 from worker.errors import CairnError, NotFound
@@ -33,7 +40,14 @@ from worker.ids import parse_id
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
 from worker.settings import Settings, get_settings
-from worker.views import CostSummary, RunSummary, RunView, StepCost
+from worker.views import (
+    CostSummary,
+    DefinitionView,
+    EventView,
+    RunSummary,
+    RunView,
+    StepCost,
+)
 
 
 class RunNotFinished(CairnError):
@@ -210,3 +224,64 @@ class Client:
                 steps=tuple(StepCost(k, int(i), int(o), Decimal(u)) for k, i, o, u in per_step),
                 by_model=tuple(by_model),
             )
+
+    def events(self, run_id: uuid.UUID | str) -> list[EventView]:
+        """The run's event log, oldest first."""
+        rid = parse_id(run_id, "run_id")
+        with transaction(self.runtime.engine) as session:
+            RunRepository(session, self._tenant_id(session, rid)).get(rid)
+            rows = session.execute(
+                select(
+                    RunEvent.created_at,
+                    RunEvent.kind,
+                    WorkflowStep.key,
+                    RunEvent.attempt,
+                    RunEvent.data,
+                )
+                .outerjoin(WorkflowStep, WorkflowStep.id == RunEvent.step_id)
+                .where(RunEvent.run_id == rid)
+                .order_by(RunEvent.id)
+            ).all()
+        return [EventView(*row) for row in rows]
+
+    def register_definition(
+        self, spec: WorkflowSpec | dict[str, Any] | str, project: str = "default"
+    ) -> DefinitionView:
+        """Validate and store a definition; the same spec returns its existing version."""
+        parsed = parse_spec(spec)
+        validate_spec(parsed, self._registry.names() or None)
+
+        def work(session: Session) -> DefinitionView:
+            tenant = ensure_tenant(session, self.tenant)
+            proj = ProjectRepository(session, tenant.id).ensure(project)
+            return _definition_view(store_definition(session, tenant.id, proj.id, parsed))
+
+        return run_transaction(self.runtime.engine, work)
+
+    def get_definition(
+        self, name: str, version: int | None = None, project: str = "default"
+    ) -> DefinitionView:
+        """A stored definition (the newest version when ``version`` is None)."""
+        with transaction(self.runtime.engine) as session:
+            proj = ProjectRepository(session, self._tenant_id(session)).find(project)
+            if proj is None:
+                raise NotFound(f"no project {project!r}")
+            return _definition_view(find_definition(session, proj.id, name, version))
+
+    def list_definitions(self, project: str = "default") -> list[DefinitionView]:
+        """Every stored version of every workflow of the project."""
+        with transaction(self.runtime.engine) as session:
+            tenant = find_tenant(session, self.tenant)
+            proj = ProjectRepository(session, tenant.id).find(project) if tenant else None
+            if proj is None:
+                return []
+            rows = session.scalars(
+                select(WorkflowDefinition)
+                .where(WorkflowDefinition.project_id == proj.id)
+                .order_by(WorkflowDefinition.name, WorkflowDefinition.version)
+            ).all()
+            return [_definition_view(d) for d in rows]
+
+
+def _definition_view(d: WorkflowDefinition) -> DefinitionView:
+    return DefinitionView(d.name, d.version, d.checksum, d.created_at, d.spec)

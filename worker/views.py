@@ -118,3 +118,25 @@ class CostSummary:
     total_usd: Decimal
     steps: tuple[StepCost, ...]
     by_model: tuple[CostTotal, ...]
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One entry of a run's event log."""
+
+    at: datetime
+    kind: str
+    step_key: str | None
+    attempt: int | None
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class DefinitionView:
+    """A stored version of a workflow definition."""
+
+    name: str
+    version: int
+    checksum: str
+    created_at: datetime
+    spec: dict[str, Any]

@@ -6,7 +6,7 @@ traceback. Every read command takes ``--json``.
 
 from __future__ import annotations
 
-from worker.cli import processes, runs  # noqa: F401  (register their commands)
+from worker.cli import definitions, processes, runs  # noqa: F401  (register commands)
 from worker.cli.base import app
 
 

@@ -170,3 +170,95 @@ def _print_run(view: RunView) -> None:
     console.print(table)
     if view.error:
         console.print(f"[red]error[/red]: {view.error.get('type')}: {view.error.get('message')}")
+
+
+@app.command()
+@one_line_errors
+def steps(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List a run's steps with status, attempt and error."""
+    with _client(check_steps=False) as client:
+        view = client.get_run(run_id)
+    if as_json:
+        print_json(list(view.steps))
+        return
+    table = Table("step", "status", "attempt", "error")
+    for s in view.steps:
+        error = f"{s.error.get('type')}: {s.error.get('message')}" if s.error else ""
+        table.add_row(s.key, s.status, f"{s.attempt}/{s.max_attempts}", error[:80])
+    console.print(table)
+
+
+@app.command()
+@one_line_errors
+def costs(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a run's costs: per step and by provider/model."""
+    with _client(check_steps=False) as client:
+        summary = client.costs(run_id)
+    if as_json:
+        print_json(summary)
+        return
+    table = Table("step", "tokens in", "tokens out", "usd")
+    for s in summary.steps:
+        table.add_row(s.key, str(s.input_tokens), str(s.output_tokens), f"{s.usd:.6f}")
+    console.print(table)
+    by_model = Table("provider", "model", "records", "tokens in", "tokens out", "usd")
+    for m in summary.by_model:
+        by_model.add_row(
+            m.provider,
+            m.model,
+            str(m.records),
+            str(m.input_tokens),
+            str(m.output_tokens),
+            f"{m.usd:.6f}",
+        )
+    console.print(by_model)
+    console.print(f"total ${summary.total_usd:.6f}")
+
+
+@app.command()
+@one_line_errors
+def events(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a run's event log, oldest first."""
+    with _client(check_steps=False) as client:
+        log = client.events(run_id)
+    if as_json:
+        print_json(log)
+        return
+    for e in log:
+        where = f" {e.step_key}#{e.attempt}" if e.step_key else ""
+        typer.echo(f"{e.at.isoformat(timespec='milliseconds')} {e.kind}{where}")
+
+
+@app.command()
+@one_line_errors
+def retry(run_id: str) -> None:
+    """Re-run a failed or cancelled run from the steps that did not succeed."""
+    with _client(check_steps=False) as client:
+        queued = client.retry(run_id)
+    typer.echo(f"run {run_id} re-opened; {queued} step(s) queued")
+
+
+@app.command()
+@one_line_errors
+def runs(
+    status_: str | None = typer.Option(None, "--status", help="Only runs in this status."),
+    workflow: str | None = typer.Option(None, "--workflow"),
+    limit: int = typer.Option(20, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List runs, newest first."""
+    with _client(check_steps=False) as client:
+        found = client.list_runs(status=status_, workflow=workflow, limit=limit)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("run", "workflow", "status", "cost", "created")
+    for r in found:
+        table.add_row(
+            str(r.id),
+            f"{r.workflow} v{r.version}",
+            r.status,
+            f"{r.cost_usd:.4f}",
+            r.created_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import os
 import subprocess
 import sys
@@ -106,3 +107,52 @@ def test_errors_are_one_line_without_traceback(cli_settings: Settings, tmp_path:
     )
     assert result.returncode == 1
     assert "CAIRN_DB_POOL_SIZE" in result.stderr
+
+
+FLAKY = """
+name: cli-retry
+steps:
+  - {key: a, task: t.increment}
+  - {key: b, task: t.flaky, after: [a]}
+"""
+
+
+def test_definitions_and_every_read_command(
+    cli_stack: Stack, cli_settings: Settings, tmp_path: Path
+) -> None:
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(SPEC)
+    first = cairn(cli_settings, "definitions", "register", str(spec), "--json")
+    assert first.returncode == 0, first.stderr
+    again = cairn(cli_settings, "definitions", "register", str(spec), "--json")
+    assert json.loads(first.stdout)["version"] == json.loads(again.stdout)["version"] == 1
+    listed = json.loads(cairn(cli_settings, "definitions", "list", "--json").stdout)
+    assert [(d["name"], d["version"]) for d in listed] == [("cli-demo", 1)]
+    shown = json.loads(cairn(cli_settings, "definitions", "show", "cli-demo", "--json").stdout)
+    assert [s["key"] for s in shown["spec"]["steps"]] == ["a", "b"]
+
+    started = cairn(cli_settings, "start", "cli-demo", "-i", "x=1", "--json", "--watch")
+    assert started.returncode == 0, started.stdout + started.stderr
+    run_id = json.loads(started.stdout.split("\n}")[0] + "\n}")["run_id"]
+
+    step_rows = json.loads(cairn(cli_settings, "steps", run_id, "--json").stdout)
+    assert [(s["key"], s["status"]) for s in step_rows] == [("a", "succeeded"), ("b", "succeeded")]
+    costs = json.loads(cairn(cli_settings, "costs", run_id, "--json").stdout)
+    assert Decimal(costs["total_usd"]) == 0
+    kinds = [e["kind"] for e in json.loads(cairn(cli_settings, "events", run_id, "--json").stdout)]
+    assert kinds[0] == "start_run"
+    assert kinds[-1] == "finish_run"
+    listed_runs = json.loads(cairn(cli_settings, "runs", "--status", "succeeded", "--json").stdout)
+    assert [r["id"] for r in listed_runs] == [run_id]
+
+
+def test_retry_from_the_cli(cli_stack: Stack, cli_settings: Settings, tmp_path: Path) -> None:
+    spec = tmp_path / "flaky.yaml"
+    spec.write_text(FLAKY)
+    started = cairn(cli_settings, "start", str(spec), "-i", "x=1", "-i", "fail_times=1", "--watch")
+    assert started.returncode == 1, started.stdout + started.stderr
+    run_id = started.stdout.splitlines()[0]
+    retried = cairn(cli_settings, "retry", run_id)
+    assert retried.returncode == 0, retried.stderr
+    watched = cairn(cli_settings, "watch", run_id, "--timeout", "30")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
