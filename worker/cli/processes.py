@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from worker.cli.base import app, one_line_errors, settings
 from worker.errors import ConfigurationError
+from worker.settings import Settings
 
 
 @app.command()
@@ -99,3 +105,108 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+@app.command()
+@one_line_errors
+def dev(
+    demo: bool = typer.Option(False, "--demo", help="Run the example workflow, then stop."),
+    private_redis: bool = typer.Option(
+        False, "--private-redis", help="Start a private Redis even if one runs on localhost."
+    ),
+) -> None:
+    """Run a worker, beat and Flower (and Redis if none runs) until Ctrl-C."""
+    from db import migrate as migrations
+    from worker.app import make_celery
+    from worker.devstack import Supervisor, cairn_argv, choose_broker, free_port
+
+    s = settings()
+    explicit = s.broker_url if "broker_url" in s.model_fields_set else None
+    log_dir = Path(".cairn-dev")
+    log_dir.mkdir(exist_ok=True)
+    supervisor = Supervisor(log_dir)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        broker = choose_broker(explicit, private_redis, supervisor)
+        s = s.model_copy(update={"broker_url": broker})
+        migrations.upgrade(s)
+        port = s.flower_port if _port_free(s.flower_port) else free_port()
+        env = {
+            **os.environ,
+            "CAIRN_BROKER_URL": broker,
+            "CAIRN_FLOWER_PORT": str(port),
+            "CAIRN_FLOWER_ADDRESS": "127.0.0.1",
+        }
+        node = f"dev-{os.getpid()}@{socket.gethostname()}"
+        for name, argv in (
+            ("worker", cairn_argv("worker", "--hostname", node)),
+            ("beat", cairn_argv("beat")),
+            ("flower", cairn_argv("flower")),
+        ):
+            supervisor.spawn(name, argv, env)
+        for name, child in supervisor.children:
+            typer.echo(f"started {name} (pid {child.pid}, log {log_dir / (name + '.log')})")
+        _wait_for_worker(make_celery(s), node, supervisor)
+        flower_url = f"http://127.0.0.1:{port}"
+        typer.echo(f"broker {s.safe_broker_url}, database {s.safe_database_url}")
+        typer.echo(f"Flower: {flower_url}")
+        if demo:
+            code = _run_demo(s, flower_url)
+            raise typer.Exit(code)
+        typer.echo("cairn dev is running; Ctrl-C stops every process")
+        while True:
+            time.sleep(1)
+            supervisor.check_alive()
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+    finally:
+        supervisor.stop()
+        typer.echo("all processes stopped")
+
+
+def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for_worker(celery_app: Any, node: str, supervisor: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            supervisor.check_alive()
+            if any(node in reply for reply in celery_app.control.ping([node], timeout=0.5)):
+                return
+        raise ConfigurationError(f"the worker did not answer within {timeout:g} s; see its log")
+    finally:
+        celery_app.close()
+
+
+def _run_demo(s: Settings, flower_url: str) -> int:
+    """Start the example workflow, show its progress, then print its summary."""
+    import tasks
+    from worker.cli.runs import watch_run
+    from worker.client import Client
+
+    spec_file = Path(tasks.__file__).resolve().parents[1] / "examples" / "report.yaml"
+    if not spec_file.exists():
+        raise ConfigurationError(f"the demo workflow {spec_file} is missing (run from a checkout)")
+    with Client(s, load_step_modules=True) as client:
+        run_id = client.start_run(spec=spec_file.read_text(), inputs={"topic": "durable workflows"})
+        typer.echo(f"demo run {run_id}: {spec_file.name}")
+        code = watch_run(client, str(run_id), timeout=300)
+        costs = client.costs(run_id)
+        for m in costs.by_model:
+            typer.echo(
+                f"  {m.provider}/{m.model}: {m.records} calls, "
+                f"{m.input_tokens}+{m.output_tokens} tokens, ${m.usd:.6f}"
+            )
+        typer.echo(f"total cost ${costs.total_usd:.6f}; watch workers and tasks at {flower_url}")
+    return code

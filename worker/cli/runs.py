@@ -89,7 +89,7 @@ def start(
         else:
             typer.echo(str(run_id))
         if watch_:
-            raise typer.Exit(_watch(client, str(run_id), timeout=None))
+            raise typer.Exit(watch_run(client, str(run_id), timeout=None))
 
 
 @app.command()
@@ -101,7 +101,7 @@ def status(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         print_json(view)
         return
-    _print_run(view)
+    print_run(view)
 
 
 @app.command()
@@ -112,7 +112,7 @@ def watch(
 ) -> None:
     """Follow a run live until it ends; the exit code is its outcome (0, 1 failed, 3 cancelled)."""
     with _client(check_steps=False) as client:
-        raise typer.Exit(_watch(client, run_id, timeout))
+        raise typer.Exit(watch_run(client, run_id, timeout))
 
 
 @app.command()
@@ -124,7 +124,8 @@ def cancel(run_id: str, reason: str = typer.Option("", help="Why, for the event 
     typer.echo("cancelled" if done else "the run had already ended")
 
 
-def _watch(client: Client, run_id: str, timeout: float | None) -> int:
+def watch_run(client: Client, run_id: str, timeout: float | None) -> int:
+    """Show live progress until the run ends; return the exit code of its outcome."""
     deadline = None if timeout is None else time.monotonic() + timeout
     view = client.get_run(run_id)
     with Progress(
@@ -150,14 +151,15 @@ def _watch(client: Client, run_id: str, timeout: float | None) -> int:
                 break
             time.sleep(0.25)
             view = client.get_run(run_id)
-    _print_run(view)
+    print_run(view)
     if not view.finished:
         typer.echo(f"run {view.id} is still {view.status}", err=True)
         return 2
     return EXIT_CODES.get(view.status, 1)
 
 
-def _print_run(view: RunView) -> None:
+def print_run(view: RunView) -> None:
+    """Print a run's status, cost and steps as a table."""
     console.print(f"run [bold]{view.id}[/bold]: {view.status}   cost ${view.cost_usd:.6f}")
     table = Table("step", "task", "status", "attempt", "duration")
     for s in view.steps:
