@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from db.models import CostRecord, RunEvent, WorkflowDefinition, WorkflowStep
 from db.repositories import (
     CostRepository,
+    CostTotal,
     ProjectRepository,
     RunRepository,
     ensure_tenant,
@@ -224,6 +225,12 @@ class Client:
                 steps=tuple(StepCost(k, int(i), int(o), Decimal(u)) for k, i, o, u in per_step),
                 by_model=tuple(by_model),
             )
+
+    def cost_totals(self) -> list[CostTotal]:
+        """The tenant's costs over every run, by provider and model."""
+        with transaction(self.runtime.engine) as session:
+            tenant = find_tenant(session, self.tenant)
+            return CostRepository(session, tenant.id).totals_by_model() if tenant else []
 
     def events(self, run_id: uuid.UUID | str) -> list[EventView]:
         """The run's event log, oldest first."""

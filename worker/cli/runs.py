@@ -192,20 +192,41 @@ def steps(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command()
 @one_line_errors
-def costs(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show a run's costs: per step and by provider/model."""
+def costs(
+    run_id: str | None = typer.Argument(None, help="A run; leave out with --by model."),
+    by: str = typer.Option("step", "--by", help="step (one run) or model (all runs)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show costs: a run's per step and by model, or every run's by provider/model."""
+    if by not in {"step", "model"}:
+        raise DefinitionError("--by", "must be step or model")
     with _client(check_steps=False) as client:
+        if run_id is None:
+            if by != "model":
+                raise DefinitionError("run", "name a run, or use --by model for all runs")
+            totals = client.cost_totals()
+            if as_json:
+                print_json(totals)
+            else:
+                console.print(_model_table(totals))
+            return
         summary = client.costs(run_id)
     if as_json:
         print_json(summary)
         return
-    table = Table("step", "tokens in", "tokens out", "usd")
-    for s in summary.steps:
-        table.add_row(s.key, str(s.input_tokens), str(s.output_tokens), f"{s.usd:.6f}")
-    console.print(table)
-    by_model = Table("provider", "model", "records", "tokens in", "tokens out", "usd")
-    for m in summary.by_model:
-        by_model.add_row(
+    if by == "step":
+        table = Table("step", "tokens in", "tokens out", "usd")
+        for s in summary.steps:
+            table.add_row(s.key, str(s.input_tokens), str(s.output_tokens), f"{s.usd:.6f}")
+        console.print(table)
+    console.print(_model_table(list(summary.by_model)))
+    console.print(f"total ${summary.total_usd:.6f}")
+
+
+def _model_table(totals: list[Any]) -> Table:
+    table = Table("provider", "model", "records", "tokens in", "tokens out", "usd")
+    for m in totals:
+        table.add_row(
             m.provider,
             m.model,
             str(m.records),
@@ -213,8 +234,7 @@ def costs(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
             str(m.output_tokens),
             f"{m.usd:.6f}",
         )
-    console.print(by_model)
-    console.print(f"total ${summary.total_usd:.6f}")
+    return table
 
 
 @app.command()

@@ -156,3 +156,23 @@ def test_retry_from_the_cli(cli_stack: Stack, cli_settings: Settings, tmp_path: 
     assert retried.returncode == 0, retried.stderr
     watched = cairn(cli_settings, "watch", run_id, "--timeout", "30")
     assert watched.returncode == 0, watched.stdout + watched.stderr
+
+
+def test_costs_by_model_over_all_runs(
+    cli_stack: Stack, cli_settings: Settings, tmp_path: Path
+) -> None:
+    spec = tmp_path / "paid.yaml"
+    spec.write_text("name: paid\nsteps:\n  - {key: work, task: t.loop}\n")
+    for _ in range(2):
+        started = cairn(
+            cli_settings, "start", str(spec), "-i", "iterations=2", "-i", "pause_s=0", "--watch"
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+    totals = json.loads(cairn(cli_settings, "costs", "--by", "model", "--json").stdout)
+    assert [(t["provider"], t["model"], t["records"]) for t in totals] == [
+        ("openai", "gpt-test", 4)
+    ]
+    assert Decimal(totals[0]["usd"]) == Decimal("0.04")
+    refused = cairn(cli_settings, "costs")
+    assert refused.returncode == 1
+    assert "--by model" in refused.stderr
