@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import datetime
 
 from celery import Celery
 
@@ -14,6 +16,9 @@ from worker.engine.recovery import (
     redispatch_stale,
     requeue_retrying,
 )
+from worker.engine.schedules import Fire, advance_schedule, due_fires
+from worker.engine.start import StartRequest, start_run
+from worker.errors import CairnError
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.recovery")
@@ -58,3 +63,39 @@ def register(app: Celery, runtime: Runtime) -> None:
             )
             runtime.dispatcher.declare_queues(m.queue for m in stale)
         runtime.dispatcher.send(stale + due)
+
+    @app.task(name="cairn.tick_schedules", ignore_result=True)
+    def tick_schedules() -> None:
+        now = utcnow()
+        fires = run_transaction(runtime.engine, lambda s: due_fires(s, now))
+        last_of: dict[uuid.UUID, Fire] = {}
+        for fire in fires:
+            request = StartRequest(
+                tenant=fire.tenant,
+                workflow=fire.workflow,
+                version=fire.version,
+                inputs=fire.inputs,
+                idempotency_key=fire.idempotency_key,
+                project=fire.project,
+            )
+            try:
+                started = start_run(
+                    runtime.engine, settings, request, runtime.registry.names() or None
+                )
+            except CairnError as exc:
+                log.error(
+                    "schedule %s could not start %s: %s",
+                    fire.schedule_id,
+                    fire.workflow,
+                    exc,
+                    extra={"action": "fire_schedule"},
+                )
+                continue
+            runtime.dispatcher.send(started.messages)
+            last_of[fire.schedule_id] = fire
+        for fire in last_of.values():
+            _advance(runtime, fire, now)
+
+
+def _advance(runtime: Runtime, fire: Fire, now: datetime) -> None:
+    run_transaction(runtime.engine, lambda s: advance_schedule(s, fire, now))

@@ -67,10 +67,19 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     | cairn.reap      | recovery_interval_s (<= lease / 2)   | expired leases -> re-queued   |
     | cairn.reconcile | recovery_interval_s                  | lost messages sent again,     |
     |                 |                                      | retrying steps due -> queued  |
+    | cairn.tick_     | schedule_tick_s (1 s)                | due cron slots -> runs        |
+    | schedules       |                                      |                               |
     """
     every = timedelta(seconds=settings.recovery_interval_s)
     options = {"queue": settings.default_queue, "expires": settings.recovery_interval_s * 4}
+    tick = timedelta(seconds=settings.schedule_tick_s)
+    tick_options = {"queue": settings.default_queue, "expires": settings.schedule_tick_s * 4}
     return {
         "cairn.reap": {"task": "cairn.reap", "schedule": every, "options": options},
         "cairn.reconcile": {"task": "cairn.reconcile", "schedule": every, "options": options},
+        "cairn.tick_schedules": {
+            "task": "cairn.tick_schedules",
+            "schedule": tick,
+            "options": tick_options,
+        },
     }

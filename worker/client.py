@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import CostRecord, RunEvent, WorkflowDefinition, WorkflowStep
+from db.models import CostRecord, RunEvent, Schedule, WorkflowDefinition, WorkflowStep
 from db.repositories import (
     CostRepository,
     CostTotal,
@@ -28,6 +28,7 @@ from db.repositories import (
     find_tenant,
 )
 from db.session import run_transaction, transaction
+from db.states import MissedPolicy, ScheduleStatus
 from db.types import utcnow
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
@@ -35,8 +36,9 @@ from worker.dispatch import Dispatcher
 from worker.engine.cancel import cancel_run
 from worker.engine.definitions import find_definition, store_definition
 from worker.engine.retry_run import retry_run
+from worker.engine.schedules import add_schedule, delete_schedule, set_status
 from worker.engine.start import StartRequest, start_run
-from worker.errors import CairnError, NotFound
+from worker.errors import CairnError, DefinitionError, NotFound
 from worker.ids import parse_id
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
@@ -47,6 +49,7 @@ from worker.views import (
     EventView,
     RunSummary,
     RunView,
+    ScheduleView,
     StepCost,
 )
 
@@ -288,6 +291,88 @@ class Client:
                 .order_by(WorkflowDefinition.name, WorkflowDefinition.version)
             ).all()
             return [_definition_view(d) for d in rows]
+
+    # --- schedules -------------------------------------------------------------------
+    def add_schedule(
+        self,
+        name: str,
+        workflow: str,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        inputs: dict[str, Any] | None = None,
+        version: int | None = None,
+        project: str = "default",
+        missed_policy: str = "skip",
+        catch_up_max: int = 0,
+    ) -> uuid.UUID:
+        """Start ``workflow`` with ``inputs`` on every slot of ``cron`` (in ``timezone``)."""
+        try:
+            policy = MissedPolicy(missed_policy)
+        except ValueError:
+            raise DefinitionError("missed_policy", "must be skip or catch_up") from None
+        return run_transaction(
+            self.runtime.engine,
+            lambda s: add_schedule(
+                s,
+                self.tenant,
+                name,
+                workflow,
+                cron,
+                utcnow(),
+                timezone=timezone,
+                inputs=inputs,
+                version=version,
+                project=project,
+                missed_policy=policy,
+                catch_up_max=catch_up_max,
+            ),
+        )
+
+    def list_schedules(self) -> list[ScheduleView]:
+        """The tenant's schedules, by name."""
+        with transaction(self.runtime.engine) as session:
+            tenant = find_tenant(session, self.tenant)
+            if tenant is None:
+                return []
+            rows = session.scalars(
+                select(Schedule).where(Schedule.tenant_id == tenant.id).order_by(Schedule.name)
+            ).all()
+            return [
+                ScheduleView(
+                    r.id,
+                    r.name,
+                    r.workflow,
+                    r.cron,
+                    r.timezone,
+                    r.status,
+                    r.missed_policy,
+                    r.catch_up_max,
+                    r.next_fire_at,
+                    r.last_fire_at,
+                )
+                for r in rows
+            ]
+
+    def pause_schedule(self, schedule_id: uuid.UUID | str) -> None:
+        """Stop firing until resumed."""
+        self._set_schedule(schedule_id, ScheduleStatus.PAUSED)
+
+    def resume_schedule(self, schedule_id: uuid.UUID | str) -> None:
+        """Fire again, from the next slot after now."""
+        self._set_schedule(schedule_id, ScheduleStatus.ACTIVE)
+
+    def delete_schedule(self, schedule_id: uuid.UUID | str) -> None:
+        """Delete a schedule; the runs it started stay."""
+        sid = parse_id(schedule_id, "schedule_id")
+        run_transaction(self.runtime.engine, lambda s: delete_schedule(s, self._tenant_id(s), sid))
+
+    def _set_schedule(self, schedule_id: uuid.UUID | str, status: ScheduleStatus) -> None:
+        sid = parse_id(schedule_id, "schedule_id")
+        run_transaction(
+            self.runtime.engine,
+            lambda s: set_status(s, self._tenant_id(s), sid, status, utcnow()),
+        )
 
 
 def _definition_view(d: WorkflowDefinition) -> DefinitionView:

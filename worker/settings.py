@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     #: A step whose worker died is re-run until it has had this many attempts in all,
     #: even when its retry policy allows fewer: a crash is not the step's fault.
     crash_max_attempts: int = Field(5, ge=1, le=100)
+    #: How often beat fires due cron slots.
+    schedule_tick_s: float = Field(1.0, gt=0, le=60)
     #: A queued step not claimed this long after its dispatch is dispatched again.
     redispatch_after_s: float = Field(60.0, gt=0)
     #: JSON values (inputs, outputs, checkpoints) larger than this go to the artifact store.

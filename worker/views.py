@@ -140,3 +140,19 @@ class DefinitionView:
     checksum: str
     created_at: datetime
     spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """A cron schedule."""
+
+    id: uuid.UUID
+    name: str
+    workflow: str
+    cron: str
+    timezone: str
+    status: str
+    missed_policy: str
+    catch_up_max: int
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
