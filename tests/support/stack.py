@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,22 @@ class Stack:
             time.sleep(0.1)
         return proc
 
+    def start_flower(self, port: int, password: str) -> Proc:
+        """Start ``cairn flower`` with basic auth and wait until it answers HTTP."""
+        env = {"CAIRN_FLOWER_PORT": str(port), "CAIRN_FLOWER_PASSWORD": password}
+        argv = [os.path.join(os.path.dirname(sys.executable), "cairn"), "flower"]
+        proc = self._spawn("flower", argv, extra_env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                break
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1):
+                    return proc
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"flower did not answer; log:\n{proc.log.read_text()[-3000:]}")
+
     def stop(self) -> None:
         """Stop every process this stack started."""
         for proc in reversed(self.procs):
@@ -153,13 +170,13 @@ class Stack:
             self._app.close()
             self._app = None
 
-    def _spawn(self, name: str, argv: list[str]) -> Proc:
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Proc:
         log = self.log_dir / f"{name.split('@', maxsplit=1)[0]}.log"
         with open(log, "wb") as out:
             popen = subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env=stack_env(self.settings),
+                env={**stack_env(self.settings), **(extra_env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
