@@ -18,7 +18,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import CostRecord, RunEvent, Schedule, WorkflowDefinition, WorkflowStep
+from db.models import (
+    CostRecord,
+    RunEvent,
+    Schedule,
+    Worker,
+    WorkflowDefinition,
+    WorkflowStep,
+)
 from db.repositories import (
     CostRepository,
     CostTotal,
@@ -28,7 +35,7 @@ from db.repositories import (
     find_tenant,
 )
 from db.session import run_transaction, transaction
-from db.states import MissedPolicy, ScheduleStatus
+from db.states import MissedPolicy, ScheduleStatus, WorkerStatus
 from db.types import utcnow
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
@@ -51,6 +58,7 @@ from worker.views import (
     RunView,
     ScheduleView,
     StepCost,
+    WorkerView,
 )
 
 
@@ -116,8 +124,9 @@ class Client:
             project=project,
             budget_usd=budget_usd,
         )
-        names = self._registry.names() or None
-        started = start_run(self.runtime.engine, self.settings, request, names)
+        started = start_run(
+            self.runtime.engine, self.settings, request, self.registered_step_names()
+        )
         self.runtime.dispatcher.send(started.messages)
         return started.run_id
 
@@ -126,6 +135,40 @@ class Client:
         if tenant is None:
             raise NotFound(f"run {run_id} not found" if run_id else f"no tenant {self.tenant!r}")
         return tenant.id
+
+    def registered_step_names(self) -> frozenset[str] | None:
+        """Step names a definition may use: this process's, else the running workers'.
+
+        None (no check) when neither this process nor any running worker knows any.
+        """
+        if self._registry.names():
+            return self._registry.names()
+        names = frozenset(
+            name
+            for w in self.list_workers()
+            if w.status == WorkerStatus.RUNNING
+            for name in w.step_names
+        )
+        return names or None
+
+    def list_workers(self) -> list[WorkerView]:
+        """Every worker process in the registry, newest first."""
+        with transaction(self.runtime.engine) as session:
+            rows = session.scalars(select(Worker).order_by(Worker.created_at.desc())).all()
+            return [
+                WorkerView(
+                    w.name,
+                    w.hostname,
+                    w.pid,
+                    w.status,
+                    w.queues,
+                    w.step_names,
+                    w.version,
+                    w.heartbeat_at,
+                    w.stopped_at,
+                )
+                for w in rows
+            ]
 
     def get_run(self, run_id: uuid.UUID | str) -> RunView:
         """The run with its steps; :class:`NotFound` if missing or another tenant's."""

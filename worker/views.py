@@ -156,3 +156,18 @@ class ScheduleView:
     catch_up_max: int
     next_fire_at: datetime | None
     last_fire_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """A worker process in the component registry."""
+
+    name: str
+    hostname: str
+    pid: int
+    status: str
+    queues: list[Any]
+    step_names: list[Any]
+    version: str
+    heartbeat_at: datetime | None
+    stopped_at: datetime | None

@@ -67,6 +67,30 @@ def worker(
 
 @app.command()
 @one_line_errors
+def workers(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List worker processes: status, queues, step names, version, last heartbeat."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from worker.cli.base import print_json
+    from worker.client import Client
+
+    with Client(settings()) as client:
+        found = client.list_workers()
+    if as_json:
+        print_json(found)
+        return
+    table = Table("worker", "status", "queues", "steps", "version", "heartbeat")
+    for w in found:
+        beat_at = w.heartbeat_at.isoformat(timespec="seconds") if w.heartbeat_at else ""
+        table.add_row(
+            w.name, w.status, ",".join(w.queues), str(len(w.step_names)), w.version, beat_at
+        )
+    Console().print(table)
+
+
+@app.command()
+@one_line_errors
 def beat() -> None:
     """Run beat: the reaper, the reconciler and the schedules, on their intervals."""
     from tasks import create_app

@@ -11,6 +11,7 @@ from db.session import transaction
 from tests.support.stack import Proc, Stack
 from worker import __version__
 from worker.client import Client
+from worker.settings import Settings
 
 
 def worker_row(client: Client, proc: Proc) -> Worker | None:
@@ -46,3 +47,27 @@ def test_registry_shows_running_then_stopped_then_error(stack: Stack, client: Cl
     stack.start_beat()
     crashed.kill()
     wait_status(client, crashed, "error", timeout=4 * client.settings.lease_s + 5)
+
+
+def test_clients_without_step_code_validate_against_running_workers(
+    stack: Stack, stack_settings: Settings
+) -> None:
+    import pytest
+
+    from worker.errors import DefinitionError
+    from worker.registry import StepRegistry
+
+    with Client(stack_settings, steps=StepRegistry()) as bare:
+        assert bare.registered_step_names() is None  # nobody knows any step yet: no check
+        proc = stack.start_worker()
+        wait_status(bare, proc, "running", timeout=10)
+        names = bare.registered_step_names()
+        assert names is not None
+        assert "t.increment" in names
+        assert [w.name for w in bare.list_workers()] == [proc.name]
+        with pytest.raises(DefinitionError, match=r"steps\[0\].task"):
+            bare.start_run(spec={"name": "typo", "steps": [{"key": "a", "task": "t.incremnet"}]})
+        run_id = bare.start_run(
+            spec={"name": "ok", "steps": [{"key": "a", "task": "t.increment"}]}, inputs={"x": 1}
+        )
+        assert bare.wait(run_id, timeout=30).status == "succeeded"
