@@ -55,8 +55,10 @@ def summarise(ctx: StepContext, chunks: int = 5, **inputs: Any) -> dict[str, Any
 def combine(ctx: StepContext, **inputs: Any) -> dict[str, Any]:
     """Join: combine the summary into a report."""
     summary = inputs.get("summarise", {})
-    report = "\n".join(summary.get("notes", []))
-    return {"report": report, "lines": len(summary.get("notes", []))}
+    notes = summary.get("notes", [])
+    report = "# Report\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    ctx.artifacts.put("report.md", report.encode(), content_type="text/markdown")
+    return {"lines": len(notes), "artifact": "report.md"}
 
 
 @step("examples.flaky")

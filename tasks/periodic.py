@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import Celery
 
@@ -16,6 +16,7 @@ from worker.engine.recovery import (
     redispatch_stale,
     requeue_retrying,
 )
+from worker.engine.retention import expired_artifacts, mark_deleted, referenced
 from worker.engine.schedules import Fire, advance_schedule, due_fires
 from worker.engine.start import StartRequest, start_run
 from worker.errors import CairnError
@@ -64,6 +65,10 @@ def register(app: Celery, runtime: Runtime) -> None:
             runtime.dispatcher.declare_queues(m.queue for m in stale)
         runtime.dispatcher.send(stale + due)
 
+    @app.task(name="cairn.retention", ignore_result=True)
+    def retention() -> None:
+        run_retention(runtime)
+
     @app.task(name="cairn.tick_schedules", ignore_result=True)
     def tick_schedules() -> None:
         now = utcnow()
@@ -95,6 +100,32 @@ def register(app: Celery, runtime: Runtime) -> None:
             last_of[fire.schedule_id] = fire
         for fire in last_of.values():
             _advance(runtime, fire, now)
+
+
+def run_retention(runtime: Runtime) -> tuple[int, int]:
+    """Delete expired artifacts and orphan objects; return (expired, orphans) deleted."""
+    settings, store, now = runtime.settings, runtime.store, utcnow()
+    expired: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+    if settings.artifact_retention_days is not None:
+        cutoff = now - timedelta(days=settings.artifact_retention_days)
+        expired = run_transaction(runtime.engine, lambda s: expired_artifacts(s, cutoff))
+        for _, _, key in expired:
+            store.delete(key)
+        run_transaction(runtime.engine, lambda s: mark_deleted(s, expired, now))
+    grace = now - timedelta(seconds=settings.orphan_grace_s)
+    old = [key for key, modified in store.list_objects() if modified < grace]
+    known = run_transaction(runtime.engine, lambda s: referenced(s, old))
+    orphans = [key for key in old if key not in known]
+    for key in orphans:
+        store.delete(key)
+    if expired or orphans:
+        log.info(
+            "retention: %d expired artifacts, %d orphan objects deleted",
+            len(expired),
+            len(orphans),
+            extra={"action": "retention"},
+        )
+    return len(expired), len(orphans)
 
 
 def _advance(runtime: Runtime, fire: Fire, now: datetime) -> None:

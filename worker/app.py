@@ -67,6 +67,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     | cairn.reap      | recovery_interval_s (<= lease / 2)   | expired leases -> re-queued   |
     | cairn.reconcile | recovery_interval_s                  | lost messages sent again,     |
     |                 |                                      | retrying steps due -> queued  |
+    | cairn.retention | retention_interval_s (1 h)           | old artifacts, orphan objects |
     | cairn.tick_     | schedule_tick_s (1 s)                | due cron slots -> runs        |
     | schedules       |                                      |                               |
     """
@@ -77,6 +78,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     return {
         "cairn.reap": {"task": "cairn.reap", "schedule": every, "options": options},
         "cairn.reconcile": {"task": "cairn.reconcile", "schedule": every, "options": options},
+        "cairn.retention": {
+            "task": "cairn.retention",
+            "schedule": timedelta(seconds=settings.retention_interval_s),
+            "options": {"queue": settings.default_queue},
+        },
         "cairn.tick_schedules": {
             "task": "cairn.tick_schedules",
             "schedule": tick,

@@ -9,6 +9,7 @@ Reads come from the database, never from Celery results::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from datetime import datetime
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import (
+    Artifact,
     CostRecord,
     RunEvent,
     Schedule,
@@ -27,6 +29,7 @@ from db.models import (
     WorkflowStep,
 )
 from db.repositories import (
+    ArtifactRepository,
     CostRepository,
     CostTotal,
     ProjectRepository,
@@ -37,6 +40,7 @@ from db.repositories import (
 from db.session import run_transaction, transaction
 from db.states import MissedPolicy, ScheduleStatus, WorkerStatus
 from db.types import utcnow
+from worker import blobs
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.dispatch import Dispatcher
@@ -51,6 +55,7 @@ from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
 from worker.settings import Settings, get_settings
 from worker.views import (
+    ArtifactView,
     CostSummary,
     DefinitionView,
     EventView,
@@ -175,7 +180,74 @@ class Client:
         rid = parse_id(run_id, "run_id")
         with transaction(self.runtime.engine) as session:
             runs = RunRepository(session, self._tenant_id(session, rid))
-            return RunView.of(runs.get(rid), list(runs.steps(rid)))
+            run, steps = runs.get(rid), list(runs.steps(rid))
+        view = RunView.of(run, steps)
+        return self._resolve_blobs(view, steps)
+
+    def _resolve_blobs(self, view: RunView, steps: list[WorkflowStep]) -> RunView:
+        """Outputs stored in the artifact store, fetched and sha256-verified."""
+        blobs_of = {
+            s.key: {"$blob": s.output_blob_key, "sha256": s.output_sha256}
+            for s in steps
+            if s.output_blob_key
+        }
+        if not blobs_of:
+            return view
+        resolved = {k: blobs.resolve(self.runtime.store, m) for k, m in blobs_of.items()}
+        new_steps = tuple(
+            dataclasses.replace(s, output=resolved[s.key]) if s.key in resolved else s
+            for s in view.steps
+        )
+        outputs = view.outputs and {
+            k: resolved.get(k, v) if blobs.is_marker(v) else v for k, v in view.outputs.items()
+        }
+        return dataclasses.replace(view, steps=new_steps, outputs=outputs)
+
+    # --- artifacts ---------------------------------------------------------------------
+    def list_artifacts(self, run_id: uuid.UUID | str) -> list[ArtifactView]:
+        """The artifacts of a run, oldest first."""
+        rid = parse_id(run_id, "run_id")
+        with transaction(self.runtime.engine) as session:
+            tenant_id = self._tenant_id(session, rid)
+            RunRepository(session, tenant_id).get(rid)
+            keys = dict(
+                session.execute(
+                    select(WorkflowStep.id, WorkflowStep.key).where(WorkflowStep.run_id == rid)
+                ).all()
+            )
+            return [
+                ArtifactView(
+                    a.name,
+                    keys[a.step_id],
+                    a.attempt,
+                    a.key,
+                    a.size,
+                    a.sha256,
+                    a.content_type,
+                    a.created_at,
+                    a.deleted_at,
+                )
+                for a in ArtifactRepository(session, tenant_id).for_run(rid)
+            ]
+
+    def download(self, run_id: uuid.UUID | str, name: str, step: str | None = None) -> bytes:
+        """An artifact's bytes, sha256-verified."""
+        row = self._artifact(run_id, name, step)
+        return self.runtime.store.get_bytes(row.key, expected_sha256=row.sha256)
+
+    def presigned_url(
+        self, run_id: uuid.UUID | str, name: str, step: str | None = None, expires_s: int = 3600
+    ) -> str:
+        """A time-limited GET URL of an artifact (S3 backend)."""
+        return self.runtime.store.presigned_url(self._artifact(run_id, name, step).key, expires_s)
+
+    def _artifact(self, run_id: uuid.UUID | str, name: str, step: str | None) -> Artifact:
+        rid = parse_id(run_id, "run_id")
+        with transaction(self.runtime.engine) as session:
+            row = ArtifactRepository(session, self._tenant_id(session, rid)).get(rid, name, step)
+        if row.deleted_at is not None:
+            raise NotFound(f"artifact {name!r} of run {rid} was deleted by retention")
+        return row
 
     def wait(self, run_id: uuid.UUID | str, timeout: float = 60.0, poll_s: float = 0.2) -> RunView:
         """Poll until the run has finished; :class:`RunNotFinished` after ``timeout`` s."""

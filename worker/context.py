@@ -12,11 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from db.session import run_transaction
+from db.models import Artifact
+from db.repositories import ArtifactRepository
+from db.session import run_transaction, transaction
 from db.types import utcnow
-from worker.engine.base import CostEntry, MessageEntry, Records
+from worker import blobs
+from worker.artifacts import Source, object_key, validate_name
+from worker.engine.base import ArtifactEntry, CostEntry, MessageEntry, Records
 from worker.engine.claim import ClaimedStep
 from worker.engine.progress import record_checkpoint
 from worker.errors import DefinitionError, RunCancelled, StaleAttempt, StepTimeout
@@ -43,6 +47,7 @@ class StepContext:
         self._cancelled = False
         self._lost = False
         self._timed_out = False
+        self._resume_state = claimed.resume_state
         fence = claimed.fence
         self.log = BoundLogger(
             logging.getLogger("cairn.step"),
@@ -63,7 +68,11 @@ class StepContext:
     @property
     def resume_state(self) -> dict[str, Any] | None:
         """The state of the last checkpoint of this step (any attempt), or None."""
-        return self._claimed.resume_state
+        return self._resume_state
+
+    def set_resume_state(self, state: dict[str, Any] | None) -> None:
+        """Set by the runner once a stored state was fetched and verified."""
+        self._resume_state = state
 
     @property
     def run_id(self) -> str:
@@ -127,6 +136,11 @@ class StepContext:
                 MessageEntry(self._message_seq, role, content, tool_calls)
             )
 
+    @property
+    def artifacts(self) -> StepArtifacts:
+        """Put files of this step, and read this run's committed artifacts."""
+        return StepArtifacts(self, self._runtime, self._claimed)
+
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Commit ``state`` with the costs and messages recorded since the last checkpoint.
 
@@ -137,15 +151,24 @@ class StepContext:
         self.raise_if_stopped()
         if not isinstance(state, dict):
             raise DefinitionError("checkpoint", "state must be a JSON object")
-        self._check(state, "checkpoint")
         settings = self._runtime.settings
         seq = self._checkpoint_seq + 1
+        _, data = blobs.encode(
+            state,
+            "checkpoint",
+            max_depth=settings.max_json_depth,
+            limit=settings.inline_limit_bytes,
+        )
+        stored: dict[str, Any] | blobs.BlobRef = state
+        if data is not None:
+            key = self.blob_key(f"checkpoint-{seq}.json")
+            stored = blobs.offload(self._runtime.store, key, data)
         records = self.pending_records()
         fence = self._claimed.fence
         cancel = run_transaction(
             self._runtime.engine,
             lambda session: record_checkpoint(
-                session, fence, seq, state, records, settings.lease_s, utcnow()
+                session, fence, seq, stored, records, settings.lease_s, utcnow()
             ),
         )
         self._checkpoint_seq = seq
@@ -165,15 +188,28 @@ class StepContext:
 
     # --- for the runner and the heartbeat ------------------------------------------
     def pending_records(self) -> Records:
-        """A copy of the costs and messages not committed yet."""
+        """A copy of the costs, messages and artifacts not committed yet."""
         with self._lock:
-            return Records(list(self._records.costs), list(self._records.messages))
+            r = self._records
+            return Records(list(r.costs), list(r.messages), list(r.artifacts))
 
     def clear_records(self, committed: Records) -> None:
         """Forget the records that were just committed."""
         with self._lock:
-            self._records.costs = self._records.costs[len(committed.costs) :]
-            self._records.messages = self._records.messages[len(committed.messages) :]
+            r = self._records
+            r.costs = r.costs[len(committed.costs) :]
+            r.messages = r.messages[len(committed.messages) :]
+            r.artifacts = r.artifacts[len(committed.artifacts) :]
+
+    def add_artifact(self, entry: ArtifactEntry) -> None:
+        """Record an uploaded object; its row is written with the next commit."""
+        with self._lock:
+            self._records.artifacts.append(entry)
+
+    def blob_key(self, name: str) -> str:
+        """The object key of a value this attempt stores (outputs, checkpoint states)."""
+        c = self._claimed
+        return object_key(c.tenant_id, c.fence.run_id, c.key, c.fence.attempt, f"_cairn/{name}")
 
     def mark_cancelled(self) -> None:
         """The heartbeat saw the run cancelled."""
@@ -192,3 +228,40 @@ class StepContext:
         encode_checked(
             value, field, max_depth=settings.max_json_depth, limit_bytes=settings.inline_limit_bytes
         )
+
+
+class StepArtifacts:
+    """``ctx.artifacts``: files a step produces and reads, tied to the step that made them.
+
+    ``put`` streams the content to the store at once; the artifact's row is written with
+    the step's next checkpoint or its completion, fenced like every other record. An
+    attempt that never commits leaves an orphan object (no row), which retention deletes.
+    """
+
+    def __init__(self, ctx: StepContext, runtime: Runtime, claimed: ClaimedStep) -> None:
+        self._ctx, self._runtime, self._claimed = ctx, runtime, claimed
+
+    def put(self, name: str, source: Source, content_type: str | None = None) -> str:
+        """Store ``source`` (bytes, a path or a binary file object) as ``name``; its key."""
+        c = self._claimed
+        key = object_key(c.tenant_id, c.fence.run_id, c.key, c.fence.attempt, name)
+        stored = self._runtime.store.put(key, source, content_type)
+        self._ctx.add_artifact(
+            ArtifactEntry(name, stored.key, stored.size, stored.sha256, content_type)
+        )
+        return stored.key
+
+    def get(self, name: str, step: str | None = None) -> bytes:
+        """The bytes of a committed artifact of this run (of step ``step``), verified."""
+        row = self._row(name, step)
+        return self._runtime.store.get_bytes(row.key, expected_sha256=row.sha256)
+
+    def open(self, name: str, step: str | None = None) -> IO[bytes]:
+        """A streaming reader of a committed artifact of this run."""
+        return self._runtime.store.open(self._row(name, step).key)
+
+    def _row(self, name: str, step: str | None) -> Artifact:
+        validate_name(name)
+        with transaction(self._runtime.engine) as session:
+            repo = ArtifactRepository(session, self._claimed.tenant_id)
+            return repo.get(self._claimed.fence.run_id, name, step_key=step)

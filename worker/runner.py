@@ -16,6 +16,8 @@ from typing import Any
 
 from db.session import run_transaction
 from db.types import utcnow
+from worker import blobs
+from worker.blobs import BlobRef
 from worker.context import StepContext
 from worker.engine.base import StepMessage
 from worker.engine.claim import ClaimedStep, claim_step
@@ -34,7 +36,6 @@ from worker.errors import (
 from worker.heartbeat import Heartbeat
 from worker.ids import new_id
 from worker.runtime import Runtime
-from worker.serialization import encode_checked
 
 log = logging.getLogger("cairn.runner")
 
@@ -70,9 +71,11 @@ def _run_and_record(runtime: Runtime, claimed: ClaimedStep, ctx: StepContext) ->
     fence = claimed.fence
     try:
         fn = runtime.registry.get(claimed.task)
+        inputs = {k: blobs.resolve(runtime.store, v) for k, v in claimed.inputs.items()}
+        ctx.set_resume_state(blobs.resolve(runtime.store, claimed.resume_state))
         with _time_limit(claimed.timeout_s):
-            result = _call(fn, ctx, claimed.inputs)
-        output = _check_output(runtime, result)
+            result = _call(fn, ctx, inputs)
+        output = _store_output(runtime, ctx, result)
         records = ctx.pending_records()
         completion = run_transaction(
             runtime.engine, lambda s: complete_step(s, fence, output, records, utcnow())
@@ -148,7 +151,8 @@ def _call(fn: Callable[..., Any], ctx: StepContext, inputs: dict[str, Any]) -> A
     return fn(ctx, **{k: v for k, v in inputs.items() if k in names})
 
 
-def _check_output(runtime: Runtime, result: Any) -> dict[str, Any]:
+def _store_output(runtime: Runtime, ctx: StepContext, result: Any) -> dict[str, Any] | BlobRef:
+    """The output inline, or uploaded to the store when it is over the inline limit."""
     if result is None:
         return {}
     if not isinstance(result, dict):
@@ -156,10 +160,13 @@ def _check_output(runtime: Runtime, result: Any) -> dict[str, Any]:
             "output", f"a step must return a dict or None, not {type(result).__name__}"
         )
     settings = runtime.settings
-    encode_checked(
-        result, "output", max_depth=settings.max_json_depth, limit_bytes=settings.inline_limit_bytes
+    inline, data = blobs.encode(
+        result, "output", max_depth=settings.max_json_depth, limit=settings.inline_limit_bytes
     )
-    return result
+    if data is None:
+        assert inline is not None
+        return inline
+    return blobs.offload(runtime.store, ctx.blob_key("output.json"), data)
 
 
 @contextmanager

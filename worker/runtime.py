@@ -9,6 +9,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from db.session import make_engine
+from worker.artifacts import ArtifactStore, make_store
 from worker.dispatch import Dispatcher
 from worker.registry import StepRegistry
 from worker.settings import Settings
@@ -29,6 +30,11 @@ class Runtime:
     def engine(self) -> Engine:
         """The SQLAlchemy engine of this process."""
         return make_engine(self.settings)
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        """The artifact store of this process (S3 or the local folder, by settings)."""
+        return make_store(self.settings)
 
     @property
     def owner_prefix(self) -> str:

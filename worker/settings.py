@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     s3_use_ssl: bool = True
     s3_path_style: bool = True
+    #: Artifacts of runs that ended this many days ago are deleted; None keeps them.
+    artifact_retention_days: float | None = Field(None, gt=0)
+    #: An object no row points at (its attempt never committed) is deleted after this.
+    orphan_grace_s: float = Field(3600.0, ge=0)
+    #: How often beat runs retention.
+    retention_interval_s: float = Field(3600.0, gt=0)
 
     # --- execution ------------------------------------------------------------------
     #: A claimed step owns its lease this long; heartbeats extend it every lease/3.

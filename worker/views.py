@@ -171,3 +171,18 @@ class WorkerView:
     version: str
     heartbeat_at: datetime | None
     stopped_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ArtifactView:
+    """An artifact row: which step attempt made which object."""
+
+    name: str
+    step_key: str
+    attempt: int
+    key: str
+    size: int
+    sha256: str
+    content_type: str | None
+    created_at: datetime
+    deleted_at: datetime | None

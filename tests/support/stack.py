@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from celery import Celery
+from pydantic import SecretStr
 
 from worker.app import make_celery
 from worker.settings import Settings
@@ -36,12 +37,23 @@ def stack_env(settings: Settings) -> dict[str, str]:
             "CAIRN_REDISPATCH_AFTER_S": str(settings.redispatch_after_s),
             "CAIRN_STEP_MODULES": STEP_MODULES,
             "CAIRN_ARTIFACTS_DIR": str(settings.artifacts_dir),
+            "CAIRN_ARTIFACT_BACKEND": settings.artifact_backend,
+            "CAIRN_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+            "CAIRN_S3_BUCKET": settings.s3_bucket,
+            "CAIRN_S3_USE_SSL": str(settings.s3_use_ssl).lower(),
+            "CAIRN_S3_ACCESS_KEY": _secret(settings.s3_access_key),
+            "CAIRN_S3_SECRET_KEY": _secret(settings.s3_secret_key),
+            "CAIRN_INLINE_LIMIT_BYTES": str(settings.inline_limit_bytes),
             "CAIRN_LOG_LEVEL": "INFO",
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
     )
     return env
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 @dataclass

@@ -106,3 +106,71 @@ def watch_cancel(ctx: StepContext, trace_dir: str | None = None) -> dict[str, An
     _trace(trace_dir, f"watch_cancel saw cancelled={ctx.cancelled}")
     ctx.raise_if_stopped()
     return {"cancelled": False}
+
+
+class _Zeros:
+    """A file object of ``size`` deterministic bytes, never held in memory at once."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+
+
+def _hwm_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+@step("t.artifact")
+def artifact(
+    ctx: StepContext,
+    name: str = "out.txt",
+    text: str | None = None,
+    size: int = 0,
+    wait_for: str | None = None,
+    trace_dir: str | None = None,
+) -> dict[str, Any]:
+    """Puts one artifact: ``text``, or ``size`` streamed bytes; reports memory growth."""
+    _trace(trace_dir, f"artifact start {ctx.attempt}")
+    if wait_for:
+        deadline = time.monotonic() + 30
+        while not Path(wait_for).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    before = _hwm_kb()
+    source: Any = text.encode() if text is not None else _Zeros(size)
+    key = ctx.artifacts.put(name, source, content_type="text/plain" if text else None)
+    return {"key": key, "hwm_growth_kb": _hwm_kb() - before}
+
+
+@step("t.read_artifact")
+def read_artifact(ctx: StepContext, name: str = "out.txt", **_: Any) -> dict[str, Any]:
+    """Reads an upstream artifact back, verified."""
+    return {"text": ctx.artifacts.get(name, step="make").decode()}
+
+
+@step("t.put_then_die")
+def put_then_die(ctx: StepContext, trace_dir: str | None = None) -> dict[str, Any]:
+    """Attempt 1 uploads an object and dies before committing; attempt 2 puts nothing."""
+    _trace(trace_dir, f"put_then_die {ctx.attempt}")
+    if ctx.attempt == 1:
+        ctx.artifacts.put("orphan.bin", b"never committed")
+        os.kill(os.getpid(), 9)
+    return {"attempt": ctx.attempt}
+
+
+@step("t.big_output")
+def big_output(ctx: StepContext, n: int = 10_000) -> dict[str, Any]:
+    """An output larger than a small inline limit."""
+    return {"blob": "x" * n, "n": n}
+
+
+@step("t.measure")
+def measure(ctx: StepContext, big: dict[str, Any]) -> dict[str, Any]:
+    """Receives the big output of step ``big`` transparently."""
+    return {"length": len(big["blob"])}

@@ -6,7 +6,7 @@ traceback. Every read command takes ``--json``.
 
 from __future__ import annotations
 
-from worker.cli import definitions, processes, runs, schedules  # noqa: F401  (commands)
+from worker.cli import artifacts, definitions, processes, runs, schedules  # noqa: F401
 from worker.cli.base import app
 
 

@@ -232,5 +232,10 @@ def _run_demo(s: Settings, flower_url: str) -> int:
                 f"  {m.provider}/{m.model}: {m.records} calls, "
                 f"{m.input_tokens}+{m.output_tokens} tokens, ${m.usd:.6f}"
             )
+        for a in client.list_artifacts(run_id):
+            typer.echo(
+                f"  artifact {a.name} from {a.step_key}: {a.size} bytes, "
+                f"sha256 {a.sha256[:12]}..., {a.key}"
+            )
         typer.echo(f"total cost ${costs.total_usd:.6f}; watch workers and tasks at {flower_url}")
     return code

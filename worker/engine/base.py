@@ -9,10 +9,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, update
+from sqlalchemy import ColumnElement, and_, delete, insert, update
 from sqlalchemy.orm import Session
 
-from db.models import CostRecord, Message, RunEvent, WorkflowRun, WorkflowStep
+from db.models import Artifact, CostRecord, Message, RunEvent, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 
 
@@ -93,12 +93,24 @@ class MessageEntry:
     tool_calls: list[Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ArtifactEntry:
+    """An object an attempt uploaded; its row is written with the next commit."""
+
+    name: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str | None = None
+
+
 @dataclass(slots=True)
 class Records:
-    """Costs and messages an attempt recorded since its last commit."""
+    """Costs, messages and artifacts an attempt recorded since its last commit."""
 
     costs: list[CostEntry] = field(default_factory=list)
     messages: list[MessageEntry] = field(default_factory=list)
+    artifacts: list[ArtifactEntry] = field(default_factory=list)
 
     def usd(self) -> Decimal:
         """Money in these costs."""
@@ -106,7 +118,11 @@ class Records:
 
 
 def write_records(session: Session, fence: Fence, records: Records, now: datetime) -> Decimal:
-    """Insert an attempt's pending costs and messages; return the money they add."""
+    """Insert an attempt's pending costs, messages and artifact rows; return the money.
+
+    An artifact name written again (by a later attempt, or twice by one) points its row
+    at the newest object; the older object becomes an orphan that retention deletes.
+    """
     base = {"run_id": fence.run_id, "step_id": fence.step_id, "attempt": fence.attempt}
     if records.costs:
         session.execute(
@@ -139,6 +155,31 @@ def write_records(session: Session, fence: Fence, records: Records, now: datetim
                     "created_at": now,
                 }
                 for m in records.messages
+            ],
+        )
+    if records.artifacts:
+        names = [a.name for a in records.artifacts]
+        session.execute(
+            delete(Artifact).where(
+                Artifact.run_id == fence.run_id,
+                Artifact.step_id == fence.step_id,
+                Artifact.name.in_(names),
+            )
+        )
+        latest = {a.name: a for a in records.artifacts}  # the last put of a name wins
+        session.execute(
+            insert(Artifact),
+            [
+                base
+                | {
+                    "name": a.name,
+                    "key": a.key,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                    "content_type": a.content_type,
+                    "created_at": now,
+                }
+                for a in latest.values()
             ],
         )
     return records.usd()

@@ -19,6 +19,7 @@ from db.models import Checkpoint, StepEdge, WorkflowDefinition, WorkflowRun, Wor
 from db.states import RunStatus, StepStatus
 from worker.definitions.spec import RetryPolicy
 from worker.engine.base import Fence, add_event
+from worker.engine.rollup import output_value
 from worker.errors import StepNotClaimable
 
 
@@ -27,6 +28,7 @@ class ClaimedStep:
     """Everything an attempt needs to run, read in the claim's transaction."""
 
     fence: Fence
+    tenant_id: uuid.UUID
     key: str
     task: str
     workflow: str
@@ -82,18 +84,23 @@ def claim_step(
         .where(WorkflowRun.id == run_id, WorkflowRun.status == RunStatus.QUEUED)
         .values(status=RunStatus.RUNNING, started_at=now, updated_at=now)
     )
-    run_inputs, workflow = session.execute(
-        select(WorkflowRun.inputs, WorkflowDefinition.name)
+    run_inputs, workflow, tenant_id = session.execute(
+        select(WorkflowRun.inputs, WorkflowDefinition.name, WorkflowRun.tenant_id)
         .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
         .where(WorkflowRun.id == run_id)
     ).one()
     upstream = session.execute(
-        select(WorkflowStep.key, WorkflowStep.output)
+        select(
+            WorkflowStep.key,
+            WorkflowStep.output,
+            WorkflowStep.output_blob_key,
+            WorkflowStep.output_sha256,
+        )
         .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
         .where(StepEdge.downstream_id == step_id)
     ).all()
     checkpoint = session.execute(
-        select(Checkpoint.seq, Checkpoint.state)
+        select(Checkpoint.seq, Checkpoint.state, Checkpoint.blob_key, Checkpoint.blob_sha256)
         .where(Checkpoint.step_id == step_id)
         .order_by(Checkpoint.seq.desc())
         .limit(1)
@@ -103,11 +110,20 @@ def claim_step(
     )
     return ClaimedStep(
         fence=Fence(step_id, run_id, attempt, owner),
+        tenant_id=tenant_id,
         key=key,
         task=task,
         workflow=workflow,
-        inputs=dict(run_inputs) | {row.key: row.output for row in upstream},
-        resume_state=checkpoint.state if checkpoint else None,
+        inputs=dict(run_inputs)
+        | {
+            row.key: output_value(row.output, row.output_blob_key, row.output_sha256)
+            for row in upstream
+        },
+        resume_state=(
+            output_value(checkpoint.state, checkpoint.blob_key, checkpoint.blob_sha256)
+            if checkpoint
+            else None
+        ),
         last_checkpoint_seq=checkpoint.seq if checkpoint else 0,
         retry=RetryPolicy.model_validate(retry),
         max_attempts=max_attempts,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowMetric, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
+from worker.blobs import BlobRef
 from worker.definitions.dag import sinks
 from worker.engine.base import (
     ACTIVE_RUN,
@@ -27,7 +28,7 @@ from worker.engine.base import (
     to_messages,
     write_records,
 )
-from worker.engine.rollup import run_outputs
+from worker.engine.rollup import output_value, run_outputs
 from worker.errors import StaleAttempt
 
 
@@ -42,17 +43,24 @@ class Completion:
 def complete_step(
     session: Session,
     fence: Fence,
-    output: dict[str, Any],
+    output: dict[str, Any] | BlobRef,
     records: Records,
     now: datetime,
 ) -> Completion:
-    """Record the success of the fenced attempt; :class:`StaleAttempt` if it lost its lease."""
+    """Record the success of the fenced attempt; :class:`StaleAttempt` if it lost its lease.
+
+    A large output arrives as a :class:`BlobRef` (already uploaded); the row keeps its key
+    and sha256.
+    """
+    blob = output if isinstance(output, BlobRef) else None
     row = session.execute(
         update(WorkflowStep)
         .where(fence.where())
         .values(
             status=StepStatus.SUCCEEDED,
-            output=output,
+            output=None if blob else output,
+            output_blob_key=blob.key if blob else None,
+            output_sha256=blob.sha256 if blob else None,
             error=None,
             finished_at=now,
             lease_owner=None,
@@ -139,11 +147,18 @@ def release_dependents(session: Session, fence: Fence, now: datetime) -> list[St
 
 
 def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
-    steps = session.execute(
-        select(WorkflowStep.id, WorkflowStep.key, WorkflowStep.output).where(
-            WorkflowStep.run_id == fence.run_id
+    steps = [
+        (step_id, key, output_value(output, blob_key, sha))
+        for step_id, key, output, blob_key, sha in session.execute(
+            select(
+                WorkflowStep.id,
+                WorkflowStep.key,
+                WorkflowStep.output,
+                WorkflowStep.output_blob_key,
+                WorkflowStep.output_sha256,
+            ).where(WorkflowStep.run_id == fence.run_id)
         )
-    ).all()
+    ]
     edges = session.execute(
         select(StepEdge.upstream_id, StepEdge.downstream_id).where(StepEdge.run_id == fence.run_id)
     ).all()

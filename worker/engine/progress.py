@@ -13,6 +13,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from db.models import Checkpoint, WorkflowRun, WorkflowStep
+from worker.blobs import BlobRef
 from worker.engine.base import Fence, Records, add_event, write_records
 from worker.errors import StaleAttempt
 
@@ -36,7 +37,7 @@ def record_checkpoint(
     session: Session,
     fence: Fence,
     seq: int,
-    state: dict[str, Any],
+    state: dict[str, Any] | BlobRef,
     records: Records,
     lease_s: float,
     now: datetime,
@@ -52,7 +53,10 @@ def record_checkpoint(
             step_id=fence.step_id,
             attempt=fence.attempt,
             seq=seq,
-            state=state,
+            state=None if isinstance(state, BlobRef) else state,
+            blob_key=state.key if isinstance(state, BlobRef) else None,
+            blob_sha256=state.sha256 if isinstance(state, BlobRef) else None,
+            blob_size=state.size if isinstance(state, BlobRef) else None,
             created_at=now,
         )
     )

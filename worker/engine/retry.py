@@ -9,7 +9,15 @@ from datetime import datetime, timedelta
 from worker.definitions.spec import RetryPolicy
 
 #: Error types that no retry can fix, whatever the policy says.
-ALWAYS_FATAL = frozenset({"DefinitionError", "UnknownStep", "PayloadTooLarge", "NonRetryableError"})
+ALWAYS_FATAL = frozenset(
+    {
+        "DefinitionError",
+        "UnknownStep",
+        "PayloadTooLarge",
+        "NonRetryableError",
+        "InvalidArtifactName",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,3 +11,12 @@ def run_outputs(
 ) -> dict[str, Any]:
     """A finished run's outputs: the outputs of its sink steps, by step key."""
     return {key: outputs.get(key) for key in sink_keys}
+
+
+def output_value(
+    output: dict[str, Any] | None, blob_key: str | None, sha256: str | None
+) -> dict[str, Any] | None:
+    """A step's output as passed on: inline, or the marker of its stored blob."""
+    if blob_key is not None and sha256 is not None:
+        return {"$blob": blob_key, "sha256": sha256}
+    return output

@@ -176,3 +176,23 @@ def test_costs_by_model_over_all_runs(
     refused = cairn(cli_settings, "costs")
     assert refused.returncode == 1
     assert "--by model" in refused.stderr
+
+
+def test_artifact_commands(cli_stack: Stack, cli_settings: Settings, tmp_path: Path) -> None:
+    init = cairn(cli_settings, "artifacts", "init")
+    assert init.returncode == 0, init.stderr
+    assert "ready" in init.stdout
+    spec = tmp_path / "art.yaml"
+    spec.write_text("name: art\nsteps:\n  - {key: make, task: t.artifact}\n")
+    started = cairn(cli_settings, "start", str(spec), "-i", "text=hello file", "--watch")
+    assert started.returncode == 0, started.stdout + started.stderr
+    run_id = started.stdout.splitlines()[0]
+    listed = json.loads(cairn(cli_settings, "artifacts", "list", run_id, "--json").stdout)
+    assert [(a["name"], a["step_key"], a["size"]) for a in listed] == [("out.txt", "make", 10)]
+    target = tmp_path / "copy.txt"
+    got = cairn(cli_settings, "artifacts", "get", run_id, "out.txt", "-o", str(target))
+    assert got.returncode == 0, got.stderr
+    assert target.read_text() == "hello file"
+    url = cairn(cli_settings, "artifacts", "url", run_id, "out.txt")
+    assert url.returncode == 1
+    assert "presigned URLs need the s3 artifact backend" in url.stderr

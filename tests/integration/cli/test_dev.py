@@ -34,6 +34,8 @@ def test_dev_demo_runs_on_a_private_redis_and_stops_everything(tmp_path: Path) -
     assert done.returncode == 0, output
     assert re.search(r"run \S+: succeeded", output), output
     assert "demo-llm/tiny-1: 5 calls" in output
+    assert re.search(r"artifact report\.md from combine: \d+ bytes", output), output
+    assert list((tmp_path / "cairn-artifacts").rglob("report.md"))
     assert "Flower: http://127.0.0.1:" in output
     assert "all processes stopped" in output
 

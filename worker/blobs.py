@@ -1,0 +1,60 @@
+"""Large JSON values (outputs, checkpoint states) live in the artifact store.
+
+A value whose canonical JSON is over the inline limit is uploaded, and the row keeps a
+marker ``{"$blob": key, "sha256": ..., "size": ...}``. Reading it back verifies the
+sha256, so a tampered or truncated object fails clearly instead of feeding bad data on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from worker.serialization import check_json, dumps
+
+if TYPE_CHECKING:
+    from worker.artifacts import ArtifactStore
+
+MARKER = "$blob"
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """Where a large value was stored, and how to check it."""
+
+    key: str
+    sha256: str
+    size: int
+
+    def marker(self) -> dict[str, Any]:
+        """The JSON that stands for the value in rows and inputs."""
+        return {MARKER: self.key, "sha256": self.sha256, "size": self.size}
+
+
+def is_marker(value: Any) -> bool:
+    """True for the stand-in of a stored value."""
+    return isinstance(value, dict) and MARKER in value and "sha256" in value
+
+
+def encode(
+    value: dict[str, Any], field: str, *, max_depth: int, limit: int
+) -> tuple[dict[str, Any] | None, bytes | None]:
+    """Check ``value``; return it inline, or its JSON bytes when over ``limit``."""
+    check_json(value, field, max_depth=max_depth)
+    data = dumps(value).encode()
+    return (value, None) if len(data) <= limit else (None, data)
+
+
+def offload(store: ArtifactStore, key: str, data: bytes) -> BlobRef:
+    """Upload ``data`` under ``key``."""
+    stored = store.put(key, data, content_type="application/json")
+    return BlobRef(stored.key, stored.sha256, stored.size)
+
+
+def resolve(store: ArtifactStore, value: Any) -> Any:
+    """The stored value behind a marker (sha256 verified), or ``value`` itself."""
+    if not is_marker(value):
+        return value
+    data = store.get_bytes(value[MARKER], expected_sha256=value["sha256"])
+    return json.loads(data)
