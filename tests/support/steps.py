@@ -174,3 +174,13 @@ def big_output(ctx: StepContext, n: int = 10_000) -> dict[str, Any]:
 def measure(ctx: StepContext, big: dict[str, Any]) -> dict[str, Any]:
     """Receives the big output of step ``big`` transparently."""
     return {"length": len(big["blob"])}
+
+
+@step("t.big_checkpoint")
+def big_checkpoint(ctx: StepContext, n: int = 10_000) -> dict[str, Any]:
+    """Attempt 1 checkpoints a large state and fails; attempt 2 resumes from it."""
+    if ctx.attempt == 1:
+        ctx.checkpoint({"big": "y" * n})
+        raise ConnectionError("fail after the checkpoint")
+    state = ctx.resume_state or {}
+    return {"resumed_length": len(state.get("big", ""))}

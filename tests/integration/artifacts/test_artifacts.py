@@ -260,3 +260,35 @@ def test_s3_down_mid_step_fails_clearly_then_retries_and_succeeds(
     assert view.step("make").attempt >= 2
     for row in art_client.list_artifacts(run_id):
         assert store.exists(row.key)  # no row points at a missing object
+
+
+def test_a_checkpoint_state_over_the_inline_limit_resumes_from_the_store(
+    art_stack: Stack, art_client: Client, store: ArtifactStore
+) -> None:
+    from db.models import Checkpoint
+
+    art_stack.start_worker()
+    spec = {
+        "name": "bigstate",
+        "steps": [
+            {
+                "key": "s",
+                "task": "t.big_checkpoint",
+                "retry": {"max_attempts": 2, "backoff_base_s": 0.1},
+            }
+        ],
+    }
+    run_id = art_client.start_run(spec=spec, inputs={"n": 20_000})
+    view = art_client.wait(run_id, timeout=60)
+    assert view.status == "succeeded", view.error
+    assert view.step("s").output == {"resumed_length": 20_000}
+    with transaction(art_client.runtime.engine) as session:
+        row = session.execute(
+            select(Checkpoint.state, Checkpoint.blob_key, Checkpoint.blob_size).where(
+                Checkpoint.run_id == run_id
+            )
+        ).one()
+    assert row.state is None
+    assert row.blob_size is not None
+    assert row.blob_size > 20_000
+    assert store.exists(row.blob_key)
