@@ -46,7 +46,7 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when the parent dies, and own a group."""
     os.setsid()
     with contextlib.suppress(OSError, AttributeError):
@@ -69,7 +69,7 @@ class Supervisor:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads yet at this point)
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (no threads yet at this point)
             )
         self.children.append((name, child))
         return child

@@ -13,8 +13,27 @@ import pytest
 import tests.support.steps  # noqa: F401  (registers the t.* steps in this process too)
 from tests.support import servers
 from tests.support.stack import Stack
+from worker.app import make_celery
 from worker.client import Client
 from worker.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_consumers() -> None:
+    """Refuse to run while a worker (say, of a killed earlier run) consumes the test Redis
+    index: it would take this run's messages and drop them."""
+    app = make_celery(Settings(_env_file=None, broker_url=servers.REDIS_URL))  # type: ignore[call-arg]
+    try:
+        replies = app.control.ping(timeout=1.0)
+    finally:
+        app.close()
+    if replies:
+        names = sorted(name for reply in replies for name in reply)
+        pytest.fail(
+            f"workers {names} already consume {servers.REDIS_URL}; stop them first "
+            "(pkill -f 'celery -A tasks.celery_app')",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from worker.devstack import die_with_parent
+
 ACCESS_KEY = "cairn-test-access"
 SECRET_KEY = "cairn-test-secret-Xy9"
 BUCKET = "cairn-test"
@@ -60,7 +62,12 @@ class SeaweedFS:
 
 def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # noqa: PLW1509
+        )
 
 
 def _wait_ready(server: SeaweedFS, timeout: float = 60) -> None:

@@ -20,6 +20,7 @@ from celery import Celery
 from pydantic import SecretStr
 
 from worker.app import make_celery
+from worker.devstack import die_with_parent
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,7 +192,7 @@ class Stack:
                 env={**stack_env(self.settings), **(extra_env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - own group; dies with pytest
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
