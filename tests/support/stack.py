@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STEP_MODULES = "tests.support.steps"
 
 
-def stack_env(settings: Settings) -> dict[str, str]:
+def stack_env(settings: Settings, step_modules: str = STEP_MODULES) -> dict[str, str]:
     """Environment for a worker or beat process of ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CAIRN_")}
     env.update(
@@ -36,7 +36,7 @@ def stack_env(settings: Settings) -> dict[str, str]:
             "CAIRN_BROKER_URL": settings.broker_url,
             "CAIRN_LEASE_S": str(settings.lease_s),
             "CAIRN_REDISPATCH_AFTER_S": str(settings.redispatch_after_s),
-            "CAIRN_STEP_MODULES": STEP_MODULES,
+            "CAIRN_STEP_MODULES": step_modules,
             "CAIRN_ARTIFACTS_DIR": str(settings.artifacts_dir),
             "CAIRN_ARTIFACT_BACKEND": settings.artifact_backend,
             "CAIRN_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
@@ -99,6 +99,7 @@ class Stack:
 
     settings: Settings
     log_dir: Path
+    step_modules: str = STEP_MODULES
     procs: list[Proc] = field(default_factory=list)
     _count: int = 0
     _app: Celery | None = None
@@ -110,8 +111,14 @@ class Stack:
             self._app = make_celery(self.settings)
         return self._app
 
-    def start_worker(self, concurrency: int = 2, pool: str = "prefork") -> Proc:
-        """Start a worker process and wait until it answers a ping."""
+    def start_worker(
+        self,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        app: str = "tasks.celery_app",
+        queue: str | None = None,
+    ) -> Proc:
+        """Start a worker process (of ``app``) and wait until it answers a ping."""
         self._count += 1
         name = f"w{self._count}-{os.getpid()}@testhost"
         argv = [
@@ -119,7 +126,7 @@ class Stack:
             "-m",
             "celery",
             "-A",
-            "tasks.celery_app",
+            app,
             "worker",
             f"--pool={pool}",
             f"--concurrency={concurrency}",
@@ -127,7 +134,7 @@ class Stack:
             "--without-mingle",
             "--loglevel=INFO",
             "-Q",
-            self.settings.default_queue,
+            queue or self.settings.default_queue,
             "-n",
             name,
         ]
@@ -189,7 +196,7 @@ class Stack:
             popen = subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env={**stack_env(self.settings), **(extra_env or {})},
+                env={**stack_env(self.settings, self.step_modules), **(extra_env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - own group; dies with pytest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,16 +10,49 @@ import pytest
 from pydantic import SecretStr
 
 from tests.support import s3
-from worker.artifacts import ArtifactStore, S3Store, make_store
+from worker.artifacts import ArtifactStore, LocalStore, S3Store, make_store
 from worker.settings import Settings
 
 
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3.SeaweedFS]:
-    """A real S3-compatible server on loopback, stopped (by pid) at the end."""
+    """A real S3-compatible server on loopback, with the bucket ``s3.BUCKET`` made through
+    the store (as ``cairn artifacts init`` does); stopped by pid at the end. ``endpoint``,
+    ``access_key`` and ``secret_key`` say how to reach it; ``settings()`` builds Settings."""
     server = s3.start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
+    try:
+        S3Store(server.settings()).ensure_bucket()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ns() -> str:
+    """A key prefix of this test alone: S3 tests share one bucket."""
+    return f"contract-{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalStore:
+    """A local folder store in the test's own folder."""
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def s3_store(seaweedfs: s3.SeaweedFS) -> S3Store:
+    """An S3 store on the session's SeaweedFS: real HTTP, path-style, real credentials."""
+    return S3Store(seaweedfs.settings())
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_store(request: pytest.FixtureRequest) -> ArtifactStore:
+    """The contract's subject: each test runs on the local folder and on S3."""
+    store: ArtifactStore = request.getfixturevalue(f"{request.param}_store")
+    return store
+
+
+# --- fixtures of the workflow tests (test_artifacts.py): a real stack per test -----------
 
 
 @pytest.fixture(params=["local", "s3"])

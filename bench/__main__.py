@@ -1,0 +1,146 @@
+"""``python -m bench [--smoke]``: run every workload against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine, text
+
+from bench import workloads
+from bench.report import Figure, Ratio, print_table, write_json
+from db import migrate
+from tests.support.stack import Stack
+from worker.app import make_celery
+from worker.client import Client
+from worker.settings import Settings
+
+ADMIN_URL = os.environ.get(
+    "CAIRN_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("CAIRN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+DB = "cairn_bench"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
+    args = parser.parse_args()
+    started = time.monotonic()
+    settings = _prepare(lease_s=3.0 if args.smoke else 5.0)
+    work = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
+    stack = Stack(settings, work, step_modules="bench.steps")
+    r = redis.Redis.from_url(REDIS_URL)
+    baseline = make_celery(settings)
+    client = Client(settings)
+    b = workloads.Bench(settings, stack, client, r, baseline)
+    figures: list[Figure] = []
+    try:
+        stack.start_worker(concurrency=2)
+        stack.start_worker(concurrency=2, app="bench.baseline_app", queue="baseline")
+        if args.smoke:
+            figures += workloads.sequential(b, [10, 30], {10: 2, 30: 1})
+            figures += workloads.throughput(b, 50, 1)
+            figures += workloads.fan_out(b, 50)
+            figures += workloads.scale_of_state(b, 10_000, 50)
+            figures += workloads.recovery(b, observe_s=8)
+        else:
+            figures += workloads.sequential(b, [10, 100, 1000], {10: 5, 100: 3, 1000: 1})
+            figures += workloads.throughput(b, 2000, 1)
+            figures += workloads.fan_out(b, 1000)
+            figures += workloads.scale_of_state(b, 1_000_000, 500)
+            figures += workloads.recovery(b, observe_s=60)
+    finally:
+        stack.stop()
+        client.close()
+        baseline.close()
+        r.flushdb()
+        r.close()
+    ratios = _ratios(figures, settings.lease_s)
+    header = (
+        f"cairn benchmark{' (smoke)' if args.smoke else ''}: {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}, {_pg_version()}, Redis {REDIS_URL}, "
+        f"took {time.monotonic() - started:.0f} s"
+    )
+    print_table(figures, ratios, header)
+    write_json(args.out, figures, ratios, {"header": header, "smoke": args.smoke})
+    return 0
+
+
+def _prepare(lease_s: float) -> Settings:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{DB}"'))
+    admin.dispose()
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB}"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=url,
+        broker_url=REDIS_URL,
+        lease_s=lease_s,
+        redispatch_after_s=30,
+        artifacts_dir=Path(tempfile.mkdtemp(prefix="cairn-bench-art-")),
+    )
+    migrate.upgrade(settings)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    return settings
+
+
+def _pg_version() -> str:
+    engine = create_engine(ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            return (
+                str(conn.execute(text("SHOW server_version")).scalar())
+                .split()[0]
+                .join(["PostgreSQL ", ""])
+            )
+    finally:
+        engine.dispose()
+
+
+def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
+    by = {(f.workload, f.variant, f.unit): f for f in figures}
+    ratios = []
+    seq = [f for f in figures if f.workload.startswith("sequential") and f.variant == "cairn"]
+    for f in seq:
+        base = by[(f.workload, "celery chain", "ms/step")]
+        value = f.median / base.median
+        ratios.append(Ratio(f"{f.workload}: cairn / celery", value, "<= 1.25", value <= 1.25))
+    if len(seq) >= 2:
+        value = seq[-1].median / seq[0].median
+        ratios.append(
+            Ratio(
+                f"ms/step {seq[-1].workload[11:]} / {seq[0].workload[11:]}",
+                value,
+                "<= 1.1",
+                value <= 1.1,
+            )
+        )
+    for f in figures:
+        if f.workload.startswith("throughput") and f.variant == "cairn runs":
+            base = by[(f.workload, "celery tasks", "per s")]
+            value = f.median / base.median
+            ratios.append(Ratio(f"{f.workload}: cairn / celery", value, ">= 0.85", value >= 0.85))
+        if f.workload.startswith("recovery") and f.variant == "cairn" and f.samples:
+            value = f.median / lease_s
+            ratios.append(Ratio("recovery: seconds / lease", value, "<= 2", value <= 2))
+        if f.workload.startswith("status read") and f.samples:
+            p99 = statistics.quantiles(f.samples, n=100)[98] if len(f.samples) >= 2 else f.median
+            ratios.append(
+                Ratio(f"{f.workload}: p99 ms (p50 {f.median:.2f})", p99, "<= 5 ms", p99 <= 5)
+            )
+    return ratios
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The five workloads. Each returns Figures; variants are interleaved in the same run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery, chain
+from sqlalchemy import Engine, text
+
+from bench.report import Figure
+from tests.support.stack import Stack
+from worker.client import Client
+from worker.settings import Settings
+
+DONE_KEY = "bench:done"
+
+
+@dataclass
+class Bench:
+    """Everything a workload needs: settings, the stack, a client, Redis, the baseline app."""
+
+    settings: Settings
+    stack: Stack
+    client: Client
+    redis: redis.Redis
+    baseline: Celery
+
+    @property
+    def engine(self) -> Engine:
+        return self.client.runtime.engine
+
+
+def _wait_status(engine: Engine, run_id: uuid.UUID, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    query = text("SELECT status FROM workflow_runs WHERE id = :id")
+    while True:
+        with engine.connect() as conn:
+            status = conn.execute(query, {"id": run_id}).scalar()
+        if status == "succeeded":
+            return
+        if status in ("failed", "cancelled") or time.monotonic() > deadline:
+            raise RuntimeError(f"benchmark run {run_id} ended {status}")
+        time.sleep(0.005)
+
+
+def _wait_done(r: redis.Redis, count: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while r.llen(DONE_KEY) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"baseline: {r.llen(DONE_KEY)}/{count} tasks done")
+        time.sleep(0.002)
+
+
+def chain_spec(n: int) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = [{"key": "s0", "task": "bench.noop"}]
+    steps += [{"key": f"s{i}", "task": "bench.noop", "after": [f"s{i - 1}"]} for i in range(1, n)]
+    return {"name": f"bench-chain-{n}", "steps": steps}
+
+
+def sequential(b: Bench, lengths: list[int], reps: dict[int, int]) -> list[Figure]:
+    """ms per step of a chain of trivial steps: bare Celery chain vs a cairn workflow."""
+    figures = []
+    for n in lengths:
+        base = Figure(f"sequential {n} steps", "celery chain", "ms/step")
+        durable = Figure(f"sequential {n} steps", "cairn", "ms/step")
+        _cairn_chain(b, n)  # warm up (registers the definition, fills pools)
+        for _ in range(reps[n]):
+            base.samples.append(_celery_chain(b, n) / n * 1000)
+            durable.samples.append(_cairn_chain(b, n) / n * 1000)
+        figures += [base, durable]
+    return figures
+
+
+def _celery_chain(b: Bench, n: int) -> float:
+    b.redis.delete(DONE_KEY)
+    sigs = [
+        b.baseline.signature(
+            "bench.baseline_noop",
+            kwargs={"signal": i == n - 1},
+            immutable=True,
+            queue="baseline",
+        )
+        for i in range(n)
+    ]
+    start = time.perf_counter()
+    chain(*sigs).apply_async()
+    _wait_done(b.redis, 1)
+    return time.perf_counter() - start
+
+
+def _cairn_chain(b: Bench, n: int) -> float:
+    start = time.perf_counter()
+    run_id = b.client.start_run(spec=chain_spec(n))
+    _wait_status(b.engine, run_id)
+    return time.perf_counter() - start
+
+
+def throughput(b: Bench, count: int, reps: int) -> list[Figure]:
+    """Independent one-step runs per second vs bare tasks per second, same workers."""
+    base = Figure(f"throughput {count}", "celery tasks", "per s")
+    durable = Figure(f"throughput {count}", "cairn runs", "per s")
+    spec = {"name": "bench-one", "steps": [{"key": "s", "task": "bench.noop"}]}
+    b.client.start_run(spec=spec)  # warm up
+    for rep in range(reps):
+        b.redis.delete(DONE_KEY)
+        start = time.perf_counter()
+        for _ in range(count):
+            b.baseline.send_task("bench.baseline_noop", kwargs={"signal": True}, queue="baseline")
+        _wait_done(b.redis, count)
+        base.samples.append(count / (time.perf_counter() - start))
+
+        tenant = f"throughput-{rep}-{uuid.uuid4().hex[:6]}"
+        with Client(b.settings, tenant=tenant) as client:
+            start = time.perf_counter()
+            for _ in range(count):
+                client.start_run(spec=spec)
+            _wait_tenant_done(b.engine, tenant, count)
+            durable.samples.append(count / (time.perf_counter() - start))
+    return [base, durable]
+
+
+def _wait_tenant_done(engine: Engine, tenant: str, count: int, timeout: float = 600) -> None:
+    query = text(
+        "SELECT count(*) FROM workflow_runs r JOIN tenants t ON t.id = r.tenant_id "
+        "WHERE t.name = :tenant AND r.status = 'succeeded'"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            if conn.execute(query, {"tenant": tenant}).scalar() == count:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"throughput: runs of {tenant} did not all succeed")
+        time.sleep(0.05)
+
+
+def fan_out(b: Bench, width: int) -> list[Figure]:
+    """A ``width``-way fan-out with one join: time to join, transactions per step."""
+    items = [{"key": f"i{k}", "task": "bench.noop"} for k in range(width)]
+    spec = {
+        "name": f"bench-fan-{width}",
+        "steps": [
+            *items,
+            {"key": "join", "task": "bench.noop", "after": [s["key"] for s in items]},
+        ],
+    }
+    seconds = Figure(f"fan-out {width} + join", "cairn", "s to join")
+    per_step = Figure(f"fan-out {width} + join", "cairn", "db xacts/step")
+    before = _xacts(b.engine)
+    start = time.perf_counter()
+    run_id = b.client.start_run(spec=spec)
+    _wait_status(b.engine, run_id)
+    seconds.samples.append(time.perf_counter() - start)
+    per_step.samples.append((_xacts(b.engine) - before) / (width + 1))
+    per_step.note = "all clients, polling included"
+    return [seconds, per_step]
+
+
+def _xacts(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar()
+            or 0
+        )
+
+
+def recovery(b: Bench, observe_s: float) -> list[Figure]:
+    """A worker killed with -9 mid-step: seconds until the step runs again."""
+    lease = b.settings.lease_s
+    durable = Figure("recovery after kill -9", "cairn", "s", note=f"lease {lease:g} s")
+    base = Figure("recovery after kill -9", "celery", "s", note="visibility_timeout 3600 s")
+    # cairn
+    doomed = b.stack.start_worker(concurrency=1)
+    run_id = b.client.start_run(
+        spec={"name": "bench-long", "steps": [{"key": "s", "task": "bench.sleep"}]},
+        inputs={"seconds": 1000},
+    )
+    _wait_attempt(b.engine, run_id, 1)
+    b.stack.start_worker(concurrency=1)
+    b.stack.start_beat()
+    killed = time.perf_counter()
+    doomed.kill()
+    _wait_attempt(b.engine, run_id, 2, timeout=10 * lease)
+    durable.samples.append(time.perf_counter() - killed)
+    b.client.cancel(run_id)
+    # bare Celery, same Redis settings
+    b.redis.delete("bench:started")
+    doomed = b.stack.start_worker(concurrency=1, app="bench.baseline_app", queue="baseline")
+    b.baseline.send_task("bench.baseline_sleep", kwargs={"seconds": 1000}, queue="baseline")
+    while b.redis.llen("bench:started") < 1:
+        time.sleep(0.01)
+    b.stack.start_worker(concurrency=1, app="bench.baseline_app", queue="baseline")
+    killed = time.perf_counter()
+    doomed.kill()
+    deadline = time.monotonic() + observe_s
+    while b.redis.llen("bench:started") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if b.redis.llen("bench:started") >= 2:
+        base.samples.append(time.perf_counter() - killed)
+    else:
+        base.note = f"not redelivered within {observe_s:g} s (visibility_timeout 3600 s)"
+    return [durable, base]
+
+
+def _wait_attempt(engine: Engine, run_id: uuid.UUID, attempt: int, timeout: float = 60) -> None:
+    query = text("SELECT attempt, status FROM workflow_steps WHERE run_id = :id AND key = 's'")
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            row = conn.execute(query, {"id": run_id}).one()
+        if row.attempt >= attempt and row.status == "running":
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"step never ran as attempt {attempt}: {row}")
+        time.sleep(0.02)
+
+
+def scale_of_state(b: Bench, rows: int, reads: int) -> list[Figure]:
+    """Status read latency of a 10-step run among ``rows`` other step rows."""
+    target = b.client.start_run(spec=chain_spec(10))
+    _wait_status(b.engine, target)
+    filler = b.client.start_run(
+        spec={"name": "bench-filler", "steps": [{"key": "seed", "task": "bench.noop"}]}
+    )
+    _wait_status(b.engine, filler)
+    with b.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workflow_steps (id, run_id, key, task, status, attempt, "
+                "max_attempts, pending_upstream, retry, queue, priority, cancel_requested, "
+                "created_at) SELECT gen_random_uuid(), :run, 'k' || g, 'bench.noop', "
+                "'succeeded', 1, 1, 0, '{}'::jsonb, 'cairn', 5, false, now() "
+                "FROM generate_series(1, :rows) g"
+            ),
+            {"run": filler, "rows": rows},
+        )
+    with b.engine.connect() as conn:
+        conn.execute(text("ANALYZE workflow_steps"))
+        total = conn.execute(text("SELECT count(*) FROM workflow_steps")).scalar()
+    latency = Figure(
+        f"status read, {total:,} step rows", "cairn", "ms", note="client.get_run of a 10-step run"
+    )
+    for _ in range(20):
+        b.client.get_run(target)
+    for _ in range(reads):
+        start = time.perf_counter()
+        b.client.get_run(target)
+        latency.samples.append((time.perf_counter() - start) * 1000)
+    return [latency]

@@ -1,0 +1,35 @@
+"""The benchmark's smoke run, so the benchmark cannot rot: real servers, real workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_bench_smoke_runs_and_reports_every_workload(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    workloads = {f["workload"].split(" ")[0] for f in data["figures"]}
+    assert workloads == {"sequential", "throughput", "fan-out", "status", "recovery"}
+    for figure in data["figures"]:
+        if figure["variant"] == "cairn" or figure["variant"].startswith("cairn"):
+            assert figure["samples"], figure
+            assert all(v > 0 for v in figure["samples"]), figure
+    for name in ("sequential", "throughput", "fan-out", "status read", "recovery"):
+        assert name in done.stdout
+    ratio_names = [r["workload"] for r in data["ratios"]]
+    assert any("recovery" in r for r in ratio_names)
+    assert any("throughput" in r for r in ratio_names)
