@@ -23,7 +23,7 @@ from worker.client import Client
 from worker.settings import Settings
 
 ADMIN_URL = os.environ.get(
-    "CAIRN_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    "CAIRN_BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("CAIRN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 DB = "cairn_bench"
