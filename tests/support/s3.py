@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
+from worker.devstack import die_with_parent
 from worker.settings import Settings
 
 ACCESS_KEY = "cairn-test-access"
@@ -129,7 +130,8 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=_server_env(),
-            start_new_session=True,  # Ctrl-C in the terminal reaches pytest, not weed
+            # Own session (Ctrl-C reaches pytest, not weed), and SIGTERM if pytest dies.
+            preexec_fn=die_with_parent,  # noqa: PLW1509
         )
 
 
@@ -199,14 +201,15 @@ def start_seaweedfs(folder: Path) -> SeaweedFS:
     (folder / "s3.json").write_text(json.dumps({"identities": [identity]}))
     (folder / "data").mkdir(exist_ok=True)
     log = folder / "weed.log"
+    why = "not started"
     for _ in range(3):  # a port picked free may be taken before weed binds it: pick again
         ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
         argv = weed_argv(weed, folder, ports)
         endpoint = f"http://127.0.0.1:{ports['s3.port']}"
         server = SeaweedFS(endpoint, _spawn(argv, log), log, argv, folder / "data")
-        why = _wait_ready(server)
-        if why is None:
+        if (failed := _wait_ready(server)) is None:
             return server
+        why = failed
         if "address already in use" not in log.read_text(errors="replace"):
             break
     _fail(server, why)

@@ -65,3 +65,12 @@ def test_a_forked_child_gets_its_own_connections(backend: str, engine: Engine) -
         assert child_value != str(parent_value)
     with engine.connect() as conn:  # the parent's pool still works
         assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_postgres_sessions_do_not_launch_parallel_workers(backend: str, engine: Engine) -> None:
+    with engine.connect() as conn:
+        if backend == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            return
+        setting = conn.execute(text("SHOW max_parallel_workers_per_gather")).scalar()
+    assert setting == "0"

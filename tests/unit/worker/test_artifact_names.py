@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -50,12 +51,12 @@ def test_plain_relative_names_are_accepted_unchanged(name: str) -> None:
         ("del\x7f", "U+007F"),
         ("c1\x85control", "U+0085"),
         ("lone\ud800surrogate", "not valid Unicode"),
-        ("x" * (MAX_NAME + 1), "over the limit of 255"),
+        ("ab/" * 85 + "c", "256 characters long, over the limit of 255"),
         ("é" * 200, "over 255 bytes"),
     ],
 )
 def test_unsafe_names_are_refused_naming_the_problem(name: str, problem: str) -> None:
-    with pytest.raises(InvalidArtifactName, match=problem) as info:
+    with pytest.raises(InvalidArtifactName, match=re.escape(problem)) as info:
         validate_name(name)
     assert isinstance(info.value, CairnError)
     assert "\x00" not in str(info.value)  # the name is quoted escaped, never raw
@@ -93,8 +94,7 @@ def test_object_key_refuses_parts_that_would_change_its_shape(
 
 
 def test_a_key_is_limited_to_1024_bytes_even_when_its_name_fits() -> None:
-    long_step = "s" * 100
-    name = "/".join(["é" * 100] * 2)  # 201 characters, 401 bytes
-    assert len(object_key(TENANT, RUN, long_step, 1, name).encode()) < 1024
+    name = "/".join(["\U0001d11e" * 63] * 4)  # 255 characters of 4 bytes: a valid name
+    assert validate_name(name) == name
     with pytest.raises(InvalidArtifactName, match="1024 bytes"):
-        validate_key("k/" * 600)
+        object_key(TENANT, RUN, "make", 1, name)
