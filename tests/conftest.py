@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from db.session import make_engine
 from tests.support import databases, servers
 from worker.settings import Settings
 
-PG_TEST_DB = "cairn_test"
+#: The test session's own database (override to run two suites side by side).
+PG_TEST_DB = os.environ.get("CAIRN_TEST_PG_DB", "cairn_test")
 
 
 @pytest.fixture(scope="session")

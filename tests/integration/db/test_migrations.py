@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.support.databases import make_settings
 from worker.errors import DatabaseUnavailable
 from worker.settings import Settings
 
-SCRATCH_DB = "cairn_migration_test"
+SCRATCH_DB = os.environ.get("CAIRN_TEST_PG_DB", "cairn_test") + "_migration"
 
 
 @pytest.fixture
