@@ -16,6 +16,8 @@ ALWAYS_FATAL = frozenset(
         "PayloadTooLarge",
         "NonRetryableError",
         "InvalidArtifactName",
+        "ArtifactIntegrityError",  # a tampered object stays tampered
+        "ArtifactMissing",  # a deleted object does not come back
     }
 )
 
