@@ -9,18 +9,20 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 from sqlalchemy import create_engine, text
 
 from bench import workloads
-from bench.report import Figure, Ratio, print_table, write_json
+from bench.report import HEADER, Figure, Ratio, format_figure, print_line, print_table, write_json
 from db import migrate
-from tests.support.stack import Stack
 from worker.app import make_celery
 from worker.client import Client
 from worker.settings import Settings
+from worker.stack import Stack
 
 ADMIN_URL = os.environ.get(
     "CAIRN_BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -43,21 +45,26 @@ def main() -> int:
     client = Client(settings)
     b = workloads.Bench(settings, stack, client, r, baseline)
     figures: list[Figure] = []
+    failed: list[str] = []
+
+    def run(name: str, workload: Callable[[], list[Figure]]) -> None:
+        """Run one workload; print its figures at once; a failure loses only this one."""
+        try:
+            measured = workload()
+        except Exception:
+            failed.append(name)
+            print_line(f"{name}: FAILED\n{traceback.format_exc()}")
+            return
+        figures.extend(measured)
+        for figure in measured:
+            print_line(format_figure(figure))
+
+    print_line(HEADER)
     try:
         stack.start_worker(concurrency=2)
         stack.start_worker(concurrency=2, app="bench.baseline_app", queue="baseline")
-        if args.smoke:
-            figures += workloads.sequential(b, [10, 30], {10: 2, 30: 1})
-            figures += workloads.throughput(b, 50, 1)
-            figures += workloads.fan_out(b, 50)
-            figures += workloads.scale_of_state(b, 10_000, 50)
-            figures += workloads.recovery(b, observe_s=8)
-        else:
-            figures += workloads.sequential(b, [10, 100, 1000], {10: 5, 100: 3, 1000: 1})
-            figures += workloads.throughput(b, 2000, 1)
-            figures += workloads.fan_out(b, 1000)
-            figures += workloads.scale_of_state(b, 1_000_000, 500)
-            figures += workloads.recovery(b, observe_s=60)
+        for name, workload in _workloads(b, args.smoke):
+            run(name, workload)
     finally:
         stack.stop()
         client.close()
@@ -71,8 +78,30 @@ def main() -> int:
         f"took {time.monotonic() - started:.0f} s"
     )
     print_table(figures, ratios, header)
-    write_json(args.out, figures, ratios, {"header": header, "smoke": args.smoke})
+    write_json(args.out, figures, ratios, {"header": header, "smoke": args.smoke, "failed": failed})
+    if failed:
+        print_line(f"workloads that failed: {', '.join(failed)}")
+        return 1
     return 0
+
+
+def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], list[Figure]]]]:
+    """The workloads in the order they run, at smoke or full size."""
+    if smoke:
+        return [
+            ("sequential", lambda: workloads.sequential(b, [10, 30], {10: 2, 30: 1})),
+            ("throughput", lambda: workloads.throughput(b, 50, 1)),
+            ("fan-out", lambda: workloads.fan_out(b, 50)),
+            ("status read", lambda: workloads.scale_of_state(b, 10_000, 50)),
+            ("recovery", lambda: workloads.recovery(b, observe_s=8)),
+        ]
+    return [
+        ("sequential", lambda: workloads.sequential(b, [10, 100, 1000], {10: 5, 100: 3, 1000: 1})),
+        ("throughput", lambda: workloads.throughput(b, 2000, 1)),
+        ("fan-out", lambda: workloads.fan_out(b, 1000)),
+        ("status read", lambda: workloads.scale_of_state(b, 1_000_000, 500)),
+        ("recovery", lambda: workloads.recovery(b, observe_s=60)),
+    ]
 
 
 def _prepare(lease_s: float) -> Settings:

@@ -33,28 +33,36 @@ class Ratio:
     met: bool
 
 
+def format_figure(f: Figure) -> str:
+    """One figure as a table line."""
+    if not f.samples:
+        return (
+            f"{f.workload:<34} {f.variant:<14} {'-':>10} {'-':>10} {'-':>10} "
+            f"{0:>3}  {f.unit}  {f.note}"
+        )
+    return (
+        f"{f.workload:<34} {f.variant:<14} {f.median:>10.3f} {min(f.samples):>10.3f} "
+        f"{max(f.samples):>10.3f} {len(f.samples):>3}  {f.unit}  {f.note}"
+    )
+
+
+HEADER = f"{'workload':<34} {'variant':<14} {'median':>10} {'min':>10} {'max':>10} {'n':>3}  unit"
+
+
+def print_line(text: str) -> None:
+    """Print one line of the benchmark's output at once (figures as they are measured)."""
+    print(text, flush=True)  # noqa: T201 - this is the benchmark's output
+
+
 def print_table(figures: list[Figure], ratios: list[Ratio], header: str) -> str:
     """The table as text (also printed)."""
-    lines = [header, ""]
-    lines.append(
-        f"{'workload':<34} {'variant':<14} {'median':>10} {'min':>10} {'max':>10} {'n':>3}  unit"
-    )
-    for f in figures:
-        if not f.samples:
-            lines.append(
-                f"{f.workload:<34} {f.variant:<14} {'-':>10} {'-':>10} {'-':>10} "
-                f"{0:>3}  {f.unit}  {f.note}"
-            )
-            continue
-        lines.append(
-            f"{f.workload:<34} {f.variant:<14} {f.median:>10.3f} {min(f.samples):>10.3f} "
-            f"{max(f.samples):>10.3f} {len(f.samples):>3}  {f.unit}  {f.note}"
-        )
+    lines = [header, "", HEADER]
+    lines += [format_figure(f) for f in figures]
     lines += ["", f"{'ratio':<46} {'value':>8}  target            met"]
     for r in ratios:
         lines.append(f"{r.workload:<46} {r.value:>8.3f}  {r.target:<17} {'yes' if r.met else 'NO'}")
     text = "\n".join(lines)
-    print(text)  # noqa: T201 - this is the benchmark's output
+    print_line(text)
     return text
 
 

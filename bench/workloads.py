@@ -12,11 +12,15 @@ from celery import Celery, chain
 from sqlalchemy import Engine, text
 
 from bench.report import Figure
-from tests.support.stack import Stack
 from worker.client import Client
 from worker.settings import Settings
+from worker.stack import Stack
 
 DONE_KEY = "bench:done"
+#: The recovery workload's own queues: the worker it kills is their only consumer until
+#: the step is running, so the step cannot start on a worker that is never killed.
+RECOVERY_QUEUE = "bench-recovery"
+BASELINE_RECOVERY_QUEUE = "baseline-recovery"
 
 
 @dataclass
@@ -171,31 +175,45 @@ def _xacts(engine: Engine) -> int:
 
 
 def recovery(b: Bench, observe_s: float) -> list[Figure]:
-    """A worker killed with -9 mid-step: seconds until the step runs again."""
+    """A worker killed with -9 mid-step: seconds until the step runs again.
+
+    The doomed worker is alone on the workload's queue while the step starts; the
+    survivor joins that queue only once the step runs on the doomed one.
+    """
     lease = b.settings.lease_s
     durable = Figure("recovery after kill -9", "cairn", "s", note=f"lease {lease:g} s")
     base = Figure("recovery after kill -9", "celery", "s", note="visibility_timeout 3600 s")
     # cairn
-    doomed = b.stack.start_worker(concurrency=1)
+    doomed = b.stack.start_worker(concurrency=1, queue=RECOVERY_QUEUE)
     run_id = b.client.start_run(
-        spec={"name": "bench-long", "steps": [{"key": "s", "task": "bench.sleep"}]},
+        spec={
+            "name": "bench-long",
+            "steps": [{"key": "s", "task": "bench.sleep", "queue": RECOVERY_QUEUE}],
+        },
         inputs={"seconds": 1000},
     )
     _wait_attempt(b.engine, run_id, 1)
-    b.stack.start_worker(concurrency=1)
+    b.stack.start_worker(concurrency=1, queue=RECOVERY_QUEUE)
     b.stack.start_beat()
     killed = time.perf_counter()
     doomed.kill()
     _wait_attempt(b.engine, run_id, 2, timeout=10 * lease)
     durable.samples.append(time.perf_counter() - killed)
     b.client.cancel(run_id)
-    # bare Celery, same Redis settings
+    # bare Celery, same Redis settings, the same two-worker arrangement
     b.redis.delete("bench:started")
-    doomed = b.stack.start_worker(concurrency=1, app="bench.baseline_app", queue="baseline")
-    b.baseline.send_task("bench.baseline_sleep", kwargs={"seconds": 1000}, queue="baseline")
+    doomed = b.stack.start_worker(
+        concurrency=1, app="bench.baseline_app", queue=BASELINE_RECOVERY_QUEUE
+    )
+    b.baseline.send_task(
+        "bench.baseline_sleep", kwargs={"seconds": 1000}, queue=BASELINE_RECOVERY_QUEUE
+    )
+    deadline = time.monotonic() + 60
     while b.redis.llen("bench:started") < 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError("baseline: the long task never started")
         time.sleep(0.01)
-    b.stack.start_worker(concurrency=1, app="bench.baseline_app", queue="baseline")
+    b.stack.start_worker(concurrency=1, app="bench.baseline_app", queue=BASELINE_RECOVERY_QUEUE)
     killed = time.perf_counter()
     doomed.kill()
     deadline = time.monotonic() + observe_s

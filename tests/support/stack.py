@@ -1,219 +1,29 @@
-"""A real cairn stack for integration tests: worker and beat processes on real Redis.
-
-Processes start in their own session (process group) and are stopped by pid: SIGTERM,
-then SIGKILL. Readiness is probed with Celery's ``control.ping``, never slept.
-"""
+"""The stack of the integration tests: ``worker.stack`` with the test steps loaded."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from celery import Celery
-from pydantic import SecretStr
-
-from worker.app import make_celery
-from worker.devstack import die_with_parent
 from worker.settings import Settings
+from worker.stack import Proc
+from worker.stack import Stack as _Stack
+from worker.stack import stack_env as _stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_MODULES = "tests.support.steps"
 
+__all__ = ["ROOT", "STEP_MODULES", "Proc", "Stack", "stack_env"]
+
 
 def stack_env(settings: Settings, step_modules: str = STEP_MODULES) -> dict[str, str]:
-    """Environment for a worker or beat process of ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CAIRN_")}
-    env.update(
-        {
-            "CAIRN_DATABASE_URL": settings.database_url,
-            "CAIRN_BROKER_URL": settings.broker_url,
-            "CAIRN_LEASE_S": str(settings.lease_s),
-            "CAIRN_REDISPATCH_AFTER_S": str(settings.redispatch_after_s),
-            "CAIRN_STEP_MODULES": step_modules,
-            "CAIRN_ARTIFACTS_DIR": str(settings.artifacts_dir),
-            "CAIRN_ARTIFACT_BACKEND": settings.artifact_backend,
-            "CAIRN_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-            "CAIRN_S3_BUCKET": settings.s3_bucket,
-            "CAIRN_S3_USE_SSL": str(settings.s3_use_ssl).lower(),
-            "CAIRN_S3_ACCESS_KEY": _secret(settings.s3_access_key),
-            "CAIRN_S3_SECRET_KEY": _secret(settings.s3_secret_key),
-            "CAIRN_INLINE_LIMIT_BYTES": str(settings.inline_limit_bytes),
-            "CAIRN_LOG_LEVEL": "INFO",
-            "PYTHONPATH": str(ROOT),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
-def _secret(value: SecretStr | None) -> str:
-    return value.get_secret_value() if value is not None else ""
+    """Environment for a worker or beat process of the tests."""
+    return _stack_env(settings, step_modules, ROOT)
 
 
 @dataclass
-class Proc:
-    """A child process we started, with its log file."""
+class Stack(_Stack):
+    """Workers and beats that load the test steps, run from the repository root."""
 
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group, then SIGKILL what is left."""
-        if self.alive():
-            _signal_group(self.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout)
-        _signal_group(self.pid, signal.SIGKILL)
-        if self.popen.poll() is None:
-            self.popen.wait(5)
-
-    def kill(self) -> None:
-        """kill -9 the whole process group: the machine died mid-step."""
-        _signal_group(self.pid, signal.SIGKILL)
-        self.popen.wait(10)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-
-
-@dataclass
-class Stack:
-    """Workers and a beat for one settings object."""
-
-    settings: Settings
-    log_dir: Path
     step_modules: str = STEP_MODULES
-    procs: list[Proc] = field(default_factory=list)
-    _count: int = 0
-    _app: Celery | None = None
-
-    @property
-    def app(self) -> Celery:
-        """A Celery app to probe the workers with."""
-        if self._app is None:
-            self._app = make_celery(self.settings)
-        return self._app
-
-    def start_worker(
-        self,
-        concurrency: int = 2,
-        pool: str = "prefork",
-        app: str = "tasks.celery_app",
-        queue: str | None = None,
-    ) -> Proc:
-        """Start a worker process (of ``app``) and wait until it answers a ping."""
-        self._count += 1
-        name = f"w{self._count}-{os.getpid()}@testhost"
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            app,
-            "worker",
-            f"--pool={pool}",
-            f"--concurrency={concurrency}",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel=INFO",
-            "-Q",
-            queue or self.settings.default_queue,
-            "-n",
-            name,
-        ]
-        proc = self._spawn(name, argv)
-        self._wait_ping(proc, name)
-        return proc
-
-    def start_beat(self) -> Proc:
-        """Start a beat process with the in-memory scheduler (no shelve, no pickle)."""
-        self._count += 1
-        name = f"beat{self._count}"
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tasks.celery_app",
-            "beat",
-            "--scheduler",
-            "celery.beat:Scheduler",
-            "--loglevel=INFO",
-        ]
-        proc = self._spawn(name, argv)
-        deadline = time.monotonic() + 30
-        while "beat: Starting" not in proc.log.read_text(errors="replace"):
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"beat did not start; log:\n{proc.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        return proc
-
-    def start_flower(self, port: int, password: str) -> Proc:
-        """Start ``cairn flower`` with basic auth and wait until it answers HTTP."""
-        env = {"CAIRN_FLOWER_PORT": str(port), "CAIRN_FLOWER_PASSWORD": password}
-        argv = [os.path.join(os.path.dirname(sys.executable), "cairn"), "flower"]
-        proc = self._spawn("flower", argv, extra_env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                break
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1):
-                    return proc
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"flower did not answer; log:\n{proc.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        """Stop every process this stack started."""
-        for proc in reversed(self.procs):
-            proc.stop()
-        self.procs.clear()
-        if self._app is not None:
-            self._app.close()
-            self._app = None
-
-    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Proc:
-        log = self.log_dir / f"{name.split('@', maxsplit=1)[0]}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env={**stack_env(self.settings, self.step_modules), **(extra_env or {})},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - own group; dies with pytest
-            )
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
-
-    def _wait_ping(self, proc: Proc, name: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                break
-            replies = self.app.control.ping(destination=[name], timeout=0.5)
-            if any(name in reply for reply in replies):
-                return
-        proc.stop()
-        raise RuntimeError(
-            f"worker {name} did not answer a ping; log:\n{proc.log.read_text()[-3000:]}"
-        )
+    cwd: Path = ROOT
