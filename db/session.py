@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sqlite3
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from worker.errors import DatabaseUnavailable
@@ -28,6 +29,10 @@ T = TypeVar("T")
 log = logging.getLogger("cairn.db")
 #: PostgreSQL SQLSTATEs that mean "the same transaction may succeed if run again".
 _RETRYABLE_PGCODES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+#: The server is shutting down, crashed, or not yet accepting connections.
+_SHUTDOWN_PGCODES = frozenset({"57P01", "57P02", "57P03"})
+#: How long a transaction is retried while the database is away, unless told otherwise.
+DEFAULT_RETRY_S = 30.0
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -127,29 +132,128 @@ def check_connection(engine: Engine, safe_url: str) -> None:
         ) from None
 
 
-def run_transaction(engine: Engine, work: Callable[[Session], T], attempts: int = 5) -> T:
-    """Run ``work(session)`` in one transaction, again if the database asks for it.
+def run_transaction(
+    engine: Engine,
+    work: Callable[[Session], T],
+    *,
+    verify: Callable[[Session], T | None] | None = None,
+    retry_for_s: float = DEFAULT_RETRY_S,
+) -> T:
+    """Run ``work(session)`` in one transaction, again while the database asks for it.
 
-    A deadlock, a serialization failure or a locked SQLite file rolls the whole
-    transaction back, so running it again from the start is safe. Other errors propagate.
+    A deadlock, a serialization failure, a locked SQLite file or a lost connection rolls
+    the whole transaction back, so running it again from the start on a fresh connection
+    is safe; tries go on with jittered backoff for ``retry_for_s`` seconds, then
+    :class:`DatabaseUnavailable` is raised (a server fault, never the caller's).
+
+    A connection lost during COMMIT leaves the outcome unknown. ``verify`` resolves it by
+    reading back what ``work`` writes (its fence): a result means the commit landed and is
+    returned; None means it did not, and ``work`` runs again. Without ``verify``, ``work``
+    must be safe to run twice (a guarded statement that re-checks its condition).
+    Other errors propagate at once.
     """
-    for attempt in range(1, attempts + 1):
+    deadline = time.monotonic() + retry_for_s
+    tries = 0
+    ambiguous = False
+    while True:
+        tries += 1
         try:
-            with transaction(engine) as session:
-                return work(session)
-        except DBAPIError as exc:
-            if attempt == attempts or not _is_transient(exc):
+            if ambiguous and verify is not None:
+                with transaction(engine) as session:
+                    found = verify(session)
+                if found is not None:
+                    _log_recovered(tries, "the commit had landed")
+                    return found
+            ambiguous = False
+            return _commit(engine, work)
+        except _CommitLost as lost:
+            ambiguous, exc = True, lost.error
+        except DBAPIError as error:
+            if not is_transient(error):
                 raise
-            log.info(
-                "transaction conflict, running it again",
-                extra={"action": "retry_transaction", "attempt": attempt},
-            )
-            time.sleep(random.uniform(0.005, 0.05) * attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+            exc = error
+        _wait_or_give_up(exc, tries, deadline)
 
 
-def _is_transient(exc: DBAPIError) -> bool:
+class _CommitLost(Exception):
+    """The connection broke during COMMIT."""
+
+    def __init__(self, error: DBAPIError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _commit(engine: Engine, work: Callable[[Session], T]) -> T:
+    with Session(engine, expire_on_commit=False) as session:
+        session.begin()
+        result = work(session)
+        try:
+            session.commit()
+        except DBAPIError as exc:
+            if is_disconnect(exc):
+                raise _CommitLost(exc) from exc
+            raise
+        return result
+
+
+def _wait_or_give_up(exc: DBAPIError, tries: int, deadline: float) -> None:
+    """Sleep before the next try, or raise :class:`DatabaseUnavailable` past the deadline."""
+    reason = describe(exc)
+    if time.monotonic() >= deadline:
+        log.warning(
+            "database still unavailable after %d tries: %s",
+            tries,
+            reason,
+            extra={"action": "database_unavailable", "server": "database"},
+        )
+        raise DatabaseUnavailable(
+            f"the database did not answer for {tries} tries ({reason}); the attempt waits "
+            "for it to come back"
+        ) from None
+    if tries == 1:  # one line per outage, not per try
+        log.warning(
+            "database error, running the transaction again: %s",
+            reason,
+            extra={"action": "retry_transaction", "server": "database"},
+        )
+    delay = min(2.0, 0.02 * 2 ** min(tries, 10))
+    time.sleep(random.uniform(delay / 2, delay))
+
+
+def _log_recovered(tries: int, how: str) -> None:
+    log.info(
+        "database back after %d tries; %s",
+        tries,
+        how,
+        extra={"action": "database_recovered", "server": "database"},
+    )
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """True when the same transaction may succeed if run again from the start."""
+    if is_disconnect(exc):
+        return True
     code = getattr(exc.orig, "pgcode", None)
     if code in _RETRYABLE_PGCODES:
         return True
     return "database is locked" in str(exc.orig)
+
+
+def is_disconnect(exc: DBAPIError) -> bool:
+    """True when the connection to the server was lost or refused (not a bad statement)."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "pgcode", None) or ""
+    if code.startswith("08") or code in _SHUTDOWN_PGCODES:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError) and code == "":
+        # psycopg2 gives no SQLSTATE for a broken socket or a refused connection.
+        return not isinstance(exc.orig, sqlite3.Error)
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of a database error, for a log: no statement, no parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}"

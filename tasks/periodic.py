@@ -47,13 +47,13 @@ def register(app: Celery, runtime: Runtime) -> None:
                 silent,
                 extra={"action": "reap"},
             )
-        runtime.dispatcher.send(reaped.requeued)
+        runtime.dispatcher.send(reaped.requeued, urgent=True)
 
     @app.task(name="cairn.reconcile", ignore_result=True)
     def reconcile() -> None:
         now = utcnow()
         stale = run_transaction(
-            runtime.engine, lambda s: redispatch_stale(s, now, settings.redispatch_after_s)
+            runtime.engine, lambda s: redispatch_stale(s, now, settings.redispatch_window_s)
         )
         due = run_transaction(runtime.engine, lambda s: requeue_retrying(s, now))
         if stale:
@@ -63,7 +63,8 @@ def register(app: Celery, runtime: Runtime) -> None:
                 extra={"action": "reconcile"},
             )
             runtime.dispatcher.declare_queues(m.queue for m in stale)
-        runtime.dispatcher.send(stale + due)
+        runtime.dispatcher.send(stale, urgent=True)
+        runtime.dispatcher.send(due)
 
     @app.task(name="cairn.retention", ignore_result=True)
     def retention() -> None:

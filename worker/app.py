@@ -23,6 +23,17 @@ from celery import Celery
 from worker.settings import Settings
 
 VISIBILITY_TIMEOUT_S = 3600
+#: cairn's priorities run 0 (lowest) to 9 (highest), as AMQP's do.
+URGENT = 9
+
+
+def wire_priority(broker_url: str, priority: int) -> int:
+    """The priority to put on a message for ``broker_url``.
+
+    Redis emulates priorities with one list per level, 0 being served first: the reverse
+    of cairn's (and AMQP's) 9-is-highest.
+    """
+    return 9 - priority if broker_url.startswith(("redis", "rediss")) else priority
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -72,7 +83,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     | schedules       |                                      |                               |
     """
     every = timedelta(seconds=settings.recovery_interval_s)
-    options = {"queue": settings.default_queue, "expires": settings.recovery_interval_s * 4}
+    # Recovery jumps the queue: a reaper stuck behind a long queue of fresh work would
+    # leave a dead worker's step waiting as long.
+    options = {
+        "queue": settings.default_queue,
+        "expires": settings.recovery_interval_s * 4,
+        "priority": wire_priority(settings.broker_url, URGENT),
+    }
     tick = timedelta(seconds=settings.schedule_tick_s)
     tick_options = {"queue": settings.default_queue, "expires": settings.schedule_tick_s * 4}
     return {

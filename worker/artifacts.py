@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from worker.errors import CairnError, ConfigurationError, NotFound
+from worker.errors import ArtifactStoreUnavailable, CairnError, ConfigurationError, NotFound
 from worker.serialization import sha256_hex
 from worker.settings import Settings
 
@@ -57,10 +57,6 @@ class Readable(Protocol):
 
 #: What ``put`` accepts: bytes, a file path, or a binary file object.
 Source = bytes | str | Path | Readable
-
-
-class ArtifactStoreUnavailable(CairnError):
-    """The artifact store cannot be reached; check its endpoint, bucket and credentials."""
 
 
 class ArtifactIntegrityError(CairnError):

@@ -16,13 +16,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from db.models import Artifact
 from db.repositories import ArtifactRepository
-from db.session import run_transaction, transaction
+from db.session import run_transaction
 from db.types import utcnow
 from worker import blobs
 from worker.artifacts import Source, object_key, validate_name
 from worker.engine.base import ArtifactEntry, CostEntry, MessageEntry, Records
 from worker.engine.claim import ClaimedStep
-from worker.engine.progress import record_checkpoint
+from worker.engine.progress import record_checkpoint, verify_checkpoint
 from worker.errors import DefinitionError, RunCancelled, StaleAttempt, StepTimeout
 from worker.logs import BoundLogger
 from worker.serialization import encode_checked
@@ -162,7 +162,7 @@ class StepContext:
         stored: dict[str, Any] | blobs.BlobRef = state
         if data is not None:
             key = self.blob_key(f"checkpoint-{seq}.json")
-            stored = blobs.offload(self._runtime.store, key, data)
+            stored = blobs.offload(self._runtime.step_store, key, data)
         records = self.pending_records()
         fence = self._claimed.fence
         cancel = run_transaction(
@@ -170,6 +170,8 @@ class StepContext:
             lambda session: record_checkpoint(
                 session, fence, seq, stored, records, settings.lease_s, utcnow()
             ),
+            verify=lambda session: verify_checkpoint(session, fence, seq),
+            retry_for_s=settings.server_retry_s,
         )
         self._checkpoint_seq = seq
         self.clear_records(records)
@@ -245,7 +247,7 @@ class StepArtifacts:
         """Store ``source`` (bytes, a path or a binary file object) as ``name``; its key."""
         c = self._claimed
         key = object_key(c.tenant_id, c.fence.run_id, c.key, c.fence.attempt, name)
-        stored = self._runtime.store.put(key, source, content_type)
+        stored = self._runtime.step_store.put(key, source, content_type)
         self._ctx.add_artifact(
             ArtifactEntry(name, stored.key, stored.size, stored.sha256, content_type)
         )
@@ -254,14 +256,17 @@ class StepArtifacts:
     def get(self, name: str, step: str | None = None) -> bytes:
         """The bytes of a committed artifact of this run (of step ``step``), verified."""
         row = self._row(name, step)
-        return self._runtime.store.get_bytes(row.key, expected_sha256=row.sha256)
+        return self._runtime.step_store.get_bytes(row.key, expected_sha256=row.sha256)
 
     def open(self, name: str, step: str | None = None) -> IO[bytes]:
         """A streaming reader of a committed artifact of this run."""
-        return self._runtime.store.open(self._row(name, step).key)
+        return self._runtime.step_store.open(self._row(name, step).key)
 
     def _row(self, name: str, step: str | None) -> Artifact:
         validate_name(name)
-        with transaction(self._runtime.engine) as session:
-            repo = ArtifactRepository(session, self._claimed.tenant_id)
-            return repo.get(self._claimed.fence.run_id, name, step_key=step)
+        tenant_id, run_id = self._claimed.tenant_id, self._claimed.fence.run_id
+        return run_transaction(
+            self._runtime.engine,
+            lambda session: ArtifactRepository(session, tenant_id).get(run_id, name, step_key=step),
+            retry_for_s=self._runtime.settings.server_retry_s,
+        )

@@ -16,6 +16,7 @@ from datetime import datetime
 from celery import Celery
 from kombu import Exchange, Queue
 
+from worker.app import URGENT, wire_priority
 from worker.engine.base import StepMessage
 
 EXECUTE_STEP = "cairn.execute_step"
@@ -33,21 +34,24 @@ class Dispatcher:
 
     def __init__(self, app: Celery) -> None:
         self._app = app
-        # Redis emulates priorities with one list per level, 0 being served first:
-        # the reverse of cairn's (and AMQP's) 9-is-highest.
-        self._invert_priority = str(app.conf.broker_url).startswith(("redis", "rediss"))
+        self._broker_url = str(app.conf.broker_url)
 
-    def send(self, messages: Iterable[StepMessage]) -> int:
-        """Send ``execute_step`` for each message; return how many left this process."""
+    def send(self, messages: Iterable[StepMessage], *, urgent: bool = False) -> int:
+        """Send ``execute_step`` for each message; return how many left this process.
+
+        ``urgent`` messages (steps of crashed attempts, messages sent again) go before
+        fresh work in their queue, so recovery does not wait behind a long queue.
+        """
         sent = 0
         for m in messages:
+            priority = URGENT if urgent else m.priority
             try:
                 self._app.send_task(
                     EXECUTE_STEP,
                     kwargs={"step_id": str(m.step_id), "attempt": m.attempt},
                     task_id=task_id(m.step_id, m.attempt),
                     queue=m.queue,
-                    priority=9 - m.priority if self._invert_priority else m.priority,
+                    priority=wire_priority(self._broker_url, priority),
                     shadow=f"cairn.step {m.key} ({m.task})",
                 )
                 sent += 1

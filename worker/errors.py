@@ -49,8 +49,32 @@ class ConfigurationError(CairnError):
     """A setting is missing or invalid; fix the named CAIRN_ variable or .env entry."""
 
 
-class DatabaseUnavailable(CairnError):
+class ServerUnavailable(CairnError):
+    """A server cairn depends on cannot be reached; the run waits for it.
+
+    Raised for cairn's own servers (database, artifact store, broker), never for an error
+    of a step's code: an attempt that meets one is released without spending an attempt
+    of the step's retry policy, and the step is queued again once the server is back.
+    """
+
+    #: Which server, in words a person reads in logs and events.
+    server: ClassVar[str] = "a server"
+
+
+class DatabaseUnavailable(ServerUnavailable):
     """The database cannot be reached; check CAIRN_DATABASE_URL and that the server runs."""
+
+    server = "the database"
+
+
+class AmbiguousCommit(DatabaseUnavailable):
+    """The connection was lost during COMMIT: the transaction may or may not have landed."""
+
+
+class ArtifactStoreUnavailable(ServerUnavailable):
+    """The artifact store cannot be reached; check its endpoint, bucket and credentials."""
+
+    server = "the artifact store"
 
 
 class NotFound(CairnError):
@@ -101,8 +125,10 @@ class NonRetryableError(CairnError):
     """Raised by a step to fail at once: no retry can fix this."""
 
 
-class BrokerUnavailable(CairnError):
+class BrokerUnavailable(ServerUnavailable):
     """The Celery broker cannot be reached; check CAIRN_BROKER_URL and that Redis runs."""
+
+    server = "the broker"
 
 
 #: Longest message and traceback kept in an error record.

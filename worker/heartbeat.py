@@ -19,7 +19,7 @@ from db.types import utcnow
 from worker.context import StepContext
 from worker.engine.base import Fence
 from worker.engine.progress import extend_lease
-from worker.errors import StaleAttempt
+from worker.errors import ServerUnavailable, StaleAttempt
 
 log = logging.getLogger("cairn.heartbeat")
 
@@ -71,9 +71,11 @@ class Heartbeat:
                 )
                 return
             try:
+                # Retried only briefly: the next beat is the next try.
                 cancel = run_transaction(
                     self._engine,
                     lambda session: extend_lease(session, self._fence, self._lease_s, utcnow()),
+                    retry_for_s=interval / 2,
                 )
             except StaleAttempt:
                 self._ctx.mark_lost()
@@ -86,7 +88,7 @@ class Heartbeat:
                     },
                 )
                 return
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, ServerUnavailable) as exc:
                 # The database is down or busy: keep trying; if it stays down the lease
                 # expires and the reaper gives the step to a healthy worker.
                 log.warning(

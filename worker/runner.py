@@ -15,24 +15,27 @@ from contextlib import contextmanager
 from typing import Any
 
 from db.session import run_transaction
+from db.states import StepStatus
 from db.types import utcnow
 from worker import blobs
 from worker.blobs import BlobRef
 from worker.context import StepContext
 from worker.engine.base import StepMessage
-from worker.engine.claim import ClaimedStep, claim_step
-from worker.engine.complete import complete_step
-from worker.engine.fail import cancel_step, fail_step
-from worker.engine.retry import decide
+from worker.engine.claim import ClaimedStep, claim_step, verify_claim
+from worker.engine.complete import complete_step, verify_completion
+from worker.engine.fail import cancel_step, fail_step, release_step, verify_ended
+from worker.engine.retry import RetryDecision, decide, decide_release
 from worker.errors import (
     DefinitionError,
     RunCancelled,
+    ServerUnavailable,
     StaleAttempt,
     StepNotClaimable,
     StepTimeout,
     error_record,
     error_types,
 )
+from worker.faults import server_fault
 from worker.heartbeat import Heartbeat
 from worker.ids import new_id
 from worker.runtime import Runtime
@@ -43,16 +46,28 @@ log = logging.getLogger("cairn.runner")
 def execute_step(runtime: Runtime, step_id: uuid.UUID, attempt: int) -> None:
     """Run ``attempt`` of step ``step_id`` if it is still claimable; drop the message if not."""
     owner = f"{runtime.owner_prefix}:{new_id().hex[-12:]}"
+    retry_s = runtime.settings.server_retry_s
     try:
         claimed = run_transaction(
             runtime.engine,
             lambda s: claim_step(s, step_id, attempt, owner, runtime.settings.lease_s, utcnow()),
+            verify=lambda s: verify_claim(s, step_id, attempt, owner),
+            retry_for_s=retry_s,
         )
     except StepNotClaimable as exc:
         log.info(
             "message dropped: %s",
             exc,
             extra={"action": "drop_message", "step_id": step_id, "attempt": attempt},
+        )
+        return
+    except ServerUnavailable as exc:
+        # Nothing was claimed: the step stays queued and the reconciler sends it again.
+        log.warning(
+            "step not started, %s is unavailable: %s",
+            exc.server,
+            exc,
+            extra={"action": "claim_step", "step_id": step_id, "attempt": attempt},
         )
         return
     ctx = StepContext(runtime, claimed)
@@ -69,16 +84,20 @@ def execute_step(runtime: Runtime, step_id: uuid.UUID, attempt: int) -> None:
 
 def _run_and_record(runtime: Runtime, claimed: ClaimedStep, ctx: StepContext) -> list[StepMessage]:
     fence = claimed.fence
+    store = runtime.step_store
     try:
         fn = runtime.registry.get(claimed.task)
-        inputs = {k: blobs.resolve(runtime.store, v) for k, v in claimed.inputs.items()}
-        ctx.set_resume_state(blobs.resolve(runtime.store, claimed.resume_state))
+        inputs = {k: blobs.resolve(store, v) for k, v in claimed.inputs.items()}
+        ctx.set_resume_state(blobs.resolve(store, claimed.resume_state))
         with _time_limit(claimed.timeout_s):
             result = _call(fn, ctx, inputs)
         output = _store_output(runtime, ctx, result)
         records = ctx.pending_records()
         completion = run_transaction(
-            runtime.engine, lambda s: complete_step(s, fence, output, records, utcnow())
+            runtime.engine,
+            lambda s: complete_step(s, fence, output, records, utcnow()),
+            verify=lambda s: verify_completion(s, fence),
+            retry_for_s=runtime.settings.server_retry_s,
         )
     except StaleAttempt as exc:
         ctx.log.warning(
@@ -87,54 +106,145 @@ def _run_and_record(runtime: Runtime, claimed: ClaimedStep, ctx: StepContext) ->
         return []
     except RunCancelled:
         records = ctx.pending_records()
-        _fenced(runtime, ctx, lambda s: cancel_step(s, fence, records, utcnow()))
+        _fenced(
+            runtime,
+            ctx,
+            lambda s: cancel_step(s, fence, records, utcnow()),
+            lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
+        )
         ctx.log.info("step stopped: run cancelled", extra={"action": "cancel_step"})
         return []
     except Exception as exc:
+        fault = server_fault(exc)
+        if fault is not None and not ctx.cancelled:
+            return _release(runtime, claimed, ctx, fault)
         return _record_failure(runtime, claimed, ctx, exc)
     ctx.log.info("step succeeded", extra={"action": "complete_step"})
     return completion.messages
 
 
-def _record_failure(
-    runtime: Runtime, claimed: ClaimedStep, ctx: StepContext, exc: Exception
+def _release(
+    runtime: Runtime, claimed: ClaimedStep, ctx: StepContext, fault: ServerUnavailable
 ) -> list[StepMessage]:
+    """A server of cairn's stopped the attempt: end it unspent, queue the step again later.
+
+    When the database itself stays away, nothing can be written: the lease runs out and
+    the reaper queues the step again once the database is back.
+    """
     fence = claimed.fence
+    decision = decide_release(
+        claimed.server_releases, runtime.settings.server_max_releases, utcnow()
+    )
+    if decision.next_attempt_at is None:
+        gave_up = ServerUnavailable(
+            f"{fault.server} failed {claimed.server_releases + 1} attempts in a row "
+            f"(CAIRN_SERVER_MAX_RELEASES={runtime.settings.server_max_releases}); last: {fault}"
+        )
+        return _record_failure(runtime, claimed, ctx, gave_up, fatal=True)
+    error = error_record(fault, runtime.settings.secret_values()) | {"server": fault.server}
+    error.pop("traceback", None)
     records = ctx.pending_records()
-    if ctx.cancelled:
-        _fenced(runtime, ctx, lambda s: cancel_step(s, fence, records, utcnow()))
+    retry_at = decision.next_attempt_at
+    try:
+        status = _fenced(
+            runtime,
+            ctx,
+            lambda s: release_step(s, fence, error, retry_at, records, utcnow()),
+            lambda s: verify_ended(s, fence, StepStatus.RETRYING),
+        )
+    except ServerUnavailable as exc:
+        ctx.log.warning(
+            "attempt abandoned, %s unavailable (%s); %s is away too, so the lease will run "
+            "out and the step is queued again when it is back",
+            fault.server,
+            fault,
+            exc.server,
+            extra={"action": "release_step", "server": fault.server},
+        )
         return []
-    now = utcnow()
-    policy = claimed.retry.model_copy(update={"max_attempts": claimed.max_attempts})
-    decision = decide(policy, fence.attempt, error_types(exc), now)
-    error = error_record(exc, runtime.settings.secret_values())
-    status = _fenced(
-        runtime, ctx, lambda s: fail_step(s, fence, claimed.key, error, decision, records, utcnow())
+    ctx.log.warning(
+        "attempt released, %s unavailable: %s; the step runs again at %s, no attempt spent",
+        fault.server,
+        fault,
+        retry_at.isoformat(timespec="seconds"),
+        extra={"action": "release_step", "server": fault.server},
     )
-    level = logging.WARNING if decision.retry else logging.ERROR
-    ctx.log.log(
-        level,
-        "step failed (%s: %s)%s",
-        error["type"],
-        error["message"],
-        " - will retry" if decision.retry else "",
-        extra={"action": "fail_step"},
-        exc_info=not decision.retry,
-    )
-    if status is not None and decision.next_attempt_at is not None:
+    if status is not None:
         runtime.dispatcher.send_requeue(
-            fence.step_id,
-            fence.attempt,
-            decision.next_attempt_at,
-            runtime.settings.default_queue,
+            fence.step_id, fence.attempt, retry_at, runtime.settings.default_queue
         )
     return []
 
 
-def _fenced(runtime: Runtime, ctx: StepContext, work: Callable[[Any], Any]) -> Any:
+def _record_failure(
+    runtime: Runtime,
+    claimed: ClaimedStep,
+    ctx: StepContext,
+    exc: Exception,
+    *,
+    fatal: bool = False,
+) -> list[StepMessage]:
+    fence = claimed.fence
+    records = ctx.pending_records()
+    if ctx.cancelled:
+        _fenced(
+            runtime,
+            ctx,
+            lambda s: cancel_step(s, fence, records, utcnow()),
+            lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
+        )
+        return []
+    now = utcnow()
+    policy = claimed.retry.model_copy(update={"max_attempts": claimed.max_attempts})
+    decision = (
+        RetryDecision(None) if fatal else decide(policy, claimed.own_attempt, error_types(exc), now)
+    )
+    error = error_record(exc, runtime.settings.secret_values())
+    try:
+        status = _fenced(
+            runtime,
+            ctx,
+            lambda s: fail_step(s, fence, claimed.key, error, decision, records, utcnow()),
+            lambda s: verify_ended(s, fence, StepStatus.RETRYING, StepStatus.FAILED),
+        )
+    except ServerUnavailable as down:
+        ctx.log.warning(
+            "step failed (%s: %s) but %s is unavailable to record it; the lease will run out "
+            "and the step runs again",
+            error["type"],
+            error["message"],
+            down.server,
+            extra={"action": "fail_step"},
+        )
+        return []
+    # The traceback logged is the recorded one, with every secret masked: a step's
+    # exception may quote a URL with a password in it.
+    ctx.log.log(
+        logging.WARNING if decision.retry else logging.ERROR,
+        "step failed (%s: %s)%s",
+        error["type"],
+        error["message"],
+        " - will retry" if decision.retry else "\n" + error.get("traceback", ""),
+        extra={"action": "fail_step"},
+    )
+    if status is not None and decision.next_attempt_at is not None:
+        runtime.dispatcher.send_requeue(
+            fence.step_id, fence.attempt, decision.next_attempt_at, runtime.settings.default_queue
+        )
+    return []
+
+
+def _fenced(
+    runtime: Runtime,
+    ctx: StepContext,
+    work: Callable[[Any], Any],
+    verify: Callable[[Any], Any],
+) -> Any:
     """Run a fenced verb; a lost lease means another attempt owns the step: log and go."""
     try:
-        return run_transaction(runtime.engine, work)
+        return run_transaction(
+            runtime.engine, work, verify=verify, retry_for_s=runtime.settings.server_retry_s
+        )
     except StaleAttempt as exc:
         ctx.log.warning(
             "attempt superseded, nothing recorded: %s", exc, extra={"action": "lose_lease"}
@@ -166,7 +276,7 @@ def _store_output(runtime: Runtime, ctx: StepContext, result: Any) -> dict[str, 
     if data is None:
         assert inline is not None
         return inline
-    return blobs.offload(runtime.store, ctx.blob_key("output.json"), data)
+    return blobs.offload(runtime.step_store, ctx.blob_key("output.json"), data)
 
 
 @contextmanager

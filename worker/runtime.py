@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from db.session import make_engine
 from worker.artifacts import ArtifactStore, make_store
 from worker.dispatch import Dispatcher
+from worker.faults import RetryingStore
 from worker.registry import StepRegistry
 from worker.settings import Settings
 
@@ -35,6 +36,11 @@ class Runtime:
     def store(self) -> ArtifactStore:
         """The artifact store of this process (S3 or the local folder, by settings)."""
         return make_store(self.settings)
+
+    @cached_property
+    def step_store(self) -> ArtifactStore:
+        """The store as steps use it: calls ride out an outage of ``server_retry_s``."""
+        return RetryingStore(self.store, self.settings.server_retry_s)
 
     @property
     def owner_prefix(self) -> str:

@@ -75,8 +75,15 @@ class Settings(BaseSettings):
     crash_max_attempts: int = Field(5, ge=1, le=100)
     #: How often beat fires due cron slots.
     schedule_tick_s: float = Field(1.0, gt=0, le=60)
-    #: A queued step not claimed this long after its dispatch is dispatched again.
-    redispatch_after_s: float = Field(60.0, gt=0)
+    #: A queued step not claimed this long after its dispatch is dispatched again;
+    #: None means one lease (a duplicate message is harmless: the claim is fenced).
+    redispatch_after_s: float | None = Field(None, gt=0)
+    #: How long a transaction or an artifact-store call is retried while its server is
+    #: away (lost connection, S3 down) before the attempt is released, unspent.
+    server_retry_s: float = Field(30.0, ge=0, le=3600)
+    #: Attempts a step may have released for server faults before it fails: a bound for a
+    #: setup that is broken for good, not for an outage.
+    server_max_releases: int = Field(100, ge=1, le=100_000)
     #: JSON values (inputs, outputs, checkpoints) larger than this go to the artifact store.
     inline_limit_bytes: int = Field(256 * 1024, ge=1024)
     #: Deepest nesting accepted in a JSON value.
@@ -165,9 +172,15 @@ class Settings(BaseSettings):
         return [str(value) for value in found if value]
 
     @property
+    def redispatch_window_s(self) -> float:
+        """A queued step not claimed this long after its dispatch is dispatched again."""
+        return self.redispatch_after_s if self.redispatch_after_s is not None else self.lease_s
+
+    @property
     def recovery_interval_s(self) -> float:
-        """How often beat runs the reaper and the reconciler: well inside one lease."""
-        return max(0.5, min(self.lease_s / 2, self.redispatch_after_s / 2, 5.0))
+        """How often beat runs the reaper and the reconciler: well inside one lease, so a
+        dead worker's step is claimed again within 2 x lease."""
+        return max(0.5, min(self.lease_s / 4, self.redispatch_window_s / 2, 5.0))
 
     @property
     def heartbeat_interval_s(self) -> float:

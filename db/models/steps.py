@@ -26,6 +26,7 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
         CheckConstraint(check_in("status", StepStatus), name="status_valid"),
         CheckConstraint("attempt >= 0", name="attempt_non_negative"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        CheckConstraint("server_releases >= 0", name="server_releases_non_negative"),
         CheckConstraint("pending_upstream >= 0", name="pending_upstream_non_negative"),
         CheckConstraint("priority BETWEEN 0 AND 9", name="priority_range"),
         # The reaper: running steps by lease expiry.
@@ -45,6 +46,9 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
     attempt: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=1)
+    #: Attempts that ended for a fault of cairn's servers (database, artifact store) and
+    #: were released unspent: ``attempt - server_releases`` is what the retry policy counts.
+    server_releases: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Upstream steps not yet succeeded; the join is queued by the update that makes it 0.
     pending_upstream: Mapped[int] = mapped_column(default=0)
     #: Retry policy and timeout, copied from the pinned definition.

@@ -37,9 +37,16 @@ class ClaimedStep:
     last_checkpoint_seq: int
     retry: RetryPolicy
     max_attempts: int
+    #: Earlier attempts released for server faults: they do not count against the policy.
+    server_releases: int
     timeout_s: float | None
     queued_at: datetime | None
     started_at: datetime
+
+    @property
+    def own_attempt(self) -> int:
+        """This attempt's number as the retry policy counts it (server faults left out)."""
+        return self.fence.attempt - self.server_releases
 
 
 def claim_step(
@@ -66,28 +73,61 @@ def claim_step(
             finished_at=None,
             cancel_requested=False,
         )
-        .returning(
+        .returning(WorkflowStep.run_id)
+    ).first()
+    if row is None:
+        raise StepNotClaimable(_why_not(session, step_id, attempt))
+    session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id == row.run_id, WorkflowRun.status == RunStatus.QUEUED)
+        .values(status=RunStatus.RUNNING, started_at=now, updated_at=now)
+    )
+    add_event(
+        session,
+        row.run_id,
+        "claim_step",
+        now,
+        step_id=step_id,
+        attempt=attempt,
+        data={"owner": owner},
+    )
+    claimed = verify_claim(session, step_id, attempt, owner)
+    assert claimed is not None  # the row was claimed by this owner in this transaction
+    return claimed
+
+
+def verify_claim(
+    session: Session, step_id: uuid.UUID, attempt: int, owner: str
+) -> ClaimedStep | None:
+    """The claimed attempt, read back, if ``owner`` holds it; None if not.
+
+    Also what resolves a claim whose COMMIT lost its connection: the lease owner is the
+    proof that the claim landed.
+    """
+    step = session.execute(
+        select(
             WorkflowStep.run_id,
             WorkflowStep.key,
             WorkflowStep.task,
             WorkflowStep.retry,
             WorkflowStep.max_attempts,
+            WorkflowStep.server_releases,
             WorkflowStep.timeout_s,
             WorkflowStep.queued_at,
+            WorkflowStep.started_at,
+        ).where(
+            WorkflowStep.id == step_id,
+            WorkflowStep.status == StepStatus.RUNNING,
+            WorkflowStep.attempt == attempt,
+            WorkflowStep.lease_owner == owner,
         )
     ).first()
-    if row is None:
-        raise StepNotClaimable(_why_not(session, step_id, attempt))
-    run_id, key, task, retry, max_attempts, timeout_s, queued_at = row
-    session.execute(
-        update(WorkflowRun)
-        .where(WorkflowRun.id == run_id, WorkflowRun.status == RunStatus.QUEUED)
-        .values(status=RunStatus.RUNNING, started_at=now, updated_at=now)
-    )
+    if step is None:
+        return None
     run_inputs, workflow, tenant_id = session.execute(
         select(WorkflowRun.inputs, WorkflowDefinition.name, WorkflowRun.tenant_id)
         .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
-        .where(WorkflowRun.id == run_id)
+        .where(WorkflowRun.id == step.run_id)
     ).one()
     upstream = session.execute(
         select(
@@ -105,14 +145,11 @@ def claim_step(
         .order_by(Checkpoint.seq.desc())
         .limit(1)
     ).first()
-    add_event(
-        session, run_id, "claim_step", now, step_id=step_id, attempt=attempt, data={"owner": owner}
-    )
     return ClaimedStep(
-        fence=Fence(step_id, run_id, attempt, owner),
+        fence=Fence(step_id, step.run_id, attempt, owner),
         tenant_id=tenant_id,
-        key=key,
-        task=task,
+        key=step.key,
+        task=step.task,
         workflow=workflow,
         inputs=dict(run_inputs)
         | {
@@ -125,11 +162,12 @@ def claim_step(
             else None
         ),
         last_checkpoint_seq=checkpoint.seq if checkpoint else 0,
-        retry=RetryPolicy.model_validate(retry),
-        max_attempts=max_attempts,
-        timeout_s=timeout_s,
-        queued_at=queued_at,
-        started_at=now,
+        retry=RetryPolicy.model_validate(step.retry),
+        max_attempts=step.max_attempts,
+        server_releases=step.server_releases,
+        timeout_s=step.timeout_s,
+        queued_at=step.queued_at,
+        started_at=step.started_at,
     )
 
 

@@ -117,6 +117,34 @@ def complete_step(
     return Completion(messages, run_status)
 
 
+def verify_completion(session: Session, fence: Fence) -> Completion | None:
+    """The completion of the fenced attempt if it was committed; None if not.
+
+    Resolves a completion whose COMMIT lost its connection: only this attempt can have
+    moved the step to ``succeeded`` at this attempt number. The dependents it queued are
+    returned to be sent (again: a duplicate message is dropped by the claim).
+    """
+    done = session.execute(
+        select(WorkflowStep.id).where(
+            WorkflowStep.id == fence.step_id,
+            WorkflowStep.attempt == fence.attempt,
+            WorkflowStep.status == StepStatus.SUCCEEDED,
+        )
+    ).first()
+    if done is None:
+        return None
+    rows = session.execute(
+        select(*MESSAGE_COLUMNS).where(
+            WorkflowStep.id.in_(
+                select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
+            ),
+            WorkflowStep.status == StepStatus.QUEUED,
+        )
+    ).all()
+    run_status = session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == fence.run_id))
+    return Completion(to_messages(rows), str(run_status))
+
+
 def release_dependents(session: Session, fence: Fence, now: datetime) -> list[StepMessage]:
     """Count this success off every dependent; those left with no upstream become queued.
 

@@ -1,11 +1,17 @@
-"""fail_step and cancel_step: ONE fenced transaction each, for an attempt that ended badly."""
+"""Verbs of an attempt that ended badly, ONE fenced transaction each.
+
+``fail_step``: the step's own code raised (its retry policy decides). ``release_step``: a
+server of cairn's failed it (database, artifact store): the attempt ends unspent and the
+step is queued again later. ``cancel_step``: its run was cancelled or failed.
+Each has a ``verify_*`` that reads the fence back after a COMMIT that lost its connection.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import WorkflowRun, WorkflowStep
@@ -54,6 +60,60 @@ def fail_step(
             error={"step": key, **error},
         )
     return status
+
+
+def release_step(
+    session: Session,
+    fence: Fence,
+    error: dict[str, Any],
+    next_attempt_at: datetime,
+    records: Records,
+    now: datetime,
+) -> str:
+    """End an attempt that a server fault stopped, without spending it.
+
+    The step waits in ``retrying`` until ``next_attempt_at``; ``server_releases`` grows by
+    one so the retry policy does not count this attempt. Costs recorded by the attempt
+    are kept: the money was spent.
+    """
+    _end_attempt(
+        session,
+        fence,
+        StepStatus.RETRYING,
+        now,
+        error=error,
+        next_attempt_at=next_attempt_at,
+        server_releases=WorkflowStep.server_releases + 1,
+    )
+    _record_spend(session, fence, records, now)
+    add_event(
+        session,
+        fence.run_id,
+        "release_step",
+        now,
+        step_id=fence.step_id,
+        attempt=fence.attempt,
+        data={"error": error, "retry_at": next_attempt_at.isoformat()},
+    )
+    return StepStatus.RETRYING
+
+
+def verify_ended(session: Session, fence: Fence, *statuses: StepStatus) -> str | None:
+    """The step's status if the fenced attempt already ended in one of ``statuses``.
+
+    Only the attempt's owner moves a running step off this attempt number into
+    ``retrying`` or ``cancelled``; ``failed`` may also be the reaper's verdict, which the
+    attempt then shares.
+    """
+    found = session.scalar(
+        select(WorkflowStep.status).where(
+            WorkflowStep.id == fence.step_id,
+            WorkflowStep.attempt == fence.attempt,
+            WorkflowStep.status.in_(statuses),
+            WorkflowStep.lease_owner.is_(None),
+        )
+    )
+    return str(found) if found is not None else None
 
 
 def cancel_step(session: Session, fence: Fence, records: Records, now: datetime) -> None:

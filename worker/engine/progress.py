@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Checkpoint, WorkflowRun, WorkflowStep
+from db.states import StepStatus
 from worker.blobs import BlobRef
 from worker.engine.base import Fence, Records, add_event, write_records
 from worker.errors import StaleAttempt
@@ -77,3 +78,23 @@ def record_checkpoint(
         data={"seq": seq},
     )
     return cancel_requested
+
+
+def verify_checkpoint(session: Session, fence: Fence, seq: int) -> bool | None:
+    """Whether the step was asked to stop, if checkpoint ``seq`` of this attempt was
+    committed; None if it was not (resolves a COMMIT that lost its connection)."""
+    found = session.execute(
+        select(Checkpoint.id).where(
+            Checkpoint.step_id == fence.step_id,
+            Checkpoint.attempt == fence.attempt,
+            Checkpoint.seq == seq,
+        )
+    ).first()
+    if found is None:
+        return None
+    cancel = session.scalar(
+        select(WorkflowStep.cancel_requested).where(
+            WorkflowStep.id == fence.step_id, WorkflowStep.status == StepStatus.RUNNING
+        )
+    )
+    return bool(cancel)

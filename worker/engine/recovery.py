@@ -33,7 +33,8 @@ def reap_expired(
     """Running steps whose lease expired: queued again with attempt + 1, or failed.
 
     A worker that died is not the step's fault, so a step is re-run until it has had
-    ``max(max_attempts, crash_max_attempts)`` attempts.
+    ``max(max_attempts, crash_max_attempts)`` attempts (those released for server faults
+    left out).
     """
     expired = session.execute(
         select(
@@ -43,6 +44,7 @@ def reap_expired(
             WorkflowStep.run_id,
             WorkflowStep.key,
             WorkflowStep.cancel_requested,
+            WorkflowStep.server_releases,
         )
         .where(WorkflowStep.status == StepStatus.RUNNING, WorkflowStep.lease_expires_at < now)
         .order_by(WorkflowStep.lease_expires_at)
@@ -50,7 +52,7 @@ def reap_expired(
     ).all()
     requeued: list[StepMessage] = []
     failed = cancelled = 0
-    for step_id, attempt, max_attempts, run_id, key, cancel_requested in expired:
+    for step_id, attempt, max_attempts, run_id, key, cancel_requested, releases in expired:
         guard = (
             WorkflowStep.id == step_id,
             WorkflowStep.status == StepStatus.RUNNING,
@@ -66,7 +68,7 @@ def reap_expired(
                 .returning(WorkflowStep.id)
             ).first()
             cancelled += done is not None
-        elif attempt < max(max_attempts, crash_max_attempts):
+        elif attempt - releases < max(max_attempts, crash_max_attempts):
             rows = session.execute(
                 update(WorkflowStep)
                 .where(*guard)

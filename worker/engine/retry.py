@@ -58,3 +58,18 @@ def decide(
     if attempt >= policy.max_attempts or fatal.intersection(error_types):
         return RetryDecision(None)
     return RetryDecision(now + timedelta(seconds=backoff_delay(policy, attempt, rand)))
+
+
+#: Longest wait before a released attempt is tried again.
+RELEASE_BACKOFF_MAX_S = 60.0
+
+
+def decide_release(
+    releases: int, max_releases: int, now: datetime, rand: random.Random | None = None
+) -> RetryDecision:
+    """When an attempt stopped by a server fault runs again; None once ``releases`` (the
+    attempts released before this one) reached ``max_releases``: the setup is broken."""
+    if releases + 1 > max_releases:
+        return RetryDecision(None)
+    delay = min(RELEASE_BACKOFF_MAX_S, 0.5 * 2**releases)
+    return RetryDecision(now + timedelta(seconds=(rand or random).uniform(delay / 2, delay)))

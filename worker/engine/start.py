@@ -6,6 +6,7 @@ message never names a row that is not committed.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -94,6 +95,10 @@ def start_run(
     index race runs again and finds the winner's run.
     """
     spec = check_request(request, settings, registered)
+    if request.run_id is None:
+        # The id is fixed before the first try: a transaction run again after a commit
+        # whose outcome was lost finds the run it made, instead of making a second one.
+        request = dataclasses.replace(request, run_id=new_id())
 
     def work(session: Session) -> StartedRun:
         return _start(session, settings, request, spec, registered)
