@@ -106,8 +106,12 @@ def beat() -> None:
 @app.command()
 @one_line_errors
 def flower() -> None:
-    """Run Flower on the same broker, with basic auth, on loopback by default."""
+    """Run Flower on the same broker, with basic auth, on loopback by default.
+
+    With a password, every endpoint but /healthcheck asks for it, /metrics included.
+    """
     from tasks import create_app
+    from worker.cli.flower_auth import protect_flower
 
     s = settings()
     loopback = _is_loopback(s.flower_address)
@@ -119,6 +123,7 @@ def flower() -> None:
     if s.flower_password is not None:
         # Through the environment, not argv: a password on the command line shows in ps.
         os.environ["FLOWER_BASIC_AUTH"] = f"{s.flower_user}:{s.flower_password.get_secret_value()}"
+    protect_flower()  # Flower itself leaves /metrics and its static files open
     create_app(s).start(["flower", f"--address={s.flower_address}", f"--port={s.flower_port}"])
 
 

@@ -64,3 +64,51 @@ def test_flower_lists_the_worker_and_step_tasks_with_auth(stack: Stack, client: 
             get(port, path, password="wrong")
         wrong.value.close()
         assert wrong.value.code == 401
+
+
+def status_of(port: int, path: str, password: str | None = PASSWORD) -> int:
+    """The HTTP status of GET ``path``, as curl would see it (no redirects followed)."""
+    try:
+        get_raw(port, path, password)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return error.code
+    return 200
+
+
+def get_raw(port: int, path: str, password: str | None = PASSWORD) -> bytes:
+    headers = {}
+    if password is not None:
+        token = base64.b64encode(f"admin:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return bytes(response.read())
+
+
+PROTECTED = (
+    "/metrics",
+    "/api/workers",
+    "/api/tasks",
+    "/tasks",
+    "/workers",
+    "/",
+    "/broker",
+    "/static/js/flower.js",
+    "/no/such/page",
+)
+
+
+def test_every_endpoint_but_the_healthcheck_needs_credentials(stack: Stack) -> None:
+    port = free_port()
+    stack.start_flower(port, PASSWORD)
+
+    assert status_of(port, "/healthcheck", password=None) == 200
+    assert get_raw(port, "/healthcheck", password=None) == b"OK"
+    for path in PROTECTED:
+        assert status_of(port, path, password=None) == 401, path
+        assert status_of(port, path, password="wrong") == 401, path
+    metrics = get_raw(port, "/metrics")
+    assert b"flower_" in metrics  # the real Prometheus page, once authenticated
+    for path in ("/api/workers", "/api/tasks", "/tasks"):
+        assert status_of(port, path) == 200, path
