@@ -15,6 +15,7 @@ from worker.engine.recovery import (
     reap_expired,
     redispatch_stale,
     requeue_retrying,
+    stale_queues,
 )
 from worker.engine.retention import expired_artifacts, mark_deleted, referenced
 from worker.engine.schedules import Fire, advance_schedule, due_fires
@@ -52,8 +53,14 @@ def register(app: Celery, runtime: Runtime) -> None:
     @app.task(name="cairn.reconcile", ignore_result=True)
     def reconcile() -> None:
         now = utcnow()
+        window = settings.redispatch_window_s
+        queues = run_transaction(runtime.engine, lambda s: stale_queues(s, now, window))
+        busy = runtime.dispatcher.busy_queues(queues) if queues else set()
         stale = run_transaction(
-            runtime.engine, lambda s: redispatch_stale(s, now, settings.redispatch_window_s)
+            runtime.engine,
+            lambda s: redispatch_stale(
+                s, now, window, busy_queues=busy, busy_after_s=settings.busy_redispatch_after_s
+            ),
         )
         due = run_transaction(runtime.engine, lambda s: requeue_retrying(s, now))
         if stale:

@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -87,6 +88,27 @@ class Dispatcher:
                 exc,
                 extra={"action": "dispatch_failed", "step_id": step_id},
             )
+
+    def busy_queues(self, names: Iterable[str]) -> set[str]:
+        """The queues among ``names`` where the broker holds messages waiting.
+
+        A queue the broker cannot count (missing, or the broker is away) counts as idle:
+        the reconciler then sends its stale steps again, which is always safe.
+        """
+        busy = set()
+        try:
+            with self._app.connection_for_write() as conn:
+                channel: Any = conn.default_channel  # kombu's channels are untyped
+                for name in set(names):
+                    try:
+                        ok = channel.queue_declare(queue=name, passive=True)
+                    except Exception:  # noqa: S112 - kombu raises per transport; idle then
+                        continue
+                    if ok.message_count:
+                        busy.add(name)
+        except Exception as exc:  # the broker is away: nothing is busy, all is resent
+            log.warning("could not count queued messages: %s", exc, extra={"action": "reconcile"})
+        return busy
 
     def declare_queues(self, names: Iterable[str]) -> None:
         """Declare queues and their bindings again (a flushed Redis forgets them)."""

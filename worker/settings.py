@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     s3_path_style: bool = True
     #: Artifacts of runs that ended this many days ago are deleted; None keeps them.
     artifact_retention_days: float | None = Field(None, gt=0)
+    #: Runs that ended (succeeded, failed, cancelled) this many days ago are deleted with
+    #: every row they own and their objects in the store; None keeps them.
+    run_retention_days: float | None = Field(None, gt=0)
     #: An object no row points at (its attempt never committed) is deleted after this.
     orphan_grace_s: float = Field(3600.0, ge=0)
     #: How often beat runs retention.
@@ -175,6 +178,12 @@ class Settings(BaseSettings):
     def redispatch_window_s(self) -> float:
         """A queued step not claimed this long after its dispatch is dispatched again."""
         return self.redispatch_after_s if self.redispatch_after_s is not None else self.lease_s
+
+    @property
+    def busy_redispatch_after_s(self) -> float:
+        """In a queue where the broker still holds messages, a step may be waiting its
+        turn: it is sent again only after this long (ten windows, at least a minute)."""
+        return max(60.0, 10 * self.redispatch_window_s)
 
     @property
     def recovery_interval_s(self) -> float:

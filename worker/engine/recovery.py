@@ -7,10 +7,11 @@ re-checks the condition it acts on, so the second runner finds nothing left to d
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Worker, WorkflowStep
@@ -157,24 +158,53 @@ def requeue_retrying(
     return messages
 
 
+def stale_queues(session: Session, now: datetime, after_s: float) -> set[str]:
+    """Queues holding steps that no worker claimed within ``after_s`` of their dispatch."""
+    cutoff = now - timedelta(seconds=after_s)
+    return set(
+        session.scalars(
+            select(WorkflowStep.queue)
+            .where(WorkflowStep.status == StepStatus.QUEUED, WorkflowStep.dispatched_at < cutoff)
+            .distinct()
+        )
+    )
+
+
 def redispatch_stale(
-    session: Session, now: datetime, after_s: float, limit: int = 500
+    session: Session,
+    now: datetime,
+    after_s: float,
+    limit: int = 500,
+    *,
+    busy_queues: Collection[str] = (),
+    busy_after_s: float | None = None,
 ) -> list[StepMessage]:
     """Queued steps no worker claimed within ``after_s`` of their dispatch: send again.
 
-    This covers lost messages (a Redis restart or flush); a message that was only slow
-    is harmless, since the second delivery of the same attempt is refused by the claim.
+    This covers lost messages (a Redis restart, a worker killed holding a message, a
+    process killed between its commit and its send). A message that was only slow is
+    harmless, since the second delivery of the same attempt is refused by the claim; still,
+    in ``busy_queues`` (the broker holds messages there) a step may just be waiting its
+    turn, so there it is sent again only after ``busy_after_s``.
     """
     cutoff = now - timedelta(seconds=after_s)
-    stale = select(WorkflowStep.id).where(
-        WorkflowStep.status == StepStatus.QUEUED, WorkflowStep.dispatched_at < cutoff
-    )
+    due = WorkflowStep.dispatched_at < cutoff
+    if busy_queues and busy_after_s is not None:
+        busy_cutoff = now - timedelta(seconds=busy_after_s)
+        due = and_(
+            due,
+            or_(
+                WorkflowStep.queue.not_in(list(busy_queues)),
+                WorkflowStep.dispatched_at < busy_cutoff,
+            ),
+        )
+    stale = select(WorkflowStep.id).where(WorkflowStep.status == StepStatus.QUEUED, due)
     rows = session.execute(
         update(WorkflowStep)
         .where(
             WorkflowStep.id.in_(stale.limit(limit).scalar_subquery()),
             WorkflowStep.status == StepStatus.QUEUED,
-            WorkflowStep.dispatched_at < cutoff,
+            due,
         )
         .values(dispatched_at=now)
         .returning(*MESSAGE_COLUMNS)
