@@ -17,13 +17,15 @@ from worker.engine.recovery import (
     requeue_retrying,
     stale_queues,
 )
-from worker.engine.retention import expired_artifacts, mark_deleted, referenced
+from worker.engine.retention import expired_artifacts, mark_deleted, purge_runs, referenced
 from worker.engine.schedules import Fire, advance_schedule, due_fires
 from worker.engine.start import StartRequest, start_run
 from worker.errors import CairnError
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.recovery")
+#: Batches of ended runs one retention tick deletes at most; the rest wait for the next.
+RUN_BATCHES_PER_TICK = 20
 
 
 def register(app: Celery, runtime: Runtime) -> None:
@@ -75,6 +77,7 @@ def register(app: Celery, runtime: Runtime) -> None:
 
     @app.task(name="cairn.retention", ignore_result=True)
     def retention() -> None:
+        purge_old_runs(runtime)
         run_retention(runtime)
 
     @app.task(name="cairn.tick_schedules", ignore_result=True)
@@ -108,6 +111,28 @@ def register(app: Celery, runtime: Runtime) -> None:
             last_of[fire.schedule_id] = fire
         for fire in last_of.values():
             _advance(runtime, fire, now)
+
+
+def purge_old_runs(runtime: Runtime, max_batches: int = RUN_BATCHES_PER_TICK) -> int:
+    """Delete runs that ended more than ``run_retention_days`` ago (with every row they
+    own and their objects); return how many. Nothing when the setting is off."""
+    days = runtime.settings.run_retention_days
+    if days is None:
+        return 0
+    now = utcnow()
+    try:
+        cutoff = now - timedelta(days=days)
+    except OverflowError:  # longer than the calendar: nothing is that old
+        return 0
+    deleted = purge_runs(runtime.engine, runtime.store, cutoff, max_batches=max_batches)
+    if deleted:
+        log.info(
+            "retention: %d runs that ended before %s deleted",
+            deleted,
+            cutoff.isoformat(timespec="seconds"),
+            extra={"action": "delete_run"},
+        )
+    return deleted
 
 
 def run_retention(runtime: Runtime) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from db.models import (
     Schedule,
     Worker,
     WorkflowDefinition,
+    WorkflowRun,
     WorkflowStep,
 )
 from db.repositories import (
@@ -46,6 +47,13 @@ from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.dispatch import Dispatcher
 from worker.engine.cancel import cancel_run
 from worker.engine.definitions import find_definition, store_definition
+from worker.engine.retention import (
+    DeletedRun,
+    count_ended_runs,
+    delete_objects,
+    delete_run,
+    purge_runs,
+)
 from worker.engine.retry_run import retry_run
 from worker.engine.schedules import add_schedule, delete_schedule, set_status
 from worker.engine.start import StartRequest, start_run
@@ -488,6 +496,48 @@ class Client:
             self.runtime.engine,
             lambda s: set_status(s, self._tenant_id(s), sid, status, utcnow()),
         )
+
+    # --- retention ---------------------------------------------------------------------
+    def delete_run(self, run_id: uuid.UUID | str) -> None:
+        """Delete an ended run with every row it owns, then its objects in the store.
+
+        :class:`RunNotEnded` if it has not ended (cancel it first); :class:`NotFound` if
+        missing or another tenant's.
+        """
+        rid = parse_id(run_id, "run_id")
+
+        def gone(session: Session) -> DeletedRun | None:  # a commit lost on the way back
+            tenant_id = self._tenant_id(session, rid)
+            if session.scalar(select(WorkflowRun.id).where(WorkflowRun.id == rid)) is not None:
+                return None
+            return DeletedRun(rid, tenant_id, ())  # its objects are found by their prefix
+
+        deleted = run_transaction(
+            self.runtime.engine,
+            lambda s: delete_run(s, self._tenant_id(s, rid), rid),
+            verify=gone,
+        )
+        delete_objects(self.runtime.store, [deleted])
+
+    def purge_runs(self, older_than: timedelta, *, dry_run: bool = False) -> int:
+        """Delete the tenant's runs that ended more than ``older_than`` ago, with every row
+        they own and their objects; return how many (with ``dry_run``, only count them).
+
+        Runs that have not ended are never touched.
+        """
+        if older_than <= timedelta(0):
+            raise DefinitionError("older_than", f"must be a positive duration, not {older_than}")
+        try:
+            cutoff = utcnow() - older_than
+        except OverflowError:
+            raise DefinitionError("older_than", f"{older_than} reaches before year 1") from None
+        with transaction(self.runtime.engine) as session:
+            tenant = find_tenant(session, self.tenant)
+            if tenant is None:
+                return 0
+            if dry_run:
+                return count_ended_runs(session, cutoff, tenant_id=tenant.id)
+        return purge_runs(self.runtime.engine, self.runtime.store, cutoff, tenant_id=tenant.id)
 
 
 def _definition_view(d: WorkflowDefinition) -> DefinitionView:

@@ -1,9 +1,11 @@
-"""Commands about runs: start, status, watch, cancel."""
+"""Commands about runs: start, status, watch, cancel, list, delete and purge."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -260,15 +262,22 @@ def retry(run_id: str) -> None:
     typer.echo(f"run {run_id} re-opened; {queued} step(s) queued")
 
 
-@app.command()
+runs_app = typer.Typer(help="List runs; delete ended ones.")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
 @one_line_errors
 def runs(
+    ctx: typer.Context,
     status_: str | None = typer.Option(None, "--status", help="Only runs in this status."),
     workflow: str | None = typer.Option(None, "--workflow"),
     limit: int = typer.Option(20, "--limit"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (``cairn runs delete``/``purge`` delete ended ones)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with _client(check_steps=False) as client:
         found = client.list_runs(status=status_, workflow=workflow, limit=limit)
     if as_json:
@@ -284,3 +293,50 @@ def runs(
             r.created_at.isoformat(timespec="seconds"),
         )
     console.print(table)
+
+
+@runs_app.command("delete")
+@one_line_errors
+def delete_run(run_id: str) -> None:
+    """Delete an ended run with everything it owns (rows and stored objects).
+
+    A run that has not ended is refused: cancel it first.
+    """
+    with _client(check_steps=False) as client:
+        client.delete_run(run_id)
+    typer.echo(f"run {run_id} deleted")
+
+
+@runs_app.command("purge")
+@one_line_errors
+def purge_runs(
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Runs that ended this long ago: 30d, 12h, 90m, 45s, 2w."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count them."),
+) -> None:
+    """Delete every ended run that finished more than --older-than ago."""
+    age = parse_duration(older_than, "--older-than")
+    with _client(check_steps=False) as client:
+        count = client.purge_runs(age, dry_run=dry_run)
+    typer.echo(f"{count} run(s) {'would be deleted' if dry_run else 'deleted'}")
+
+
+#: Seconds per unit of a duration such as ``30d``.
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str, field: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` as a positive timedelta."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise DefinitionError(field, f"{text!r} is not a duration such as 30d, 12h, 90m or 45s")
+    seconds = float(match[1]) * _UNITS[match[2]]
+    try:
+        age = timedelta(seconds=seconds)
+    except OverflowError:
+        raise DefinitionError(field, f"{text!r} is longer than any calendar") from None
+    if age <= timedelta(0):
+        raise DefinitionError(field, f"{text!r} must be longer than zero")
+    return age
