@@ -92,7 +92,9 @@ class Settings(BaseSettings):
     #: Deepest nesting accepted in a JSON value.
     max_json_depth: int = Field(64, ge=2)
     #: Modules a worker imports so their ``@step`` functions register.
-    step_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["tasks.examples"])
+    #: None by default: a production worker runs the steps it is told to (``cairn dev``
+    #: adds the demo's ``tasks.examples``).
+    step_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_queue: str = "cairn"
     #: Worker processes per `cairn worker` (Celery prefork concurrency).
     worker_concurrency: int = Field(2, ge=1, le=256)

@@ -51,6 +51,12 @@ def worker(
     from tasks import create_app
 
     s = settings()
+    if not s.step_modules:
+        typer.echo(
+            "warning: CAIRN_STEP_MODULES is empty: this worker knows no steps "
+            "(set it to the modules of your @step functions)",
+            err=True,
+        )
     argv = [
         "worker",
         f"--loglevel={s.log_level}",
@@ -136,6 +142,10 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
+#: The module of the demo workflow's steps, loaded by ``cairn dev``.
+DEMO_STEPS = "tasks.examples"
+
+
 @app.command()
 @one_line_errors
 def dev(
@@ -150,6 +160,8 @@ def dev(
     from worker.devstack import Supervisor, cairn_argv, choose_broker, free_port
 
     s = settings()
+    if DEMO_STEPS not in s.step_modules:  # the dev stack always carries the demo's steps
+        s = s.model_copy(update={"step_modules": [*s.step_modules, DEMO_STEPS]})
     explicit = s.broker_url if "broker_url" in s.model_fields_set else None
     log_dir = Path(".cairn-dev")
     log_dir.mkdir(exist_ok=True)
@@ -165,6 +177,7 @@ def dev(
             "CAIRN_BROKER_URL": broker,
             "CAIRN_FLOWER_PORT": str(port),
             "CAIRN_FLOWER_ADDRESS": "127.0.0.1",
+            "CAIRN_STEP_MODULES": ",".join(s.step_modules),
         }
         node = f"dev-{os.getpid()}@{socket.gethostname()}"
         for name, argv in (
@@ -220,13 +233,13 @@ def _wait_for_worker(celery_app: Any, node: str, supervisor: Any, timeout: float
 
 def _run_demo(s: Settings, flower_url: str) -> int:
     """Start the example workflow, show its progress, then print its summary."""
-    import tasks
+    import tasks.examples
     from worker.cli.runs import watch_run
     from worker.client import Client
 
-    spec_file = Path(tasks.__file__).resolve().parents[1] / "examples" / "report.yaml"
+    spec_file = Path(tasks.examples.__file__).resolve().parent / "report.yaml"
     if not spec_file.exists():
-        raise ConfigurationError(f"the demo workflow {spec_file} is missing (run from a checkout)")
+        raise ConfigurationError(f"the demo workflow {spec_file} is missing; reinstall cairn")
     with Client(s, load_step_modules=True) as client:
         run_id = client.start_run(spec=spec_file.read_text(), inputs={"topic": "durable workflows"})
         typer.echo(f"demo run {run_id}: {spec_file.name}")
