@@ -28,7 +28,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("workflow_steps") as batch:
-        batch.drop_constraint(
-            op.f("ck_workflow_steps_server_releases_non_negative"), type_="check"
-        )
+        batch.drop_constraint(op.f("ck_workflow_steps_server_releases_non_negative"), type_="check")
         batch.drop_column("server_releases")
