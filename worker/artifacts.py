@@ -28,7 +28,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from worker.errors import ArtifactStoreUnavailable, CairnError, ConfigurationError, NotFound
+from worker.errors import (
+    ArtifactIntegrityError,
+    ArtifactMissing,
+    ArtifactStoreUnavailable,
+    CairnError,
+    ConfigurationError,
+    InvalidArtifactName,
+)
 from worker.serialization import sha256_hex
 from worker.settings import Settings
 
@@ -57,18 +64,6 @@ class Readable(Protocol):
 
 #: What ``put`` accepts: bytes, a file path, or a binary file object.
 Source = bytes | str | Path | Readable
-
-
-class ArtifactIntegrityError(CairnError):
-    """A stored object does not match the sha256 recorded for it: it was changed or cut."""
-
-
-class InvalidArtifactName(CairnError):
-    """An artifact name must be a relative path of plain segments, at most 255 characters."""
-
-
-class ArtifactMissing(NotFound):
-    """The object is not in the artifact store (deleted by retention, or by hand)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ from worker.engine.retention import (
 from worker.engine.retry_run import retry_run
 from worker.engine.schedules import add_schedule, delete_schedule, set_status
 from worker.engine.start import StartRequest, start_run
-from worker.errors import CairnError, DefinitionError, NotFound
+from worker.errors import DefinitionError, NotFound, RunNotFinished
 from worker.ids import parse_id
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
@@ -73,10 +73,6 @@ from worker.views import (
     StepCost,
     WorkerView,
 )
-
-
-class RunNotFinished(CairnError):
-    """The run did not finish within the time waited."""
 
 
 class Client:

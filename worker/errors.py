@@ -18,12 +18,23 @@ from typing import Any, ClassVar
 class CairnError(Exception):
     """Something went wrong in cairn."""
 
-    #: Registry of subclasses by name, so a JSON error can be rebuilt as its type.
+    #: A stable code for callers in other languages and the HTTP API; never reused.
+    code: ClassVar[str] = "cairn_error"
+    #: Whether a step attempt that raised this may succeed if run again.
+    retryable: ClassVar[bool] = True
+    #: Registry of subclasses by name and by code, so a JSON error is rebuilt as its type.
     _types: ClassVar[dict[str, type[CairnError]]] = {}
+    _codes: ClassVar[dict[str, type[CairnError]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__} must declare its own stable `code`")
+        taken = CairnError._codes.get(cls.code)
+        if taken is not None and taken.__qualname__ != cls.__qualname__:
+            raise TypeError(f"error code {cls.code!r} of {cls.__name__} is {taken.__name__}'s")
         CairnError._types[cls.__name__] = cls
+        CairnError._codes[cls.code] = cls
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or self.__class__.__name__).strip()
@@ -33,20 +44,33 @@ class CairnError(Exception):
         return self.message
 
     def to_dict(self) -> dict[str, str]:
-        """The JSON form of this error: its type name and message."""
-        return {"type": self.__class__.__name__, "message": self.message}
+        """The JSON form of this error: its type name, stable code and message."""
+        return {"type": self.__class__.__name__, "code": self.code, "message": self.message}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CairnError:
         """Rebuild an error from ``to_dict`` output; unknown types become ``CairnError``."""
-        err_type = cls._types.get(str(data.get("type")), CairnError)
+        err_type = cls._codes.get(str(data.get("code"))) or cls._types.get(
+            str(data.get("type")), CairnError
+        )
         err = err_type.__new__(err_type)
         CairnError.__init__(err, str(data.get("message", "")))
         return err
 
+    @classmethod
+    def codes(cls) -> dict[str, type[CairnError]]:
+        """Every error type by its stable code."""
+        return {"cairn_error": CairnError} | dict(CairnError._codes)
+
+
+# --- configuration and servers ------------------------------------------------------
+
 
 class ConfigurationError(CairnError):
     """A setting is missing or invalid; fix the named CAIRN_ variable or .env entry."""
+
+    code = "configuration"
+    retryable = False
 
 
 class ServerUnavailable(CairnError):
@@ -57,6 +81,7 @@ class ServerUnavailable(CairnError):
     of the step's retry policy, and the step is queued again once the server is back.
     """
 
+    code = "server_unavailable"
     #: Which server, in words a person reads in logs and events.
     server: ClassVar[str] = "a server"
 
@@ -64,71 +89,152 @@ class ServerUnavailable(CairnError):
 class DatabaseUnavailable(ServerUnavailable):
     """The database cannot be reached; check CAIRN_DATABASE_URL and that the server runs."""
 
+    code = "database_unavailable"
     server = "the database"
 
 
 class AmbiguousCommit(DatabaseUnavailable):
     """The connection was lost during COMMIT: the transaction may or may not have landed."""
 
+    code = "ambiguous_commit"
+
 
 class ArtifactStoreUnavailable(ServerUnavailable):
     """The artifact store cannot be reached; check its endpoint, bucket and credentials."""
 
+    code = "artifact_store_unavailable"
     server = "the artifact store"
+
+
+class BrokerUnavailable(ServerUnavailable):
+    """The Celery broker cannot be reached; check CAIRN_BROKER_URL and that Redis runs."""
+
+    code = "broker_unavailable"
+    server = "the broker"
+
+
+# --- requests ---------------------------------------------------------------------------
 
 
 class NotFound(CairnError):
     """The object does not exist, or it belongs to another tenant."""
 
-
-class IllegalTransition(CairnError):
-    """A status change that the state machine does not allow."""
-
-    def __init__(self, entity: str, current: str, target: str) -> None:
-        self.entity, self.current, self.target = entity, current, target
-        super().__init__(f"{entity} cannot go from {current!r} to {target!r}")
+    code = "not_found"
+    retryable = False
 
 
 class DefinitionError(CairnError):
     """A workflow definition or its inputs are invalid."""
+
+    code = "invalid"
+    retryable = False
 
     def __init__(self, field: str, reason: str) -> None:
         self.field, self.reason = field, reason
         super().__init__(f"{field}: {reason}")
 
 
+class IllegalTransition(CairnError):
+    """A status change that the state machine does not allow."""
+
+    code = "illegal_transition"
+    retryable = False
+
+    def __init__(self, entity: str, current: str, target: str) -> None:
+        self.entity, self.current, self.target = entity, current, target
+        super().__init__(f"{entity} cannot go from {current!r} to {target!r}")
+
+
+class RunNotFinished(CairnError):
+    """The run did not finish within the time waited."""
+
+    code = "run_not_finished"
+
+
+class RunNotEnded(CairnError):
+    """The run has not ended; cancel it first (cairn cancel RUN), then delete it."""
+
+    code = "run_not_ended"
+    retryable = False
+
+
+# --- attempts ---------------------------------------------------------------------------
+
+
 class StaleAttempt(CairnError):
     """This step attempt lost its lease or was superseded; its writes were not committed."""
+
+    code = "stale_attempt"
 
 
 class StepNotClaimable(CairnError):
     """The step is not queued for this attempt (finished, cancelled, running or superseded)."""
 
-
-class UnknownStep(CairnError):
-    """No step function is registered under this name in this process."""
-
-
-class PayloadTooLarge(CairnError):
-    """A value is larger than the inline limit (CAIRN_INLINE_LIMIT_BYTES)."""
-
-
-class StepTimeout(CairnError):
-    """The step ran longer than its timeout_s."""
+    code = "step_not_claimable"
 
 
 class RunCancelled(CairnError):
     """The run was cancelled while this step was running."""
 
+    code = "run_cancelled"
+    retryable = False
+
+
+# --- what a step's attempt may raise ---------------------------------------------------
+
+
+class UnknownStep(CairnError):
+    """No step function is registered under this name in this process."""
+
+    code = "unknown_step"
+    retryable = False
+
+
+class PayloadTooLarge(CairnError):
+    """A value is larger than the inline limit (CAIRN_INLINE_LIMIT_BYTES)."""
+
+    code = "payload_too_large"
+    retryable = False
+
+
+class StepTimeout(CairnError):
+    """The step ran longer than its timeout_s."""
+
+    code = "step_timeout"
+
 
 class NonRetryableError(CairnError):
     """Raised by a step to fail at once: no retry can fix this."""
 
+    code = "non_retryable"
+    retryable = False
 
-class BrokerUnavailable(ServerUnavailable):
-    """The Celery broker cannot be reached; check CAIRN_BROKER_URL and that Redis runs."""
 
-    server = "the broker"
+class InvalidArtifactName(CairnError):
+    """An artifact name must be a relative path of plain segments, at most 255 characters."""
+
+    code = "invalid_artifact_name"
+    retryable = False
+
+
+class ArtifactIntegrityError(CairnError):
+    """A stored object does not match the sha256 recorded for it: it was changed or cut."""
+
+    code = "artifact_integrity"
+    retryable = False  # a tampered object stays tampered
+
+
+class ArtifactMissing(NotFound):
+    """The object is not in the artifact store (deleted by retention, or by hand)."""
+
+    code = "artifact_missing"
+    retryable = False  # a deleted object does not come back
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether an attempt that raised ``exc`` may succeed if run again: a cairn error says
+    so itself; any other error (the step's own) is retryable unless its policy says not."""
+    return exc.retryable if isinstance(exc, CairnError) else True
 
 
 #: Longest message and traceback kept in an error record.

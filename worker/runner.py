@@ -34,6 +34,7 @@ from worker.errors import (
     StepTimeout,
     error_record,
     error_types,
+    is_retryable,
 )
 from worker.faults import server_fault
 from worker.heartbeat import Heartbeat
@@ -197,7 +198,9 @@ def _record_failure(
     now = utcnow()
     policy = claimed.retry.model_copy(update={"max_attempts": claimed.max_attempts})
     decision = (
-        RetryDecision(None) if fatal else decide(policy, claimed.own_attempt, error_types(exc), now)
+        RetryDecision(None)
+        if fatal
+        else decide(policy, claimed.own_attempt, error_types(exc), now, retryable=is_retryable(exc))
     )
     error = error_record(exc, runtime.settings.secret_values())
     try:

@@ -30,7 +30,7 @@ from db.session import run_transaction
 from db.states import TERMINAL_RUN, StepStatus
 from worker.artifacts import ArtifactStore
 from worker.engine.base import add_event
-from worker.errors import CairnError
+from worker.errors import CairnError, RunNotEnded
 
 log = logging.getLogger("cairn.retention")
 #: Runs deleted per transaction: bounded locks, a bounded list of object keys.
@@ -38,10 +38,6 @@ RUN_BATCH = 100
 #: Step statuses of an attempt that may still write (a cancelled run's step stops at
 #: its next heartbeat): such a run is not deleted yet.
 ACTIVE_STEPS = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.RETRYING)
-
-
-class RunNotEnded(CairnError):
-    """The run has not ended; cancel it first (cairn cancel RUN), then delete it."""
 
 
 @dataclass(frozen=True)

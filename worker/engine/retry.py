@@ -8,19 +8,6 @@ from datetime import datetime, timedelta
 
 from worker.definitions.spec import RetryPolicy
 
-#: Error types that no retry can fix, whatever the policy says.
-ALWAYS_FATAL = frozenset(
-    {
-        "DefinitionError",
-        "UnknownStep",
-        "PayloadTooLarge",
-        "NonRetryableError",
-        "InvalidArtifactName",
-        "ArtifactIntegrityError",  # a tampered object stays tampered
-        "ArtifactMissing",  # a deleted object does not come back
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
@@ -48,14 +35,18 @@ def decide(
     error_types: tuple[str, ...],
     now: datetime,
     rand: random.Random | None = None,
+    *,
+    retryable: bool = True,
 ) -> RetryDecision:
     """Whether failed ``attempt`` is retried, and when.
 
-    ``error_types`` are the names of the error's class and its bases, so a policy may list
-    a base class in ``non_retryable``.
+    ``retryable`` is the error's own verdict (``worker.errors.is_retryable``: a cairn error
+    that no retry can fix says so). ``error_types`` are the names of the error's class and
+    its bases, so a policy may list a base class in ``non_retryable``.
     """
-    fatal = ALWAYS_FATAL | set(policy.non_retryable)
-    if attempt >= policy.max_attempts or fatal.intersection(error_types):
+    if attempt >= policy.max_attempts or not retryable:
+        return RetryDecision(None)
+    if set(policy.non_retryable).intersection(error_types):
         return RetryDecision(None)
     return RetryDecision(now + timedelta(seconds=backoff_delay(policy, attempt, rand)))
 

@@ -18,8 +18,9 @@ from tests.support import s3
 from tests.support.queries import count
 from tests.support.stack import Stack
 from tests.support.steps import _Zeros, trace_lines
-from worker.artifacts import ArtifactIntegrityError, ArtifactStore
+from worker.artifacts import ArtifactStore
 from worker.client import Client
+from worker.errors import ArtifactIntegrityError
 from worker.settings import Settings
 
 

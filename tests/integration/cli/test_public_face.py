@@ -4,6 +4,7 @@ module shadows one of cairn's packages."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,14 @@ def _run(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
 def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """cairn built as a wheel and installed (without its dependencies) into a folder."""
     build, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("site")
+    source = build / "src"  # a copy: building writes build/ and egg-info beside the sources
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "bench", "cairn.db*"
+        ),
+    )
     built = _run(
         [
             sys.executable,
@@ -41,7 +50,7 @@ def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-deps",
             "-w",
             str(build),
-            str(ROOT),
+            str(source),
         ],
         cwd=build,
     )

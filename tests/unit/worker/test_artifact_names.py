@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from worker.artifacts import MAX_NAME, InvalidArtifactName, object_key, validate_key, validate_name
-from worker.errors import CairnError
+from worker.artifacts import MAX_NAME, object_key, validate_key, validate_name
+from worker.errors import CairnError, InvalidArtifactName
 
 TENANT = uuid.UUID("01a20000-0000-7000-8000-000000000001")
 RUN = uuid.UUID("01a20000-0000-7000-8000-000000000002")

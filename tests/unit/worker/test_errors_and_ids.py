@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
+from worker import errors
 from worker.errors import CairnError, DefinitionError, NotFound, StaleAttempt
 from worker.ids import new_id, parse_id
 
@@ -42,3 +45,53 @@ def test_parse_id_names_what_is_wrong() -> None:
     assert parse_id(str(value)) == value
     with pytest.raises(ValueError, match="run_id 'nope' is not a UUID"):
         parse_id("nope", "run_id")
+
+
+def test_every_error_has_its_own_stable_code_and_survives_json() -> None:
+    codes = errors.CairnError.codes()
+    assert len(codes) == len(set(codes.values()))
+    for code, cls in codes.items():
+        assert cls.code == code
+        rebuilt = errors.CairnError.from_dict({"type": cls.__name__, "code": code, "message": "m"})
+        assert type(rebuilt) is cls
+        assert rebuilt.message == "m"
+
+
+def test_an_error_without_its_own_code_is_refused_at_definition() -> None:
+    with pytest.raises(TypeError, match="stable `code`"):
+        type("Unnamed", (errors.NotFound,), {})
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        errors.DefinitionError,
+        errors.UnknownStep,
+        errors.PayloadTooLarge,
+        errors.NonRetryableError,
+        errors.InvalidArtifactName,
+        errors.ArtifactIntegrityError,
+        errors.ArtifactMissing,
+    ],
+)
+def test_errors_no_retry_can_fix_say_so(cls: type[errors.CairnError]) -> None:
+    assert cls.retryable is False
+    assert errors.is_retryable(cls.__new__(cls)) is False
+
+
+def test_a_steps_own_error_is_retryable_unless_its_policy_says_not() -> None:
+    assert errors.is_retryable(ValueError("x"))
+    assert errors.is_retryable(errors.StepTimeout())
+
+
+def test_every_cairn_error_lives_in_worker_errors() -> None:
+    root = Path(__file__).resolve().parents[3]
+    names = {c.__name__ for c in errors.CairnError.codes().values()}
+    for package in ("worker", "tasks", "db", "cairn"):
+        for path in (root / package).rglob("*.py"):
+            if path == root / "worker" / "errors.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ClassDef):
+                    bases = {b.id for b in node.bases if isinstance(b, ast.Name)}
+                    assert not bases & names, f"{path}: {node.name} belongs in worker/errors.py"
