@@ -20,9 +20,9 @@ from db.session import run_transaction
 from db.types import utcnow
 from worker import blobs
 from worker.artifacts import Source, object_key, validate_name
-from worker.engine.base import ArtifactEntry, CostEntry, MessageEntry, Records
 from worker.engine.claim import ClaimedStep
 from worker.engine.progress import record_checkpoint, verify_checkpoint
+from worker.engine.records import ArtifactEntry, CostEntry, MessageEntry, Records
 from worker.errors import DefinitionError, RunCancelled, StaleAttempt, StepTimeout
 from worker.logs import BoundLogger
 from worker.serialization import encode_checked

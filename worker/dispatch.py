@@ -18,7 +18,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from worker.app import URGENT, wire_priority
-from worker.engine.base import StepMessage
+from worker.engine.messages import StepMessage
 
 EXECUTE_STEP = "cairn.execute_step"
 REQUEUE_STEP = "cairn.requeue_step"

@@ -17,8 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.session import run_transaction
 from db.types import utcnow
 from worker.context import StepContext
-from worker.engine.base import Fence
-from worker.engine.progress import extend_lease
+from worker.engine.lease import Fence, extend_lease
 from worker.errors import ServerUnavailable, StaleAttempt
 
 log = logging.getLogger("cairn.heartbeat")

@@ -20,10 +20,10 @@ from db.types import utcnow
 from worker import blobs
 from worker.blobs import BlobRef
 from worker.context import StepContext
-from worker.engine.base import StepMessage
 from worker.engine.claim import ClaimedStep, claim_step, verify_claim
 from worker.engine.complete import complete_step, verify_completion
 from worker.engine.fail import cancel_step, fail_step, release_step, verify_ended
+from worker.engine.messages import StepMessage
 from worker.engine.retry import RetryDecision, decide, decide_release
 from worker.errors import (
     DefinitionError,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.models import WorkflowRun
 from db.states import RunStatus
-from worker.engine.base import end_run
+from worker.engine.ending import end_run
 from worker.errors import NotFound
 
 

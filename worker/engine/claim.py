@@ -16,10 +16,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Checkpoint, StepEdge, WorkflowDefinition, WorkflowRun, WorkflowStep
-from db.states import RunStatus, StepStatus
+from db.states import StepStatus
 from worker.definitions.spec import RetryPolicy
-from worker.engine.base import Fence, add_event
+from worker.engine.events import add_event
+from worker.engine.lease import Fence
 from worker.engine.rollup import output_value
+from worker.engine.transitions import CLAIM, START_RUN
 from worker.errors import StepNotClaimable
 
 
@@ -60,13 +62,9 @@ def claim_step(
     """Claim ``attempt`` of a queued step for ``owner`` until ``now + lease_s``."""
     row = session.execute(
         update(WorkflowStep)
-        .where(
-            WorkflowStep.id == step_id,
-            WorkflowStep.status == StepStatus.QUEUED,
-            WorkflowStep.attempt == attempt,
-        )
+        .where(WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt)
         .values(
-            status=StepStatus.RUNNING,
+            status=CLAIM.target,
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_s),
             started_at=now,
@@ -79,8 +77,8 @@ def claim_step(
         raise StepNotClaimable(_why_not(session, step_id, attempt))
     session.execute(
         update(WorkflowRun)
-        .where(WorkflowRun.id == row.run_id, WorkflowRun.status == RunStatus.QUEUED)
-        .values(status=RunStatus.RUNNING, started_at=now, updated_at=now)
+        .where(WorkflowRun.id == row.run_id, START_RUN.guard())
+        .values(status=START_RUN.target, started_at=now, updated_at=now)
     )
     add_event(
         session,

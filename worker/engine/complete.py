@@ -18,17 +18,13 @@ from db.models import StepEdge, WorkflowMetric, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
 from worker.definitions.dag import sinks
-from worker.engine.base import (
-    ACTIVE_RUN,
-    MESSAGE_COLUMNS,
-    Fence,
-    Records,
-    StepMessage,
-    add_event,
-    to_messages,
-    write_records,
-)
+from worker.engine.ending import ACTIVE_RUN
+from worker.engine.events import add_event
+from worker.engine.lease import Fence
+from worker.engine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.engine.records import Records, write_records
 from worker.engine.rollup import output_value, run_outputs
+from worker.engine.transitions import FINISH_RUN, RELEASE, SUCCEED, lease_cleared
 from worker.errors import StaleAttempt
 
 
@@ -57,14 +53,13 @@ def complete_step(
         update(WorkflowStep)
         .where(fence.where())
         .values(
-            status=StepStatus.SUCCEEDED,
+            status=SUCCEED.target,
             output=None if blob else output,
             output_blob_key=blob.key if blob else None,
             output_sha256=blob.sha256 if blob else None,
             error=None,
             finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
+            **lease_cleared(),
         )
         .returning(WorkflowStep.started_at, WorkflowStep.queued_at)
     ).first()
@@ -159,11 +154,11 @@ def release_dependents(session: Session, fence: Fence, now: datetime) -> list[St
             WorkflowStep.id.in_(
                 select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
             ),
-            WorkflowStep.status == StepStatus.PENDING,
+            RELEASE.guard(),
         )
         .values(
             pending_upstream=WorkflowStep.pending_upstream - 1,
-            status=case((last, StepStatus.QUEUED), else_=WorkflowStep.status),
+            status=case((last, RELEASE.target), else_=WorkflowStep.status),
             # Attempts only grow: a step re-opened by a run retry keeps its fencing history.
             attempt=case((last, WorkflowStep.attempt + 1), else_=WorkflowStep.attempt),
             queued_at=case((last, now), else_=WorkflowStep.queued_at),
@@ -197,7 +192,7 @@ def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
     outputs = run_outputs({key: output for _, key, output in steps}, sinks(after))
     session.execute(
         update(WorkflowRun)
-        .where(WorkflowRun.id == fence.run_id, WorkflowRun.status.in_(ACTIVE_RUN))
-        .values(status=RunStatus.SUCCEEDED, outputs=outputs, finished_at=now, updated_at=now)
+        .where(WorkflowRun.id == fence.run_id, FINISH_RUN.guard())
+        .values(status=FINISH_RUN.target, outputs=outputs, finished_at=now, updated_at=now)
     )
     add_event(session, fence.run_id, "finish_run", now, data={"status": "succeeded"})

@@ -14,10 +14,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import WorkflowRun, WorkflowStep
+from db.models import WorkflowStep
 from db.states import RunStatus, StepStatus
-from worker.engine.base import Fence, Records, add_event, end_run, write_records
+from worker.engine.ending import end_run
+from worker.engine.events import add_event
+from worker.engine.lease import Fence
+from worker.engine.records import Records, write_records
 from worker.engine.retry import RetryDecision
+from worker.engine.transitions import FAIL, RETRY_LATER, STOP, add_spend, lease_cleared
 from worker.errors import StaleAttempt
 
 
@@ -35,7 +39,7 @@ def fail_step(
     A step that fails for good fails its run: steps not yet started are cancelled and
     running ones asked to stop. Returns the step's new status.
     """
-    status = StepStatus.RETRYING if decision.retry else StepStatus.FAILED
+    status = RETRY_LATER.target if decision.retry else FAIL.target
     _end_attempt(session, fence, status, now, error=error, next_attempt_at=decision.next_attempt_at)
     _record_spend(session, fence, records, now)
     add_event(
@@ -79,7 +83,7 @@ def release_step(
     _end_attempt(
         session,
         fence,
-        StepStatus.RETRYING,
+        RETRY_LATER.target,
         now,
         error=error,
         next_attempt_at=next_attempt_at,
@@ -95,7 +99,7 @@ def release_step(
         attempt=fence.attempt,
         data={"error": error, "retry_at": next_attempt_at.isoformat()},
     )
-    return StepStatus.RETRYING
+    return RETRY_LATER.target
 
 
 def verify_ended(session: Session, fence: Fence, *statuses: StepStatus) -> str | None:
@@ -118,7 +122,7 @@ def verify_ended(session: Session, fence: Fence, *statuses: StepStatus) -> str |
 
 def cancel_step(session: Session, fence: Fence, records: Records, now: datetime) -> None:
     """Record that a running attempt stopped because its run was cancelled or failed."""
-    _end_attempt(session, fence, StepStatus.CANCELLED, now)
+    _end_attempt(session, fence, STOP.target, now)
     _record_spend(session, fence, records, now)
     add_event(
         session, fence.run_id, "cancel_step", now, step_id=fence.step_id, attempt=fence.attempt
@@ -131,7 +135,7 @@ def _end_attempt(
     row = session.execute(
         update(WorkflowStep)
         .where(fence.where())
-        .values(status=status, finished_at=now, lease_owner=None, lease_expires_at=None, **values)
+        .values(status=status, finished_at=now, **lease_cleared(), **values)
         .returning(WorkflowStep.id)
     ).first()
     if row is None:
@@ -142,10 +146,4 @@ def _end_attempt(
 
 def _record_spend(session: Session, fence: Fence, records: Records, now: datetime) -> None:
     """Money spent by a failed attempt was still spent: record it."""
-    usd = write_records(session, fence, records, now)
-    if usd:
-        session.execute(
-            update(WorkflowRun)
-            .where(WorkflowRun.id == fence.run_id)
-            .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
-        )
+    add_spend(session, fence.run_id, write_records(session, fence, records, now), now)

@@ -6,32 +6,19 @@ writes are rolled back with the transaction.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from db.models import Checkpoint, WorkflowRun, WorkflowStep
+from db.models import Checkpoint, WorkflowStep
 from db.states import StepStatus
 from worker.blobs import BlobRef
-from worker.engine.base import Fence, Records, add_event, write_records
-from worker.errors import StaleAttempt
-
-
-def extend_lease(session: Session, fence: Fence, lease_s: float, now: datetime) -> bool:
-    """Push the lease to ``now + lease_s``; return whether the step was asked to stop."""
-    row = session.execute(
-        update(WorkflowStep)
-        .where(fence.where())
-        .values(lease_expires_at=now + timedelta(seconds=lease_s))
-        .returning(WorkflowStep.cancel_requested)
-    ).first()
-    if row is None:
-        raise StaleAttempt(
-            f"step {fence.step_id} attempt {fence.attempt} lost its lease; stopping it"
-        )
-    return bool(row[0])
+from worker.engine.events import add_event
+from worker.engine.lease import Fence, extend_lease
+from worker.engine.records import Records, write_records
+from worker.engine.transitions import add_spend
 
 
 def record_checkpoint(
@@ -61,13 +48,7 @@ def record_checkpoint(
             created_at=now,
         )
     )
-    usd = write_records(session, fence, records, now)
-    if usd:
-        session.execute(
-            update(WorkflowRun)
-            .where(WorkflowRun.id == fence.run_id)
-            .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
-        )
+    add_spend(session, fence.run_id, write_records(session, fence, records, now), now)
     add_event(
         session,
         fence.run_id,

@@ -16,7 +16,17 @@ from sqlalchemy.orm import Session
 
 from db.models import Worker, WorkflowStep
 from db.states import RunStatus, StepStatus, WorkerStatus
-from worker.engine.base import MESSAGE_COLUMNS, StepMessage, add_event, end_run, to_messages
+from worker.engine.ending import end_run
+from worker.engine.events import add_event
+from worker.engine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.engine.transitions import (
+    FAIL,
+    REQUEUE_DUE,
+    REQUEUE_EXPIRED,
+    STOP,
+    lease_cleared,
+    queued,
+)
 
 
 @dataclass(frozen=True)
@@ -60,26 +70,20 @@ def reap_expired(
             WorkflowStep.attempt == attempt,
             WorkflowStep.lease_expires_at < now,
         )
-        cleared = {"lease_owner": None, "lease_expires_at": None}
+        cleared = lease_cleared()
         if cancel_requested:
             done = session.execute(
                 update(WorkflowStep)
-                .where(*guard)
-                .values(status=StepStatus.CANCELLED, finished_at=now, **cleared)
+                .where(*guard, STOP.guard())
+                .values(status=STOP.target, finished_at=now, **cleared)
                 .returning(WorkflowStep.id)
             ).first()
             cancelled += done is not None
         elif attempt - releases < max(max_attempts, crash_max_attempts):
             rows = session.execute(
                 update(WorkflowStep)
-                .where(*guard)
-                .values(
-                    status=StepStatus.QUEUED,
-                    attempt=attempt + 1,
-                    queued_at=now,
-                    dispatched_at=now,
-                    **cleared,
-                )
+                .where(*guard, REQUEUE_EXPIRED.guard())
+                .values(attempt=attempt + 1, **queued(now), **cleared)
                 .returning(*MESSAGE_COLUMNS)
             ).all()
             requeued += to_messages(rows)
@@ -101,8 +105,8 @@ def reap_expired(
             }
             done = session.execute(
                 update(WorkflowStep)
-                .where(*guard)
-                .values(status=StepStatus.FAILED, finished_at=now, error=error, **cleared)
+                .where(*guard, FAIL.guard())
+                .values(status=FAIL.target, finished_at=now, error=error, **cleared)
                 .returning(WorkflowStep.id)
             ).first()
             if done is not None:
@@ -131,25 +135,17 @@ def requeue_retrying(
     session: Session, now: datetime, step_id: uuid.UUID | None = None, limit: int = 500
 ) -> list[StepMessage]:
     """Retrying steps whose backoff is over: queued again with attempt + 1."""
-    due = select(WorkflowStep.id).where(
-        WorkflowStep.status == StepStatus.RETRYING, WorkflowStep.next_attempt_at <= now
-    )
+    due = select(WorkflowStep.id).where(REQUEUE_DUE.guard(), WorkflowStep.next_attempt_at <= now)
     if step_id is not None:
         due = due.where(WorkflowStep.id == step_id)
     rows = session.execute(
         update(WorkflowStep)
         .where(
             WorkflowStep.id.in_(due.limit(limit).scalar_subquery()),
-            WorkflowStep.status == StepStatus.RETRYING,
+            REQUEUE_DUE.guard(),
             WorkflowStep.next_attempt_at <= now,
         )
-        .values(
-            status=StepStatus.QUEUED,
-            attempt=WorkflowStep.attempt + 1,
-            next_attempt_at=None,
-            queued_at=now,
-            dispatched_at=now,
-        )
+        .values(attempt=WorkflowStep.attempt + 1, **queued(now))
         .returning(*MESSAGE_COLUMNS)
     ).all()
     messages = to_messages(rows)

@@ -29,7 +29,7 @@ from db.repositories import RunRepository
 from db.session import run_transaction
 from db.states import TERMINAL_RUN, StepStatus
 from worker.artifacts import ArtifactStore
-from worker.engine.base import add_event
+from worker.engine.events import add_event
 from worker.errors import CairnError, RunNotEnded
 
 log = logging.getLogger("cairn.retention")

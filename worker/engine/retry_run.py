@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
-from worker.engine.base import MESSAGE_COLUMNS, StepMessage, add_event, to_messages
+from worker.engine.events import add_event
+from worker.engine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.engine.transitions import REOPEN_READY, REOPEN_RUN, REOPEN_WAITING, queued
 from worker.errors import IllegalTransition, NotFound
 
 
@@ -30,8 +33,8 @@ def retry_run(
     )
     if run is None:
         raise NotFound(f"run {run_id} not found")
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        raise IllegalTransition("run", run.status, RunStatus.RUNNING)
+    if run.status not in REOPEN_RUN.sources:
+        raise IllegalTransition("run", run.status, REOPEN_RUN.target)
     running = session.scalar(
         select(func.count()).where(
             WorkflowStep.run_id == run_id, WorkflowStep.status == StepStatus.RUNNING
@@ -43,7 +46,11 @@ def retry_run(
         )
     steps = session.execute(
         select(
-            WorkflowStep.id, WorkflowStep.status, WorkflowStep.attempt, WorkflowStep.retry
+            WorkflowStep.id,
+            WorkflowStep.status,
+            WorkflowStep.attempt,
+            WorkflowStep.server_releases,
+            WorkflowStep.retry,
         ).where(WorkflowStep.run_id == run_id)
     ).all()
     succeeded = {s.id for s in steps if s.status == StepStatus.SUCCEEDED}
@@ -56,18 +63,24 @@ def retry_run(
             continue
         waiting = sum(1 for up, down in edges if down == step.id and up not in succeeded)
         ready = waiting == 0
-        values = {
-            "status": StepStatus.QUEUED if ready else StepStatus.PENDING,
+        move = REOPEN_READY if ready else REOPEN_WAITING
+        if step.status not in move.sources:
+            raise IllegalTransition("step", step.status, move.target)
+        values: dict[str, Any] = {
+            "status": move.target,
             "pending_upstream": waiting,
             "error": None,
             "next_attempt_at": None,
             "finished_at": None,
             "cancel_requested": False,
-            # A fresh budget: attempts attempt+1 .. attempt+max_attempts of the policy.
-            "max_attempts": step.attempt + int(step.retry.get("max_attempts", 1)),
+            # A fresh budget: as many attempts of its own as the policy gives (those
+            # released for server faults never counted).
+            "max_attempts": step.attempt
+            - step.server_releases
+            + int(step.retry.get("max_attempts", 1)),
         }
         if ready:
-            values |= {"attempt": step.attempt + 1, "queued_at": now, "dispatched_at": now}
+            values |= {"attempt": step.attempt + 1, **queued(now)}
         rows = session.execute(
             update(WorkflowStep)
             .where(WorkflowStep.id == step.id, WorkflowStep.status == step.status)
@@ -78,9 +91,9 @@ def retry_run(
             messages += to_messages(rows)
     session.execute(
         update(WorkflowRun)
-        .where(WorkflowRun.id == run_id)
+        .where(WorkflowRun.id == run_id, REOPEN_RUN.guard())
         .values(
-            status=RunStatus.RUNNING,
+            status=REOPEN_RUN.target,
             error=None,
             outputs=None,
             finished_at=None,

@@ -24,8 +24,9 @@ from db.states import RunStatus, StepStatus
 from db.types import utcnow
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.definitions.dag import topological_order
-from worker.engine.base import StepMessage, add_event
 from worker.engine.definitions import find_definition, spec_of, store_definition
+from worker.engine.events import add_event
+from worker.engine.messages import StepMessage
 from worker.errors import DefinitionError, NotFound
 from worker.ids import new_id
 from worker.serialization import encode_checked

@@ -17,10 +17,12 @@ from tests.support.queries import count, event_kinds
 from tests.support.stack import Stack
 from tests.support.steps import trace_lines
 from worker.client import Client
-from worker.engine.base import CostEntry, MessageEntry, Records, StepMessage
 from worker.engine.claim import claim_step
 from worker.engine.complete import complete_step
-from worker.engine.progress import extend_lease, record_checkpoint
+from worker.engine.lease import extend_lease
+from worker.engine.messages import StepMessage
+from worker.engine.progress import record_checkpoint
+from worker.engine.records import CostEntry, MessageEntry, Records
 from worker.engine.recovery import reap_expired
 from worker.errors import StaleAttempt, StepNotClaimable
 

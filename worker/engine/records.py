@@ -1,73 +1,21 @@
-"""What the verbs share: the fence, the messages they return, events and run endings."""
+"""What an attempt records besides its output: costs, messages, artifact rows.
+
+They wait in :class:`Records` until the attempt's next commit (a checkpoint, its
+completion or its failure) writes them, fenced, with unique keys (step, attempt, seq).
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, update
+from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
-from db.models import Artifact, CostRecord, Message, RunEvent, WorkflowRun, WorkflowStep
-from db.states import RunStatus, StepStatus
-
-
-@dataclass(frozen=True, slots=True)
-class StepMessage:
-    """A step made ready by a verb: send ``execute_step(step_id, attempt)`` after commit."""
-
-    step_id: uuid.UUID
-    attempt: int
-    run_id: uuid.UUID
-    key: str
-    task: str
-    queue: str
-    priority: int
-
-
-#: Columns a verb returns for every step it queues.
-MESSAGE_COLUMNS = (
-    WorkflowStep.id,
-    WorkflowStep.attempt,
-    WorkflowStep.run_id,
-    WorkflowStep.key,
-    WorkflowStep.task,
-    WorkflowStep.queue,
-    WorkflowStep.priority,
-)
-
-
-def to_messages(rows: Iterable[Any]) -> list[StepMessage]:
-    """StepMessages from rows selected or returned with ``MESSAGE_COLUMNS`` first."""
-    return [
-        StepMessage(
-            step_id=r[0], attempt=r[1], run_id=r[2], key=r[3], task=r[4], queue=r[5], priority=r[6]
-        )
-        for r in rows
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class Fence:
-    """Who may write for a step attempt: its attempt number and its lease owner."""
-
-    step_id: uuid.UUID
-    run_id: uuid.UUID
-    attempt: int
-    owner: str
-
-    def where(self) -> ColumnElement[bool]:
-        """The guard of every write of this attempt."""
-        return and_(
-            WorkflowStep.id == self.step_id,
-            WorkflowStep.attempt == self.attempt,
-            WorkflowStep.lease_owner == self.owner,
-            WorkflowStep.status == StepStatus.RUNNING,
-        )
+from db.models import Artifact, CostRecord, Message
+from worker.engine.lease import Fence
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,64 +131,3 @@ def write_records(session: Session, fence: Fence, records: Records, now: datetim
             ],
         )
     return records.usd()
-
-
-def add_event(
-    session: Session,
-    run_id: uuid.UUID,
-    kind: str,
-    now: datetime,
-    *,
-    step_id: uuid.UUID | None = None,
-    attempt: int | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """Append to the run's event log; ``kind`` is the name of the verb that acted."""
-    session.execute(
-        insert(RunEvent).values(
-            run_id=run_id, kind=kind, step_id=step_id, attempt=attempt, data=data, created_at=now
-        )
-    )
-
-
-ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
-NOT_STARTED = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING)
-
-
-def end_run(
-    session: Session,
-    run_id: uuid.UUID,
-    status: RunStatus,
-    now: datetime,
-    *,
-    kind: str,
-    error: dict[str, Any] | None = None,
-    tenant_id: uuid.UUID | None = None,
-) -> bool:
-    """Fail or cancel a run: steps not started are cancelled, running ones asked to stop.
-
-    Returns False (and changes nothing) when the run had already ended.
-    """
-    guard = [WorkflowRun.id == run_id, WorkflowRun.status.in_(ACTIVE_RUN)]
-    if tenant_id is not None:
-        guard.append(WorkflowRun.tenant_id == tenant_id)
-    ended = session.execute(
-        update(WorkflowRun)
-        .where(*guard)
-        .values(status=status, error=error, finished_at=now, updated_at=now)
-        .returning(WorkflowRun.id)
-    ).first()
-    if ended is None:
-        return False
-    session.execute(
-        update(WorkflowStep)
-        .where(WorkflowStep.run_id == run_id, WorkflowStep.status.in_(NOT_STARTED))
-        .values(status=StepStatus.CANCELLED, finished_at=now, next_attempt_at=None)
-    )
-    session.execute(
-        update(WorkflowStep)
-        .where(WorkflowStep.run_id == run_id, WorkflowStep.status == StepStatus.RUNNING)
-        .values(cancel_requested=True)
-    )
-    add_event(session, run_id, kind, now, data={"status": str(status), "error": error})
-    return True

@@ -1,0 +1,140 @@
+"""The status changes the verbs make, as values checked against ``db/states.py``.
+
+Each verb names the move it makes (``CLAIM``, ``SUCCEED``, ...): its guard (``WHERE status
+IN``) and the status it writes come from here, and each move is checked against the
+transition table when this module is imported, so a verb cannot make a change the table
+forbids. The column values that several verbs write the same way ("queue a step",
+"clear the lease", "add spend to the run") live here too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, update
+from sqlalchemy.orm import Session
+
+from db.models import WorkflowRun, WorkflowStep
+from db.states import (
+    RunStatus,
+    StepStatus,
+    check_run_transition,
+    check_step_transition,
+)
+
+
+@dataclass(frozen=True)
+class StepMove:
+    """Steps in ``sources`` go to ``target``; every pair is allowed by the table."""
+
+    name: str
+    sources: tuple[StepStatus, ...]
+    target: StepStatus
+
+    def __post_init__(self) -> None:
+        for source in self.sources:
+            check_step_transition(source, self.target)
+
+    def guard(self) -> ColumnElement[bool]:
+        """The ``WHERE status IN (...)`` of this move."""
+        if len(self.sources) == 1:
+            return WorkflowStep.status == self.sources[0]
+        return WorkflowStep.status.in_(self.sources)
+
+
+@dataclass(frozen=True)
+class RunMove:
+    """Runs in ``sources`` go to ``target``; every pair is allowed by the table."""
+
+    name: str
+    sources: tuple[RunStatus, ...]
+    target: RunStatus
+
+    def __post_init__(self) -> None:
+        for source in self.sources:
+            check_run_transition(source, self.target)
+
+    def guard(self) -> ColumnElement[bool]:
+        """The ``WHERE status IN (...)`` of this move."""
+        if len(self.sources) == 1:
+            return WorkflowRun.status == self.sources[0]
+        return WorkflowRun.status.in_(self.sources)
+
+
+S = StepStatus
+#: A worker claims a queued attempt.
+CLAIM = StepMove("claim", (S.QUEUED,), S.RUNNING)
+#: The attempt's code returned.
+SUCCEED = StepMove("succeed", (S.RUNNING,), S.SUCCEEDED)
+#: The attempt's code raised, or its lease expired with no attempts left.
+FAIL = StepMove("fail", (S.RUNNING,), S.FAILED)
+#: The attempt failed (its own error, or a server's) and the step runs again later.
+RETRY_LATER = StepMove("retry_later", (S.RUNNING,), S.RETRYING)
+#: A running attempt stopped because its run was cancelled or failed.
+STOP = StepMove("stop", (S.RUNNING,), S.CANCELLED)
+#: The reaper queues again a step whose worker stopped heartbeating.
+REQUEUE_EXPIRED = StepMove("requeue_expired", (S.RUNNING,), S.QUEUED)
+#: A retrying step whose backoff is over.
+REQUEUE_DUE = StepMove("requeue_due", (S.RETRYING,), S.QUEUED)
+#: The last upstream of a pending step succeeded.
+RELEASE = StepMove("release", (S.PENDING,), S.QUEUED)
+#: Steps that had not started when their run ended.
+CANCEL_NOT_STARTED = StepMove("cancel_not_started", (S.PENDING, S.QUEUED, S.RETRYING), S.CANCELLED)
+#: A run retry re-opens its failed and cancelled steps: ready ones queued, others pending.
+REOPEN_READY = StepMove("reopen_ready", (S.FAILED, S.CANCELLED), S.QUEUED)
+REOPEN_WAITING = StepMove("reopen_waiting", (S.CANCELLED,), S.PENDING)
+
+R = RunStatus
+#: The first claim of a run's step.
+START_RUN = RunMove("start", (R.QUEUED,), R.RUNNING)
+#: The last step succeeded.
+FINISH_RUN = RunMove("finish", (R.QUEUED, R.RUNNING), R.SUCCEEDED)
+#: A step failed for good, or someone cancelled the run.
+FAIL_RUN = RunMove("fail", (R.QUEUED, R.RUNNING), R.FAILED)
+CANCEL_RUN = RunMove("cancel", (R.QUEUED, R.RUNNING), R.CANCELLED)
+#: ``cairn retry`` of a failed or cancelled run.
+REOPEN_RUN = RunMove("reopen", (R.FAILED, R.CANCELLED), R.RUNNING)
+
+STEP_MOVES = (
+    CLAIM,
+    SUCCEED,
+    FAIL,
+    RETRY_LATER,
+    STOP,
+    REQUEUE_EXPIRED,
+    REQUEUE_DUE,
+    RELEASE,
+    CANCEL_NOT_STARTED,
+    REOPEN_READY,
+    REOPEN_WAITING,
+)
+RUN_MOVES = (START_RUN, FINISH_RUN, FAIL_RUN, CANCEL_RUN, REOPEN_RUN)
+
+
+def queued(now: datetime) -> dict[str, Any]:
+    """The columns of a step put in the queue now (its message is sent after commit)."""
+    return {
+        "status": StepStatus.QUEUED,
+        "queued_at": now,
+        "dispatched_at": now,
+        "next_attempt_at": None,
+    }
+
+
+def lease_cleared() -> dict[str, Any]:
+    """The columns of a step whose attempt no longer holds a lease."""
+    return {"lease_owner": None, "lease_expires_at": None}
+
+
+def add_spend(session: Session, run_id: uuid.UUID, usd: Decimal, now: datetime) -> None:
+    """Add money an attempt spent to its run's total (nothing when there is none)."""
+    if usd:
+        session.execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.id == run_id)
+            .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
+        )
