@@ -41,7 +41,7 @@ from db.repositories import (
 from db.session import run_transaction, transaction
 from db.states import MissedPolicy, ScheduleStatus, WorkerStatus
 from db.types import utcnow
-from worker import blobs
+from worker import blobs, limits
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.dispatch import Dispatcher
@@ -377,6 +377,8 @@ class Client:
         self, spec: WorkflowSpec | dict[str, Any] | str, project: str = "default"
     ) -> DefinitionView:
         """Validate and store a definition; the same spec returns its existing version."""
+        limits.check_text("tenant", self.tenant, limits.TENANT_MAX)
+        limits.check_text("project", project, limits.PROJECT_MAX)
         parsed = parse_spec(spec)
         validate_spec(parsed, self._registry.names() or None)
 

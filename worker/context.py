@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from db.models import Artifact
 from db.repositories import ArtifactRepository
 from db.session import run_transaction
 from db.types import utcnow
-from worker import blobs
+from worker import blobs, limits
 from worker.artifacts import Source, object_key, validate_name
 from worker.engine.claim import ClaimedStep
 from worker.engine.progress import record_checkpoint, verify_checkpoint
@@ -104,15 +104,19 @@ class StepContext:
         usd: Decimal | str | float | int = 0,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        """Record money and tokens spent; committed with the next checkpoint or completion."""
-        if input_tokens < 0 or output_tokens < 0:
-            raise DefinitionError("cost.tokens", "token counts cannot be negative")
-        try:
-            amount = Decimal(str(usd))
-        except InvalidOperation:
-            raise DefinitionError("cost.usd", f"{usd!r} is not a number") from None
-        if not amount.is_finite() or amount < 0:
-            raise DefinitionError("cost.usd", "must be a finite, non-negative amount")
+        """Record money and tokens spent; committed with the next checkpoint or completion.
+
+        What the database would refuse (a NUL in a name, a model name over its column, an
+        amount past the money columns' precision) is refused here, naming the argument.
+        """
+        limits.check_text("cost.provider", provider, limits.COST_PROVIDER_MAX)
+        limits.check_text("cost.model", model, limits.COST_MODEL_MAX)
+        for name, tokens in (
+            ("cost.input_tokens", input_tokens),
+            ("cost.output_tokens", output_tokens),
+        ):
+            limits.check_int(name, tokens, 0, limits.TOKENS_MAX)
+        amount = limits.check_money("cost.usd", usd)
         if meta is not None:
             self._check(meta, "cost.meta")
         with self._lock:
@@ -127,6 +131,8 @@ class StepContext:
         """Record a conversation message; committed like a cost."""
         if role not in ROLES:
             raise DefinitionError("message.role", f"must be one of {sorted(ROLES)}")
+        if not isinstance(content, str):
+            raise DefinitionError("message.content", "must be a string")
         self._check(content, "message.content")
         if tool_calls is not None:
             self._check(tool_calls, "message.tool_calls")
@@ -245,6 +251,8 @@ class StepArtifacts:
 
     def put(self, name: str, source: Source, content_type: str | None = None) -> str:
         """Store ``source`` (bytes, a path or a binary file object) as ``name``; its key."""
+        if content_type is not None:
+            limits.check_text("artifact.content_type", content_type, limits.CONTENT_TYPE_MAX)
         c = self._claimed
         key = object_key(c.tenant_id, c.fence.run_id, c.key, c.fence.attempt, name)
         stored = self._runtime.step_store.put(key, source, content_type)

@@ -248,11 +248,62 @@ def error_types(exc: BaseException) -> tuple[str, ...]:
 
 
 def error_record(exc: BaseException, secrets: Iterable[str] = ()) -> dict[str, str]:
-    """An error as JSON (type, message, short traceback), with every secret masked."""
-    message = str(exc)[:MAX_MESSAGE_CHARS]
-    trace = "".join(traceback.format_exception(exc, limit=-8))[-MAX_TRACEBACK_CHARS:]
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-            trace = trace.replace(secret, "***")
-    return {"type": type(exc).__name__, "message": message, "traceback": trace}
+    """An error as JSON (type, message, short traceback), with every secret masked.
+
+    The record is always storable: NUL characters and lone surrogates (which databases
+    refuse) are escaped, and long texts are cut; a ``sanitised`` entry says what was done,
+    so the real cause is recorded even when a step raised something unrecordable.
+    """
+    message = _text_of(exc)
+    trace = "".join(traceback.format_exception(exc, limit=-8))
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        # Masked before anything is cut, so no part of a secret survives at a cut.
+        message = message.replace(secret, "***")
+        trace = trace.replace(secret, "***")
+    notes: list[str] = []
+    message = _storable(message, "message", notes)
+    trace = _storable(trace, "traceback", notes)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+        notes.append(f"message cut to {MAX_MESSAGE_CHARS} characters")
+    trace = trace[-MAX_TRACEBACK_CHARS:]
+    record = {"type": _storable(type(exc).__name__, "type", notes), "message": message}
+    record["traceback"] = trace
+    if notes:
+        record["sanitised"] = "; ".join(notes)
+    return record
+
+
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, even for an exception whose ``__str__`` itself fails."""
+    try:
+        return str(exc)
+    except Exception:  # a step's exception may be broken in any way
+        return f"<{type(exc).__name__} whose message cannot be read>"
+
+
+def _storable(text: str, what: str, notes: list[str]) -> str:
+    """``text`` without NUL characters or lone surrogates, noting what was replaced."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+        notes.append(f"NUL characters in the {what} written as \\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        notes.append(f"lone surrogates in the {what} written as \\udcXX")
+    return text
+
+
+class InvalidId(DefinitionError, ValueError):
+    """An id given by a caller is not a UUID."""
+
+    code = "invalid_id"
+
+    def __init__(self, what: str, value: object) -> None:
+        shown = ascii(value)  # escaped: a NUL or a surrogate cannot reach a terminal
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        super().__init__(what, f"{shown} is not a UUID")
+        # The same words as ever: "run_id 'x' is not a UUID".
+        self.message = f"{what} {shown} is not a UUID"
+        self.args = (self.message,)

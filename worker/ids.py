@@ -10,6 +10,8 @@ import uuid
 
 from uuid_utils.compat import uuid7 as _uuid7
 
+from worker.errors import InvalidId
+
 
 def new_id() -> uuid.UUID:
     """A new UUIDv7 as a standard :class:`uuid.UUID`."""
@@ -17,10 +19,11 @@ def new_id() -> uuid.UUID:
 
 
 def parse_id(value: str | uuid.UUID, what: str = "id") -> uuid.UUID:
-    """Parse a UUID given by a caller; a malformed one raises ``ValueError`` naming ``what``."""
+    """Parse a UUID given by a caller; a malformed one raises :class:`InvalidId` (a
+    ``DefinitionError`` and a ``ValueError``) naming ``what``."""
     if isinstance(value, uuid.UUID):
         return value
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        raise ValueError(f"{what} {value!r} is not a UUID") from None
+        raise InvalidId(what, value) from None

@@ -50,21 +50,37 @@ def check_json(value: Any, field: str, *, max_depth: int) -> None:
             for key, sub in item.items():
                 if not isinstance(key, str):
                     raise DefinitionError(path, f"key {key!r} is not a string")
-                _check_text(key, f"{path}.{key}")
-                stack.append((sub, f"{path}.{key}", depth + 1))
+                _check_text(key, f"{path}{key_segment(key)}")
+                stack.append((sub, f"{path}{key_segment(key)}", depth + 1))
         elif isinstance(item, list | tuple):
             stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
         else:
             raise DefinitionError(path, f"a {type(item).__name__} is not JSON")
 
 
-def _check_text(text: str, path: str) -> None:
+def key_segment(key: str) -> str:
+    """``.key`` in a field path; an odd key (NUL, surrogate, long) quoted and escaped."""
+    if key.isprintable() and text_problem(key) is None and 0 < len(key) <= 60:
+        return f".{key}"
+    shown = ascii(key[:60]) + ("..." if len(key) > 60 else "")
+    return f"[{shown}]"
+
+
+def text_problem(text: str) -> str | None:
+    """Why a database would refuse ``text`` (a NUL, a lone surrogate), or None."""
     if "\x00" in text:
-        raise DefinitionError(path, "contains a NUL character")
+        return "contains a NUL character"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise DefinitionError(path, "contains a lone surrogate (not valid Unicode)") from None
+        return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def _check_text(text: str, path: str) -> None:
+    problem = text_problem(text)
+    if problem:
+        raise DefinitionError(path, problem)
 
 
 def encode_checked(value: Any, field: str, *, max_depth: int, limit_bytes: int) -> bytes:

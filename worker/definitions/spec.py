@@ -13,29 +13,67 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from worker.serialization import text_problem
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$"
 
 
+#: Longest description, and longest error type name in ``non_retryable``.
+DESCRIPTION_MAX = 2000
+ERROR_NAME_MAX = 200
+#: Versions are 32-bit integer columns.
+VERSION_MAX = 2**31 - 1
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be numbers: "3" or true for max_attempts is refused, not converted.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _storable(value: str) -> str:
+    """Refuse text no database stores (NUL, lone surrogates)."""
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class RetryPolicy(_Strict):
     """How often a step is tried and how long to wait between attempts."""
 
     #: Attempts in all, the first included. 1 means no retry.
-    max_attempts: int = Field(1, ge=1, le=100)
+    max_attempts: StrictInt = Field(1, ge=1, le=100)
     #: Delay before the second attempt; doubles for each one after.
-    backoff_base_s: float = Field(1.0, ge=0, le=86400)
+    backoff_base_s: StrictFloat = Field(1.0, ge=0, le=86400)
     #: Upper bound of the delay.
-    backoff_max_s: float = Field(300.0, ge=0, le=86400)
+    backoff_max_s: StrictFloat = Field(300.0, ge=0, le=86400)
     #: Fraction of the delay added or removed at random, so retries do not stampede.
-    jitter: float = Field(0.1, ge=0, le=1)
+    jitter: StrictFloat = Field(0.1, ge=0, le=1)
     #: Error type names that fail the step at once, whatever attempts are left.
-    non_retryable: tuple[str, ...] = ()
+    non_retryable: tuple[StrictStr, ...] = Field((), max_length=100)
+
+    @field_validator("non_retryable")
+    @classmethod
+    def _names_storable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, name in enumerate(value):
+            if not name or len(name) > ERROR_NAME_MAX:
+                raise ValueError(f"entry {i} must be 1 to {ERROR_NAME_MAX} characters")
+            problem = text_problem(name)
+            if problem:
+                raise ValueError(f"entry {i} {problem}")
+        return value
 
     @model_validator(mode="after")
     def _max_not_below_base(self) -> RetryPolicy:
@@ -47,27 +85,32 @@ class RetryPolicy(_Strict):
 class StepSpec(_Strict):
     """One step of a workflow: which function runs, after which steps, and how."""
 
-    key: str = Field(pattern=KEY_PATTERN)
+    key: StrictStr = Field(pattern=KEY_PATTERN)
     #: The name a function was registered under with ``@step``.
-    task: str = Field(pattern=NAME_PATTERN)
-    after: tuple[str, ...] = ()
+    task: StrictStr = Field(pattern=NAME_PATTERN)
+    after: tuple[StrictStr, ...] = ()
     retry: RetryPolicy = RetryPolicy()
     #: An attempt running longer than this fails (and is retried if attempts are left).
-    timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
+    timeout_s: StrictFloat | None = Field(None, gt=0, le=7 * 86400)
     #: Celery queue; the default queue when None.
-    queue: str | None = Field(None, pattern=NAME_PATTERN)
+    queue: StrictStr | None = Field(None, pattern=NAME_PATTERN)
     #: 0 (lowest) to 9 (highest).
-    priority: int = Field(5, ge=0, le=9)
+    priority: StrictInt = Field(5, ge=0, le=9)
 
 
 class WorkflowSpec(_Strict):
     """A workflow: a name and a DAG of steps."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: StrictStr = Field(pattern=NAME_PATTERN)
     #: Optional explicit version; cairn numbers versions itself when it is left out.
-    version: int | None = Field(None, ge=1)
-    description: str | None = Field(None, max_length=2000)
+    version: StrictInt | None = Field(None, ge=1, le=VERSION_MAX)
+    description: StrictStr | None = Field(None, max_length=DESCRIPTION_MAX)
     steps: tuple[StepSpec, ...] = Field(min_length=1, max_length=5000)
+
+    @field_validator("description")
+    @classmethod
+    def _description_storable(cls, value: str | None) -> str | None:
+        return None if value is None else _storable(value)
 
     def body(self) -> dict[str, Any]:
         """The spec as JSON, without ``version``: what the checksum is taken of."""

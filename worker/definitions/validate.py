@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from worker.definitions.dag import find_cycle
 from worker.definitions.spec import WorkflowSpec
 from worker.errors import DefinitionError
+from worker.serialization import key_segment
 
 
 def parse_spec(source: str | bytes | dict[str, Any] | WorkflowSpec) -> WorkflowSpec:
@@ -23,21 +24,39 @@ def parse_spec(source: str | bytes | dict[str, Any] | WorkflowSpec) -> WorkflowS
     if isinstance(source, WorkflowSpec):
         return source
     data: Any = source
-    if isinstance(source, str | bytes):
-        try:
-            data = json.loads(source)
-        except ValueError:
-            try:
-                data = yaml.safe_load(source)
-            except yaml.YAMLError as exc:
-                raise DefinitionError("definition", f"is neither JSON nor YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise DefinitionError("definition", "must be a mapping with name and steps")
     try:
+        if isinstance(source, str | bytes):
+            data = _load(source)
+        if not isinstance(data, dict):
+            raise DefinitionError("definition", "must be a mapping with name and steps")
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise DefinitionError(_path(first["loc"]), first["msg"]) from None
+        raise DefinitionError(
+            _path(first["loc"]), first["msg"].removeprefix("Value error, ")
+        ) from None
+    except RecursionError:
+        # json, yaml and pydantic recurse per level; a hostile document is refused whole.
+        raise DefinitionError("definition", "is nested too deeply") from None
+
+
+def _load(source: str | bytes) -> Any:
+    """The document as Python data: JSON, else YAML."""
+    if isinstance(source, bytes):
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DefinitionError(
+                "definition", f"is not UTF-8 text (byte {exc.start} is invalid)"
+            ) from None
+    try:
+        return json.loads(source)
+    except ValueError:
+        try:
+            return yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DefinitionError("definition", f"is neither JSON nor YAML: {problem}") from None
 
 
 def validate_spec(spec: WorkflowSpec, registered: Collection[str] | None = None) -> None:
@@ -75,5 +94,9 @@ def validate_spec(spec: WorkflowSpec, registered: Collection[str] | None = None)
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            segment = key_segment(str(part))
+            out += segment if out or segment.startswith("[") else segment[1:]
     return out or "definition"

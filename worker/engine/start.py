@@ -22,6 +22,7 @@ from db.repositories import ProjectRepository, ensure_tenant
 from db.session import run_transaction
 from db.states import RunStatus, StepStatus
 from db.types import utcnow
+from worker import limits
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.definitions.dag import topological_order
 from worker.engine.definitions import find_definition, spec_of, store_definition
@@ -63,6 +64,16 @@ def check_request(
     """Refuse a bad request before any row is written; the spec when one was given."""
     if (request.workflow is None) == (request.spec is None):
         raise DefinitionError("workflow", "give either a workflow name or a spec, not both")
+    limits.check_text("tenant", request.tenant, limits.TENANT_MAX)
+    limits.check_text("project", request.project, limits.PROJECT_MAX)
+    if request.workflow is not None:
+        limits.check_text("workflow", request.workflow, limits.WORKFLOW_NAME_MAX)
+    if request.version is not None:
+        limits.check_int("version", request.version, 1)
+    if request.idempotency_key is not None:
+        limits.check_text("idempotency_key", request.idempotency_key, limits.IDEMPOTENCY_KEY_MAX)
+    if request.budget_usd is not None:
+        limits.check_money("budget_usd", request.budget_usd)
     if not isinstance(request.inputs, dict):
         raise DefinitionError("inputs", "must be a JSON object")
     encode_checked(
@@ -71,11 +82,6 @@ def check_request(
         max_depth=settings.max_json_depth,
         limit_bytes=settings.inline_limit_bytes,
     )
-    key = request.idempotency_key
-    if key is not None and not (0 < len(key) <= 255):
-        raise DefinitionError("idempotency_key", "must be 1 to 255 characters")
-    if not request.tenant or len(request.tenant) > 200:
-        raise DefinitionError("tenant", "must be 1 to 200 characters")
     if request.spec is None:
         return None
     spec = parse_spec(request.spec)
@@ -96,6 +102,9 @@ def start_run(
     index race runs again and finds the winner's run.
     """
     spec = check_request(request, settings, registered)
+    if request.budget_usd is not None:  # stored as the exact Decimal that was checked
+        budget = limits.check_money("budget_usd", request.budget_usd)
+        request = dataclasses.replace(request, budget_usd=budget)
     if request.run_id is None:
         # The id is fixed before the first try: a transaction run again after a commit
         # whose outcome was lost finds the run it made, instead of making a second one.
