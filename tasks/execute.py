@@ -6,6 +6,7 @@ from celery import Celery
 
 from db.session import run_transaction
 from db.types import utcnow
+from worker import wire
 from worker.engine.recovery import requeue_retrying
 from worker.ids import parse_id
 from worker.runner import execute_step
@@ -15,11 +16,11 @@ from worker.runtime import Runtime
 def register(app: Celery, runtime: Runtime) -> None:
     """Register the step tasks on ``app``."""
 
-    @app.task(name="cairn.execute_step", ignore_result=True, acks_late=True)
+    @app.task(name=wire.EXECUTE_STEP, ignore_result=True, acks_late=True)
     def execute_step_task(step_id: str, attempt: int) -> None:
         execute_step(runtime, parse_id(step_id, "step_id"), int(attempt))
 
-    @app.task(name="cairn.requeue_step", ignore_result=True, acks_late=True)
+    @app.task(name=wire.REQUEUE_STEP, ignore_result=True, acks_late=True)
     def requeue_step_task(step_id: str, attempt: int) -> None:
         del attempt  # the guarded update re-checks status and backoff itself
         messages = run_transaction(

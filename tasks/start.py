@@ -11,11 +11,11 @@ written; the same idempotency key sent again makes no second run.
 from __future__ import annotations
 
 import logging
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from celery import Celery
 
+from worker import limits, wire
 from worker.engine.start import StartRequest, start_run
 from worker.errors import CairnError, DefinitionError
 from worker.ids import parse_id
@@ -54,27 +54,23 @@ def request_from_kwargs(kwargs: dict[str, Any], default_tenant: str) -> StartReq
         if kwargs.get(name) is not None and not isinstance(kwargs[name], kind):
             raise DefinitionError(name, f"must be a {kind.__name__}")
     version = kwargs.get("version")
-    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-        raise DefinitionError("version", "must be an integer")
+    if version is not None:
+        limits.check_int("version", version, 1)
     budget = kwargs.get("budget_usd")
-    try:
-        budget_usd = Decimal(str(budget)) if budget is not None else None
-    except InvalidOperation:
-        raise DefinitionError("budget_usd", "must be a number") from None
+    budget_usd = limits.check_money("budget_usd", budget) if budget is not None else None
     run_id = kwargs.get("run_id")
-    try:
-        parsed_run_id = parse_id(run_id, "run_id") if run_id is not None else None
-    except ValueError as exc:
-        raise DefinitionError("run_id", str(exc)) from None
+    inputs = kwargs.get("inputs")
+    tenant, project = kwargs.get("tenant"), kwargs.get("project")
+    # An empty tenant or project is refused by start_run, not replaced by the default.
     return StartRequest(
-        tenant=kwargs.get("tenant") or default_tenant,
+        tenant=default_tenant if tenant is None else tenant,
         workflow=kwargs.get("workflow"),
         spec=kwargs.get("spec"),
         version=version,
-        inputs=kwargs.get("inputs") or {},
+        inputs={} if inputs is None else inputs,
         idempotency_key=kwargs.get("idempotency_key"),
-        run_id=parsed_run_id,
-        project=kwargs.get("project") or "default",
+        run_id=parse_id(run_id, "run_id") if run_id is not None else None,
+        project="default" if project is None else project,
         budget_usd=budget_usd,
     )
 
@@ -82,7 +78,7 @@ def request_from_kwargs(kwargs: dict[str, Any], default_tenant: str) -> StartReq
 def register(app: Celery, runtime: Runtime) -> None:
     """Register cairn.start_run on ``app``."""
 
-    @app.task(name="cairn.start_run", ignore_result=True, acks_late=True)
+    @app.task(name=wire.START_RUN, ignore_result=True, acks_late=True)
     def start_run_task(**kwargs: Any) -> str | None:
         try:
             request = request_from_kwargs(kwargs, runtime.settings.default_tenant)

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from celery import Celery
 
+from worker import wire
 from worker.settings import Settings
 
 VISIBILITY_TIMEOUT_S = 3600
@@ -93,15 +94,15 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     tick = timedelta(seconds=settings.schedule_tick_s)
     tick_options = {"queue": settings.default_queue, "expires": settings.schedule_tick_s * 4}
     return {
-        "cairn.reap": {"task": "cairn.reap", "schedule": every, "options": options},
-        "cairn.reconcile": {"task": "cairn.reconcile", "schedule": every, "options": options},
-        "cairn.retention": {
-            "task": "cairn.retention",
+        wire.REAP: {"task": wire.REAP, "schedule": every, "options": options},
+        wire.RECONCILE: {"task": wire.RECONCILE, "schedule": every, "options": options},
+        wire.RETENTION: {
+            "task": wire.RETENTION,
             "schedule": timedelta(seconds=settings.retention_interval_s),
             "options": {"queue": settings.default_queue},
         },
-        "cairn.tick_schedules": {
-            "task": "cairn.tick_schedules",
+        wire.TICK_SCHEDULES: {
+            "task": wire.TICK_SCHEDULES,
             "schedule": tick,
             "options": tick_options,
         },

@@ -19,9 +19,8 @@ from kombu import Exchange, Queue
 
 from worker.app import URGENT, wire_priority
 from worker.engine.messages import StepMessage
+from worker.wire import EXECUTE_STEP, REQUEUE_STEP
 
-EXECUTE_STEP = "cairn.execute_step"
-REQUEUE_STEP = "cairn.requeue_step"
 log = logging.getLogger("cairn.dispatch")
 
 

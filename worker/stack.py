@@ -51,6 +51,11 @@ def stack_env(settings: Settings, step_modules: str, cwd: Path | None = None) ->
             "CAIRN_INLINE_LIMIT_BYTES": str(settings.inline_limit_bytes),
             "CAIRN_LOG_LEVEL": "INFO",
             "PYTHONPATH": str(cwd or Path.cwd()),
+            **(
+                {"CAIRN_RUN_RETENTION_DAYS": str(settings.run_retention_days)}
+                if settings.run_retention_days is not None
+                else {}
+            ),
             "PYTHONUNBUFFERED": "1",
         }
     )

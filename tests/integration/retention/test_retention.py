@@ -17,7 +17,7 @@ from worker.settings import Settings
 def test_the_beat_task_deletes_an_ended_run_and_all_it_owns_but_nothing_of_a_live_one(
     ret_stack: Stack, ret_client: Client, small_inline: Settings
 ) -> None:
-    from tasks.periodic import purge_old_runs, run_retention
+    from worker.maintenance import purge_old_runs, run_retention
 
     def beat_retention() -> None:  # the body of the cairn.retention task
         purge_old_runs(runtime)
@@ -38,7 +38,7 @@ def test_the_beat_task_deletes_an_ended_run_and_all_it_owns_but_nothing_of_a_liv
 def test_retention_is_off_by_default_and_spares_recent_runs(
     ret_stack: Stack, ret_client: Client
 ) -> None:
-    from tasks.periodic import purge_old_runs
+    from worker.maintenance import purge_old_runs
 
     ret_stack.start_worker()
     run_id, parent_id = build_world(ret_client)

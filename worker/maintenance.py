@@ -1,0 +1,168 @@
+"""Beat's maintenance work: what the periodic tasks do. Each is safe when two beats run it
+at once (every change is a guarded statement that re-checks its condition).
+
+``tasks/periodic.py`` only registers these under their wire names; the verbs they apply
+are in ``worker/engine/`` (recovery, retention, schedules), one transaction each.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from db.session import run_transaction
+from db.types import utcnow
+from worker.engine.recovery import (
+    mark_silent_workers,
+    reap_expired,
+    redispatch_stale,
+    requeue_retrying,
+    stale_queues,
+)
+from worker.engine.retention import expired_artifacts, mark_deleted, purge_runs, referenced
+from worker.engine.schedules import Fire, advance_schedule, due_fires
+from worker.engine.start import StartRequest, start_run
+from worker.errors import CairnError
+from worker.runtime import Runtime
+
+log = logging.getLogger("cairn.recovery")
+#: Batches of ended runs one retention tick deletes at most; the rest wait for the next.
+RUN_BATCHES_PER_TICK = 20
+
+
+def reap(runtime: Runtime) -> None:
+    """Steps whose lease expired: queued again (sent before fresh work), or failed."""
+    settings = runtime.settings
+    now = utcnow()
+    reaped = run_transaction(
+        runtime.engine, lambda s: reap_expired(s, now, settings.crash_max_attempts)
+    )
+    silent = run_transaction(
+        runtime.engine, lambda s: mark_silent_workers(s, now, settings.lease_s * 2)
+    )
+    if reaped.requeued or reaped.failed or reaped.cancelled or silent:
+        log.warning(
+            "reaper: %d requeued, %d failed, %d cancelled, %d silent workers",
+            len(reaped.requeued),
+            reaped.failed,
+            reaped.cancelled,
+            silent,
+            extra={"action": "reap"},
+        )
+    runtime.dispatcher.send(reaped.requeued, urgent=True)
+
+
+def reconcile(runtime: Runtime) -> None:
+    """Lost messages sent again; retrying steps whose backoff is over queued."""
+    settings = runtime.settings
+    now = utcnow()
+    window = settings.redispatch_window_s
+    queues = run_transaction(runtime.engine, lambda s: stale_queues(s, now, window))
+    busy = runtime.dispatcher.busy_queues(queues) if queues else set()
+    stale = run_transaction(
+        runtime.engine,
+        lambda s: redispatch_stale(
+            s, now, window, busy_queues=busy, busy_after_s=settings.busy_redispatch_after_s
+        ),
+    )
+    due = run_transaction(runtime.engine, lambda s: requeue_retrying(s, now))
+    if stale:
+        log.warning(
+            "reconciler: sending %d unclaimed steps again",
+            len(stale),
+            extra={"action": "reconcile"},
+        )
+        runtime.dispatcher.declare_queues(m.queue for m in stale)
+    runtime.dispatcher.send(stale, urgent=True)
+    runtime.dispatcher.send(due)
+
+
+def retention(runtime: Runtime) -> None:
+    """Ended runs past their retention, expired artifacts and orphan objects deleted."""
+    purge_old_runs(runtime)
+    run_retention(runtime)
+
+
+def tick_schedules(runtime: Runtime) -> None:
+    """Due cron slots start their runs (one run per slot, by idempotency key)."""
+    settings = runtime.settings
+    now = utcnow()
+    fires = run_transaction(runtime.engine, lambda s: due_fires(s, now))
+    last_of: dict[uuid.UUID, Fire] = {}
+    for fire in fires:
+        request = StartRequest(
+            tenant=fire.tenant,
+            workflow=fire.workflow,
+            version=fire.version,
+            inputs=fire.inputs,
+            idempotency_key=fire.idempotency_key,
+            project=fire.project,
+        )
+        try:
+            started = start_run(runtime.engine, settings, request, runtime.registry.names() or None)
+        except CairnError as exc:
+            log.error(
+                "schedule %s could not start %s: %s",
+                fire.schedule_id,
+                fire.workflow,
+                exc,
+                extra={"action": "fire_schedule"},
+            )
+            continue
+        runtime.dispatcher.send(started.messages)
+        last_of[fire.schedule_id] = fire
+    for fire in last_of.values():
+        _advance(runtime, fire, now)
+
+
+def purge_old_runs(runtime: Runtime, max_batches: int = RUN_BATCHES_PER_TICK) -> int:
+    """Delete runs that ended more than ``run_retention_days`` ago (with every row they
+    own and their objects); return how many. Nothing when the setting is off."""
+    days = runtime.settings.run_retention_days
+    if days is None:
+        return 0
+    now = utcnow()
+    try:
+        cutoff = now - timedelta(days=days)
+    except OverflowError:  # longer than the calendar: nothing is that old
+        return 0
+    deleted = purge_runs(runtime.engine, runtime.store, cutoff, max_batches=max_batches)
+    if deleted:
+        log.info(
+            "retention: %d runs that ended before %s deleted",
+            deleted,
+            cutoff.isoformat(timespec="seconds"),
+            extra={"action": "delete_run"},
+        )
+    return deleted
+
+
+def run_retention(runtime: Runtime) -> tuple[int, int]:
+    """Delete expired artifacts and orphan objects; return (expired, orphans) deleted."""
+    settings, store, now = runtime.settings, runtime.store, utcnow()
+    expired: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+    if settings.artifact_retention_days is not None:
+        cutoff = now - timedelta(days=settings.artifact_retention_days)
+        expired = run_transaction(runtime.engine, lambda s: expired_artifacts(s, cutoff))
+        for _, _, key in expired:
+            store.delete(key)
+        run_transaction(runtime.engine, lambda s: mark_deleted(s, expired, now))
+    grace = now - timedelta(seconds=settings.orphan_grace_s)
+    old = [key for key, modified in store.list_objects() if modified < grace]
+    known = run_transaction(runtime.engine, lambda s: referenced(s, old))
+    orphans = [key for key in old if key not in known]
+    for key in orphans:
+        store.delete(key)
+    if expired or orphans:
+        log.info(
+            "retention: %d expired artifacts, %d orphan objects deleted",
+            len(expired),
+            len(orphans),
+            extra={"action": "retention"},
+        )
+    return len(expired), len(orphans)
+
+
+def _advance(runtime: Runtime, fire: Fire, now: datetime) -> None:
+    run_transaction(runtime.engine, lambda s: advance_schedule(s, fire, now))
