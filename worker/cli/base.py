@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -16,7 +17,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from worker import __version__
-from worker.errors import CairnError
+from worker.errors import CairnError, DefinitionError
 from worker.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -53,16 +54,40 @@ def one_line_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (CairnError, SQLAlchemyError) as exc:
+        except (CairnError, SQLAlchemyError, RecursionError) as exc:
             if _state["debug"]:
                 raise
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, SQLAlchemyError):
                 message = f"database error: {message} (is the schema migrated? run cairn migrate)"
-            typer.echo(f"error: {message}", err=True)
+            elif isinstance(exc, RecursionError):
+                message = "input: is nested too deeply"
+            typer.echo(f"error: {printable(message)}", err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def printable(text: str) -> str:
+    """``text`` safe for any terminal: NUL and lone surrogates escaped."""
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def read_text(path: Path, field: str) -> str:
+    """The UTF-8 text of a file the user named; one clear error otherwise."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DefinitionError(field, f"no such file: {path}") from None
+    except OSError as exc:
+        raise DefinitionError(field, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(
+            field, f"{path} is not UTF-8 text (byte {exc.start} is invalid)"
+        ) from None
 
 
 def settings() -> Settings:

@@ -8,9 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.cli.base import app, one_line_errors, print_json, settings
+from worker.cli.base import app, one_line_errors, print_json, read_text, settings
 from worker.client import Client
-from worker.errors import DefinitionError
 
 definitions = typer.Typer(help="Register and read workflow definitions.", no_args_is_help=True)
 app.add_typer(definitions, name="definitions")
@@ -25,10 +24,9 @@ def register(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Validate and store a definition file; the same spec keeps its version."""
-    if not file.exists():
-        raise DefinitionError("file", f"no such file: {file}")
+    text = read_text(file, "file")
     with Client(settings(), load_step_modules=True) as client:
-        view = client.register_definition(file.read_text(), project=project)
+        view = client.register_definition(text, project=project)
     if as_json:
         print_json(view)
     else:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from worker.cli.base import app, one_line_errors, print_json, settings
+from worker.cli.base import app, one_line_errors, print_json, read_text, settings
 from worker.client import Client
 from worker.errors import DefinitionError
 from worker.views import RunView
@@ -32,12 +32,15 @@ def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
     """``k=v`` pairs (v parsed as JSON when it is JSON, else a string) over a JSON file."""
     inputs: dict[str, Any] = {}
     if inputs_file is not None:
+        text = read_text(inputs_file, "--inputs-file")
         try:
-            loaded = json.loads(inputs_file.read_text())
-        except (OSError, ValueError) as exc:
+            loaded = json.loads(text)
+        except ValueError as exc:
             raise DefinitionError(
                 "--inputs-file", f"cannot read JSON from {inputs_file}: {exc}"
             ) from None
+        except RecursionError:
+            raise DefinitionError("--inputs-file", "is nested too deeply") from None
         if not isinstance(loaded, dict):
             raise DefinitionError("--inputs-file", "must hold a JSON object")
         inputs.update(loaded)
@@ -49,6 +52,8 @@ def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
             inputs[key] = json.loads(raw)
         except ValueError:
             inputs[key] = raw
+        except RecursionError:
+            raise DefinitionError(f"--input {key}", "is nested too deeply") from None
     return inputs
 
 
@@ -70,10 +75,8 @@ def start(
     path = Path(workflow)
     with _client(check_steps) as client:
         if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
-            if not path.exists():
-                raise DefinitionError("workflow", f"no such file: {path}")
             run_id = client.start_run(
-                spec=path.read_text(),
+                spec=read_text(path, "workflow"),
                 inputs=inputs,
                 idempotency_key=idempotency_key,
                 project=project,
