@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, Task
 
 from db.session import run_transaction
 from db.types import utcnow
@@ -16,9 +16,10 @@ from worker.runtime import Runtime
 def register(app: Celery, runtime: Runtime) -> None:
     """Register the step tasks on ``app``."""
 
-    @app.task(name=wire.EXECUTE_STEP, ignore_result=True, acks_late=True)
-    def execute_step_task(step_id: str, attempt: int) -> None:
-        execute_step(runtime, parse_id(step_id, "step_id"), int(attempt))
+    @app.task(name=wire.EXECUTE_STEP, ignore_result=True, acks_late=True, bind=True)
+    def execute_step_task(self: Task, step_id: str, attempt: int) -> None:  # type: ignore[type-arg]
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        execute_step(runtime, parse_id(step_id, "step_id"), int(attempt), queue)
 
     @app.task(name=wire.REQUEUE_STEP, ignore_result=True, acks_late=True)
     def requeue_step_task(step_id: str, attempt: int) -> None:

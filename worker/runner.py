@@ -21,7 +21,8 @@ from worker import blobs
 from worker.blobs import BlobRef
 from worker.context import StepContext
 from worker.engine.claim import ClaimedStep, claim_step, verify_claim
-from worker.engine.complete import complete_step, verify_completion
+from worker.engine.complete import Completion
+from worker.engine.continuation import Continued, Inline, complete_and_continue, verify_continued
 from worker.engine.fail import cancel_step, fail_step, release_step, verify_ended
 from worker.engine.messages import StepMessage
 from worker.engine.retry import RetryDecision, decide, decide_release
@@ -44,16 +45,21 @@ from worker.runtime import Runtime
 log = logging.getLogger("cairn.runner")
 
 
-def execute_step(runtime: Runtime, step_id: uuid.UUID, attempt: int) -> None:
-    """Run ``attempt`` of step ``step_id`` if it is still claimable; drop the message if not."""
-    owner = f"{runtime.owner_prefix}:{new_id().hex[-12:]}"
-    retry_s = runtime.settings.server_retry_s
+def execute_step(
+    runtime: Runtime, step_id: uuid.UUID, attempt: int, queue: str | None = None
+) -> None:
+    """Run ``attempt`` of step ``step_id`` if it is still claimable; drop the message if not.
+
+    ``queue`` is the queue the message came from: a dependent on that queue that this
+    completion alone released is run next in this process (inline continuation).
+    """
+    owner = _new_owner(runtime)
     try:
-        claimed = run_transaction(
+        claimed: ClaimedStep | None = run_transaction(
             runtime.engine,
             lambda s: claim_step(s, step_id, attempt, owner, runtime.settings.lease_s, utcnow()),
             verify=lambda s: verify_claim(s, step_id, attempt, owner),
-            retry_for_s=retry_s,
+            retry_for_s=runtime.settings.server_retry_s,
         )
     except StepNotClaimable as exc:
         log.info(
@@ -71,19 +77,36 @@ def execute_step(runtime: Runtime, step_id: uuid.UUID, attempt: int) -> None:
             extra={"action": "claim_step", "step_id": step_id, "attempt": attempt},
         )
         return
+    while claimed is not None:
+        claimed = _run_attempt(runtime, claimed, queue)
+
+
+def _new_owner(runtime: Runtime) -> str:
+    return f"{runtime.owner_prefix}:{new_id().hex[-12:]}"
+
+
+def _run_attempt(runtime: Runtime, claimed: ClaimedStep, queue: str | None) -> ClaimedStep | None:
+    """Run one claimed attempt; the next step to run inline, if its completion claimed one."""
     ctx = StepContext(runtime, claimed)
-    ctx.log.info("step started", extra={"action": "claim_step", "owner": owner})
+    ctx.log.info("step started", extra={"action": "claim_step", "owner": claimed.fence.owner})
     heartbeat = Heartbeat(
         runtime.engine, claimed.fence, ctx, runtime.settings.lease_s, claimed.timeout_s
     ).start()
+    inline = None
+    if queue is not None and runtime.settings.inline_continuation:
+        names = runtime.registry.names()
+        inline = Inline(queue, names.__contains__, _new_owner(runtime), runtime.settings.lease_s)
     try:
-        messages = _run_and_record(runtime, claimed, ctx)
+        continued = _run_and_record(runtime, claimed, ctx, inline)
     finally:
         heartbeat.stop()
-    runtime.dispatcher.send(messages)
+    runtime.dispatcher.send(continued.completion.messages)
+    return continued.next
 
 
-def _run_and_record(runtime: Runtime, claimed: ClaimedStep, ctx: StepContext) -> list[StepMessage]:
+def _run_and_record(
+    runtime: Runtime, claimed: ClaimedStep, ctx: StepContext, inline: Inline | None
+) -> Continued:
     fence = claimed.fence
     store = runtime.step_store
     try:
@@ -94,17 +117,17 @@ def _run_and_record(runtime: Runtime, claimed: ClaimedStep, ctx: StepContext) ->
             result = _call(fn, ctx, inputs)
         output = _store_output(runtime, ctx, result)
         records = ctx.pending_records()
-        completion = run_transaction(
+        continued = run_transaction(
             runtime.engine,
-            lambda s: complete_step(s, fence, output, records, utcnow()),
-            verify=lambda s: verify_completion(s, fence),
+            lambda s: complete_and_continue(s, fence, output, records, utcnow(), inline),
+            verify=lambda s: verify_continued(s, fence, inline),
             retry_for_s=runtime.settings.server_retry_s,
         )
     except StaleAttempt as exc:
         ctx.log.warning(
             "attempt superseded, nothing recorded: %s", exc, extra={"action": "lose_lease"}
         )
-        return []
+        return NOTHING
     except RunCancelled:
         records = ctx.pending_records()
         _fenced(
@@ -114,14 +137,20 @@ def _run_and_record(runtime: Runtime, claimed: ClaimedStep, ctx: StepContext) ->
             lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
         )
         ctx.log.info("step stopped: run cancelled", extra={"action": "cancel_step"})
-        return []
+        return NOTHING
     except Exception as exc:
         fault = server_fault(exc)
         if fault is not None and not ctx.cancelled:
-            return _release(runtime, claimed, ctx, fault)
-        return _record_failure(runtime, claimed, ctx, exc)
+            _release(runtime, claimed, ctx, fault)
+        else:
+            _record_failure(runtime, claimed, ctx, exc)
+        return NOTHING
     ctx.log.info("step succeeded", extra={"action": "complete_step"})
-    return completion.messages
+    return continued
+
+
+#: An attempt that set nothing in motion.
+NOTHING = Continued(Completion([], ""), None)
 
 
 def _release(

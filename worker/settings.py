@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from worker.errors import ConfigurationError
 
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         frozen=True,
+        # Every duration and size is finite: an `inf` lease or interval only overflows later.
+        allow_inf_nan=False,
     )
 
     # --- database -------------------------------------------------------------------
@@ -96,6 +98,9 @@ class Settings(BaseSettings):
     #: adds the demo's ``tasks.examples``).
     step_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_queue: str = "cairn"
+    #: A completion that releases exactly one dependent on the same queue runs it at once
+    #: in the same worker process, claimed in the same transaction (no broker hop).
+    inline_continuation: bool = True
     #: Worker processes per `cairn worker` (Celery prefork concurrency).
     worker_concurrency: int = Field(2, ge=1, le=256)
 
@@ -119,6 +124,10 @@ class Settings(BaseSettings):
             raise ValueError("is not a database URL (e.g. sqlite:///./cairn.db)") from None
         if url.get_backend_name() not in {"sqlite", "postgresql"}:
             raise ValueError("must be a sqlite:// or postgresql:// URL")
+        try:
+            url.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(f"names an unknown driver {url.drivername!r}") from None
         return value
 
     @field_validator("broker_url")

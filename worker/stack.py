@@ -40,6 +40,7 @@ def stack_env(settings: Settings, step_modules: str, cwd: Path | None = None) ->
             "CAIRN_REDISPATCH_AFTER_S": str(settings.redispatch_window_s),
             "CAIRN_SERVER_RETRY_S": str(settings.server_retry_s),
             "CAIRN_SERVER_MAX_RELEASES": str(settings.server_max_releases),
+            "CAIRN_INLINE_CONTINUATION": str(settings.inline_continuation).lower(),
             "CAIRN_STEP_MODULES": step_modules,
             "CAIRN_ARTIFACTS_DIR": str(settings.artifacts_dir),
             "CAIRN_ARTIFACT_BACKEND": settings.artifact_backend,

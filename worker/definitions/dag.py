@@ -37,18 +37,32 @@ def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
 
 
 def topological_order(edges: Mapping[str, Sequence[str]]) -> list[str]:
-    """Keys ordered so each comes after everything it depends on (input order kept)."""
-    remaining = {key: set(deps) for key, deps in edges.items()}
+    """Keys ordered so each comes after everything it depends on (input order kept).
+
+    In waves: every key whose dependencies are all placed, in input order. Linear in
+    steps and edges (Kahn's algorithm), so a 10,000-step definition starts fast.
+    """
+    position = {key: i for i, key in enumerate(edges)}
+    waiting = {key: len(set(deps)) for key, deps in edges.items()}
+    dependents: dict[str, list[str]] = {key: [] for key in edges}
+    for key, deps in edges.items():
+        for dep in set(deps):
+            if dep not in dependents:
+                raise ValueError(f"{key!r} comes after unknown step {dep!r}")
+            dependents[dep].append(key)
+    wave = [key for key, count in waiting.items() if count == 0]
     order: list[str] = []
-    while remaining:
-        ready = [key for key, deps in remaining.items() if not deps]
-        if not ready:
-            raise ValueError("the graph has a cycle")
-        for key in ready:
-            del remaining[key]
-        for deps in remaining.values():
-            deps.difference_update(ready)
-        order.extend(ready)
+    while wave:
+        order.extend(wave)
+        ready = []
+        for key in wave:
+            for dependent in dependents[key]:
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    ready.append(dependent)
+        wave = sorted(ready, key=position.__getitem__)
+    if len(order) != len(edges):
+        raise ValueError("the graph has a cycle")
     return order
 
 

@@ -62,5 +62,5 @@ def decide_release(
     attempts released before this one) reached ``max_releases``: the setup is broken."""
     if releases + 1 > max_releases:
         return RetryDecision(None)
-    delay = min(RELEASE_BACKOFF_MAX_S, 0.5 * 2**releases)
+    delay = min(RELEASE_BACKOFF_MAX_S, 0.5 * 2 ** min(releases, 16))
     return RetryDecision(now + timedelta(seconds=(rand or random).uniform(delay / 2, delay)))

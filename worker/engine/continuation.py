@@ -1,0 +1,82 @@
+"""Inline continuation: a completion that releases exactly one dependent this worker can
+run claims it in the SAME transaction, and the worker runs it at once, with no broker hop.
+
+The claim is the ordinary fenced claim under a new lease owner, so a crash between the
+two steps is recovered the ordinary way (the lease expires, the reaper queues the step
+again). Fan-out still goes through the broker, so other workers share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import StepEdge, WorkflowStep
+from db.states import StepStatus
+from worker.blobs import BlobRef
+from worker.engine.claim import ClaimedStep, claim_step, verify_claim
+from worker.engine.complete import Completion, complete_step, verify_completion
+from worker.engine.lease import Fence
+from worker.engine.records import Records
+
+
+@dataclass(frozen=True)
+class Continued:
+    """A completion, and the dependent this worker claimed to run next (if any)."""
+
+    completion: Completion
+    next: ClaimedStep | None
+
+
+@dataclass(frozen=True)
+class Inline:
+    """What this worker can run inline: steps on ``queue`` whose task it has."""
+
+    queue: str
+    can_run: Callable[[str], bool]
+    owner: str
+    lease_s: float
+
+
+def complete_and_continue(
+    session: Session,
+    fence: Fence,
+    output: dict[str, Any] | BlobRef,
+    records: Records,
+    now: datetime,
+    inline: Inline | None,
+) -> Continued:
+    """Record the attempt's success; claim its one released dependent when it fits."""
+    completion = complete_step(session, fence, output, records, now)
+    if inline is None or len(completion.messages) != 1:
+        return Continued(completion, None)
+    only = completion.messages[0]
+    if only.queue != inline.queue or not inline.can_run(only.task):
+        return Continued(completion, None)
+    claimed = claim_step(session, only.step_id, only.attempt, inline.owner, inline.lease_s, now)
+    return Continued(Completion([], completion.run_status), claimed)
+
+
+def verify_continued(session: Session, fence: Fence, inline: Inline | None) -> Continued | None:
+    """What :func:`complete_and_continue` committed, read back; None if it did not land."""
+    completion = verify_completion(session, fence)
+    if completion is None:
+        return None
+    if inline is None:
+        return Continued(completion, None)
+    row = session.execute(
+        select(WorkflowStep.id, WorkflowStep.attempt).where(
+            WorkflowStep.id.in_(
+                select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
+            ),
+            WorkflowStep.status == StepStatus.RUNNING,
+            WorkflowStep.lease_owner == inline.owner,
+        )
+    ).first()
+    claimed = verify_claim(session, row.id, row.attempt, inline.owner) if row else None
+    return Continued(completion, claimed)
