@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+import traceback
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 #: Record attributes printed after the message, in this order, when present.
@@ -25,8 +26,51 @@ class EventFormatter(logging.Formatter):
         return f"{head} {' '.join(extras)}{sep}{tail}"
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send cairn's loggers to stderr with the event format."""
+MASK = "***"
+_masked: list[str] = []
+_base_factory = logging.getLogRecordFactory()
+
+
+def mask_secrets(secrets: Iterable[str]) -> None:
+    """Mask every value of ``secrets`` in every log record of this process from now on.
+
+    Done where records are made, so it holds for every logger and handler (Celery's
+    included, set up before or after this) and for the text of a logged exception: a
+    step's exception may quote a URL with a password in it.
+    """
+    found = {str(s) for s in secrets if s} | set(_masked)
+    _masked[:] = sorted(found, key=len, reverse=True)  # longest first: no partial leftovers
+    logging.setLogRecordFactory(_masking_factory)
+
+
+def masked(text: str) -> str:
+    """``text`` with every secret given to :func:`mask_secrets` replaced by ``***``."""
+    for secret in _masked:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    if not _masked:
+        return record
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: the logging module reports it itself
+        return record
+    record.msg, record.args = masked(message), None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = masked("".join(traceback.format_exception(*record.exc_info)).rstrip())
+    elif record.exc_text:
+        record.exc_text = masked(record.exc_text)
+    if record.stack_info:
+        record.stack_info = masked(record.stack_info)
+    return record
+
+
+def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """Send cairn's loggers to stderr with the event format; mask ``secrets`` everywhere."""
+    mask_secrets(secrets)
     handler = logging.StreamHandler()
     handler.setFormatter(EventFormatter())
     logger = logging.getLogger("cairn")

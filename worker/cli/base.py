@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from worker import __version__
 from worker.errors import CairnError, DefinitionError
+from worker.logs import mask_secrets
 from worker.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -91,8 +92,11 @@ def read_text(path: Path, field: str) -> str:
 
 
 def settings() -> Settings:
-    """The settings of this command (environment and .env)."""
-    return get_settings()
+    """The settings of this command (environment and .env); their secrets are masked in
+    every log line of this process (and of the worker or beat it becomes)."""
+    s = get_settings()
+    mask_secrets(s.secret_values())
+    return s
 
 
 def _default(value: Any) -> Any:

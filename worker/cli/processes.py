@@ -49,8 +49,11 @@ def worker(
 ) -> None:
     """Run a worker: it executes steps from the queues."""
     from tasks import create_app
+    from worker import preflight
+    from worker.registry import registry
 
     s = settings()
+    preflight.check_worker(s, registry)
     if not s.step_modules:
         typer.echo(
             "warning: CAIRN_STEP_MODULES is empty: this worker knows no steps "
@@ -100,8 +103,10 @@ def workers(as_json: bool = typer.Option(False, "--json")) -> None:
 def beat() -> None:
     """Run beat: the reaper, the reconciler and the schedules, on their intervals."""
     from tasks import create_app
+    from worker import preflight
 
     s = settings()
+    preflight.check_beat(s)
     # The base Scheduler keeps its state in memory: every cairn periodic task is safe to
     # run again, and the default PersistentScheduler would write a shelve (pickle) file.
     create_app(s).start(

@@ -14,11 +14,11 @@ from worker.errors import DefinitionError
 
 
 def test_limits_are_read_from_the_models() -> None:
-    assert limits.PROJECT_MAX == Project.__table__.c.name.type.length
-    assert limits.IDEMPOTENCY_KEY_MAX == WorkflowRun.__table__.c.idempotency_key.type.length
+    assert Project.__table__.c.name.type.length == limits.PROJECT_MAX
+    assert WorkflowRun.__table__.c.idempotency_key.type.length == limits.IDEMPOTENCY_KEY_MAX
     assert limits.COST_MODEL_MAX == CostRecord.__table__.c.model.type.length == 200
     assert limits.CONTENT_TYPE_MAX == Artifact.__table__.c.content_type.type.length == 255
-    assert limits.MONEY_BOUND == Decimal(10) ** 10
+    assert Decimal(10) ** 10 == limits.MONEY_BOUND
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def test_whole_numbers_for_floats_and_lists_for_tuples_still_pass() -> None:
     ],
 )
 def test_deep_documents_are_one_clean_error(text: str) -> None:
-    with pytest.raises(DefinitionError, match="definition: is nested too deeply|steps"):
+    with pytest.raises(DefinitionError, match=r"definition: is nested too deeply|steps"):
         parse_spec(text)
 
 

@@ -1,0 +1,77 @@
+"""Checks a worker or beat runs before it starts, so a bad setting stops it at once.
+
+Settings validate their own shape; what needs the filesystem or an import (an artifacts
+folder that cannot be written, a database driver not installed, a step module that does
+not import) is checked here. Each failure is one :class:`ConfigurationError` naming the
+variable; values that may be secrets are never echoed. Servers are not contacted: a
+server that is away is an outage the run waits out, not a configuration error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from worker.artifacts import make_store
+from worker.errors import ConfigurationError
+from worker.registry import StepRegistry
+from worker.settings import Settings
+
+
+def check_database(settings: Settings) -> None:
+    """The driver imports; an SQLite file's folder exists and is writable."""
+    url = settings.db_url
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"CAIRN_DATABASE_URL needs the driver {url.drivername!r}, which does not "
+            f"import ({exc.name or exc}); install it or use postgresql:// (psycopg2)"
+        ) from None
+    if settings.is_sqlite and url.database and url.database != ":memory:":
+        _check_folder(Path(url.database).resolve().parent, "CAIRN_DATABASE_URL", create=False)
+
+
+def check_artifacts(settings: Settings) -> None:
+    """The local folder can be created and written; the S3 settings are well formed."""
+    if settings.artifact_backend == "local":
+        _check_folder(settings.artifacts_dir, "CAIRN_ARTIFACTS_DIR", create=True)
+    else:
+        make_store(settings)  # refuses a bad bucket name, endpoint or half a key pair
+
+
+def check_worker(settings: Settings, registry: StepRegistry) -> None:
+    """Everything a worker needs before it consumes: database, artifacts, step modules."""
+    check_database(settings)
+    check_artifacts(settings)
+    for module in settings.step_modules:
+        try:
+            registry.load_modules([module])
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # the user's module may fail in any way while importing
+            raise ConfigurationError(
+                f"CAIRN_STEP_MODULES: importing {module!r} failed: {type(exc).__name__}"
+            ) from exc
+
+
+def check_beat(settings: Settings) -> None:
+    """What beat needs: the database and the store retention deletes from."""
+    check_database(settings)
+    check_artifacts(settings)
+
+
+def _check_folder(folder: Path, variable: str, *, create: bool) -> None:
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            raise ConfigurationError(f"{variable}: the folder {folder} does not exist")
+        fd, probe = tempfile.mkstemp(prefix=".cairn-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{variable}: the folder {folder} cannot be written ({exc.strerror})"
+        ) from None
