@@ -36,3 +36,10 @@ def misbehave(ctx: StepContext, kind: str) -> dict[str, Any] | None:
     ctx.cost("good", "model", input_tokens=3, output_tokens=4, usd="0.5")
     result = MISDEEDS[kind](ctx)
     return result if isinstance(result, dict) else {"done": True}
+
+
+@step("t.leak")
+def leak(ctx: StepContext, secret: str) -> dict[str, Any]:
+    """Raise an error that quotes a secret, and log it: the worker's log must mask it."""
+    ctx.log.warning("connecting to postgresql://u:%s@db/x", secret)
+    raise ConnectionError(f"cannot reach s3://ak:{secret}@store/bucket")
