@@ -61,7 +61,10 @@ def main() -> int:
 
     print_line(HEADER)
     try:
-        stack.start_worker(concurrency=2)
+        # The broker path is measured with inline continuation off; a second worker on its
+        # own queue continues chains inline.
+        stack.start_worker(concurrency=2, env={"CAIRN_INLINE_CONTINUATION": "false"})
+        stack.start_worker(concurrency=1, queue=workloads.INLINE_QUEUE)
         stack.start_worker(concurrency=2, app="bench.baseline_app", queue="baseline")
         for name, workload in _workloads(b, args.smoke):
             run(name, workload)
@@ -140,6 +143,11 @@ def _pg_version() -> str:
 def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
     by = {(f.workload, f.variant, f.unit): f for f in figures}
     ratios = []
+    for f in figures:
+        if f.workload.startswith("sequential") and f.variant == "cairn inline" and f.samples:
+            ratios.append(
+                Ratio(f"{f.workload}: inline ms/step", f.median, "<= 2 ms", f.median <= 2)
+            )
     seq = [f for f in figures if f.workload.startswith("sequential") and f.variant == "cairn"]
     for f in seq:
         base = by[(f.workload, "celery chain", "ms/step")]

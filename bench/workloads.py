@@ -59,10 +59,17 @@ def _wait_done(r: redis.Redis, count: int, timeout: float = 600) -> None:
         time.sleep(0.002)
 
 
-def chain_spec(n: int) -> dict[str, Any]:
-    steps: list[dict[str, Any]] = [{"key": "s0", "task": "bench.noop"}]
-    steps += [{"key": f"s{i}", "task": "bench.noop", "after": [f"s{i - 1}"]} for i in range(1, n)]
-    return {"name": f"bench-chain-{n}", "steps": steps}
+#: The queue of the worker that continues chains inline (the main one goes by the broker).
+INLINE_QUEUE = "bench-inline"
+
+
+def chain_spec(n: int, queue: str | None = None) -> dict[str, Any]:
+    where = {"queue": queue} if queue else {}
+    steps: list[dict[str, Any]] = [{"key": "s0", "task": "bench.noop", **where}]
+    steps += [
+        {"key": f"s{i}", "task": "bench.noop", "after": [f"s{i - 1}"], **where} for i in range(1, n)
+    ]
+    return {"name": f"bench-chain-{n}{'-' + queue if queue else ''}", "steps": steps}
 
 
 def sequential(b: Bench, lengths: list[int], reps: dict[int, int]) -> list[Figure]:
@@ -70,12 +77,15 @@ def sequential(b: Bench, lengths: list[int], reps: dict[int, int]) -> list[Figur
     figures = []
     for n in lengths:
         base = Figure(f"sequential {n} steps", "celery chain", "ms/step")
-        durable = Figure(f"sequential {n} steps", "cairn", "ms/step")
+        durable = Figure(f"sequential {n} steps", "cairn", "ms/step", note="broker path")
+        inline = Figure(f"sequential {n} steps", "cairn inline", "ms/step")
         _cairn_chain(b, n)  # warm up (registers the definition, fills pools)
+        _cairn_chain(b, n, INLINE_QUEUE)
         for _ in range(reps[n]):
             base.samples.append(_celery_chain(b, n) / n * 1000)
             durable.samples.append(_cairn_chain(b, n) / n * 1000)
-        figures += [base, durable]
+            inline.samples.append(_cairn_chain(b, n, INLINE_QUEUE) / n * 1000)
+        figures += [base, durable, inline]
     return figures
 
 
@@ -96,9 +106,9 @@ def _celery_chain(b: Bench, n: int) -> float:
     return time.perf_counter() - start
 
 
-def _cairn_chain(b: Bench, n: int) -> float:
+def _cairn_chain(b: Bench, n: int, queue: str | None = None) -> float:
     start = time.perf_counter()
-    run_id = b.client.start_run(spec=chain_spec(n))
+    run_id = b.client.start_run(spec=chain_spec(n, queue))
     _wait_status(b.engine, run_id)
     return time.perf_counter() - start
 

@@ -130,8 +130,12 @@ class Stack:
         pool: str = "prefork",
         app: str = "tasks.celery_app",
         queue: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Proc:
-        """Start a worker process (of ``app``) and wait until it answers a ping."""
+        """Start a worker process (of ``app``) and wait until it answers a ping.
+
+        ``env`` overrides variables of this worker only (say ``CAIRN_INLINE_CONTINUATION``).
+        """
         self._count += 1
         name = f"w{self._count}-{os.getpid()}@testhost"
         argv = [
@@ -151,7 +155,7 @@ class Stack:
             "-n",
             name,
         ]
-        proc = self._spawn(name, argv)
+        proc = self._spawn(name, argv, extra_env=env)
         self._wait_ping(proc, name)
         return proc
 

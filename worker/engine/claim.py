@@ -60,7 +60,7 @@ def claim_step(
     now: datetime,
 ) -> ClaimedStep:
     """Claim ``attempt`` of a queued step for ``owner`` until ``now + lease_s``."""
-    row = session.execute(
+    row = session.connection().execute(
         update(WorkflowStep)
         .where(WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt)
         .values(
@@ -75,7 +75,7 @@ def claim_step(
     ).first()
     if row is None:
         raise StepNotClaimable(_why_not(session, step_id, attempt))
-    session.execute(
+    session.connection().execute(
         update(WorkflowRun)
         .where(WorkflowRun.id == row.run_id, START_RUN.guard())
         .values(status=START_RUN.target, started_at=now, updated_at=now)
@@ -102,7 +102,7 @@ def verify_claim(
     Also what resolves a claim whose COMMIT lost its connection: the lease owner is the
     proof that the claim landed.
     """
-    step = session.execute(
+    step = session.connection().execute(
         select(
             WorkflowStep.run_id,
             WorkflowStep.key,
@@ -122,12 +122,12 @@ def verify_claim(
     ).first()
     if step is None:
         return None
-    run_inputs, workflow, tenant_id = session.execute(
+    run_inputs, workflow, tenant_id = session.connection().execute(
         select(WorkflowRun.inputs, WorkflowDefinition.name, WorkflowRun.tenant_id)
         .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
         .where(WorkflowRun.id == step.run_id)
     ).one()
-    upstream = session.execute(
+    upstream = session.connection().execute(
         select(
             WorkflowStep.key,
             WorkflowStep.output,
@@ -137,7 +137,7 @@ def verify_claim(
         .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
         .where(StepEdge.downstream_id == step_id)
     ).all()
-    checkpoint = session.execute(
+    checkpoint = session.connection().execute(
         select(Checkpoint.seq, Checkpoint.state, Checkpoint.blob_key, Checkpoint.blob_sha256)
         .where(Checkpoint.step_id == step_id)
         .order_by(Checkpoint.seq.desc())
@@ -170,7 +170,7 @@ def verify_claim(
 
 
 def _why_not(session: Session, step_id: uuid.UUID, attempt: int) -> str:
-    found = session.execute(
+    found = session.connection().execute(
         select(WorkflowStep.status, WorkflowStep.attempt).where(WorkflowStep.id == step_id)
     ).first()
     if found is None:

@@ -49,7 +49,7 @@ def complete_step(
     and sha256.
     """
     blob = output if isinstance(output, BlobRef) else None
-    row = session.execute(
+    row = session.connection().execute(
         update(WorkflowStep)
         .where(fence.where())
         .values(
@@ -74,7 +74,7 @@ def complete_step(
     metrics = {"duration_s": (now - started_at).total_seconds()}
     if queued_at is not None:
         metrics["queue_wait_s"] = (started_at - queued_at).total_seconds()
-    session.execute(
+    session.connection().execute(
         insert(WorkflowMetric),
         [
             {
@@ -93,7 +93,7 @@ def complete_step(
     )
     # Locks the run row until commit: completions of one run's steps finish one by one
     # from here, so exactly one of them sees steps_left reach 0.
-    steps_left, run_status = session.execute(
+    steps_left, run_status = session.connection().execute(
         update(WorkflowRun)
         .where(WorkflowRun.id == fence.run_id)
         .values(
@@ -119,7 +119,7 @@ def verify_completion(session: Session, fence: Fence) -> Completion | None:
     moved the step to ``succeeded`` at this attempt number. The dependents it queued are
     returned to be sent (again: a duplicate message is dropped by the claim).
     """
-    done = session.execute(
+    done = session.connection().execute(
         select(WorkflowStep.id).where(
             WorkflowStep.id == fence.step_id,
             WorkflowStep.attempt == fence.attempt,
@@ -128,7 +128,7 @@ def verify_completion(session: Session, fence: Fence) -> Completion | None:
     ).first()
     if done is None:
         return None
-    rows = session.execute(
+    rows = session.connection().execute(
         select(*MESSAGE_COLUMNS).where(
             WorkflowStep.id.in_(
                 select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
@@ -136,7 +136,7 @@ def verify_completion(session: Session, fence: Fence) -> Completion | None:
             WorkflowStep.status == StepStatus.QUEUED,
         )
     ).all()
-    run_status = session.scalar(select(WorkflowRun.status).where(WorkflowRun.id == fence.run_id))
+    run_status = session.connection().scalar(select(WorkflowRun.status).where(WorkflowRun.id == fence.run_id))
     return Completion(to_messages(rows), str(run_status))
 
 
@@ -148,7 +148,7 @@ def release_dependents(session: Session, fence: Fence, now: datetime) -> list[St
     completion that takes it from 1 to 0 queues the step.
     """
     last = WorkflowStep.pending_upstream == 1
-    rows = session.execute(
+    rows = session.connection().execute(
         update(WorkflowStep)
         .where(
             WorkflowStep.id.in_(
@@ -172,7 +172,7 @@ def release_dependents(session: Session, fence: Fence, now: datetime) -> list[St
 def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
     steps = [
         (step_id, key, output_value(output, blob_key, sha))
-        for step_id, key, output, blob_key, sha in session.execute(
+        for step_id, key, output, blob_key, sha in session.connection().execute(
             select(
                 WorkflowStep.id,
                 WorkflowStep.key,
@@ -182,7 +182,7 @@ def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
             ).where(WorkflowStep.run_id == fence.run_id)
         )
     ]
-    edges = session.execute(
+    edges = session.connection().execute(
         select(StepEdge.upstream_id, StepEdge.downstream_id).where(StepEdge.run_id == fence.run_id)
     ).all()
     key_of = {step_id: key for step_id, key, _ in steps}
@@ -190,7 +190,7 @@ def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
     for upstream, downstream in edges:
         after[key_of[downstream]].append(key_of[upstream])
     outputs = run_outputs({key: output for _, key, output in steps}, sinks(after))
-    session.execute(
+    session.connection().execute(
         update(WorkflowRun)
         .where(WorkflowRun.id == fence.run_id, FINISH_RUN.guard())
         .values(status=FINISH_RUN.target, outputs=outputs, finished_at=now, updated_at=now)

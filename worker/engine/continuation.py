@@ -69,7 +69,7 @@ def verify_continued(session: Session, fence: Fence, inline: Inline | None) -> C
         return None
     if inline is None:
         return Continued(completion, None)
-    row = session.execute(
+    row = session.connection().execute(
         select(WorkflowStep.id, WorkflowStep.attempt).where(
             WorkflowStep.id.in_(
                 select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)

@@ -36,7 +36,7 @@ def end_run(
     guard = [WorkflowRun.id == run_id, move.guard()]
     if tenant_id is not None:
         guard.append(WorkflowRun.tenant_id == tenant_id)
-    ended = session.execute(
+    ended = session.connection().execute(
         update(WorkflowRun)
         .where(*guard)
         .values(status=move.target, error=error, finished_at=now, updated_at=now)
@@ -44,12 +44,12 @@ def end_run(
     ).first()
     if ended is None:
         return False
-    session.execute(
+    session.connection().execute(
         update(WorkflowStep)
         .where(WorkflowStep.run_id == run_id, CANCEL_NOT_STARTED.guard())
         .values(status=CANCEL_NOT_STARTED.target, finished_at=now, next_attempt_at=None)
     )
-    session.execute(
+    session.connection().execute(
         update(WorkflowStep)
         .where(WorkflowStep.run_id == run_id, WorkflowStep.status == StepStatus.RUNNING)
         .values(cancel_requested=True)

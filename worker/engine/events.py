@@ -23,7 +23,7 @@ def add_event(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Append to the run's event log; ``kind`` is the name of the verb that acted."""
-    session.execute(
+    session.connection().execute(
         insert(RunEvent).values(
             run_id=run_id, kind=kind, step_id=step_id, attempt=attempt, data=data, created_at=now
         )

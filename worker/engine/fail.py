@@ -109,7 +109,7 @@ def verify_ended(session: Session, fence: Fence, *statuses: StepStatus) -> str |
     ``retrying`` or ``cancelled``; ``failed`` may also be the reaper's verdict, which the
     attempt then shares.
     """
-    found = session.scalar(
+    found = session.connection().scalar(
         select(WorkflowStep.status).where(
             WorkflowStep.id == fence.step_id,
             WorkflowStep.attempt == fence.attempt,
@@ -132,7 +132,7 @@ def cancel_step(session: Session, fence: Fence, records: Records, now: datetime)
 def _end_attempt(
     session: Session, fence: Fence, status: StepStatus, now: datetime, **values: Any
 ) -> None:
-    row = session.execute(
+    row = session.connection().execute(
         update(WorkflowStep)
         .where(fence.where())
         .values(status=status, finished_at=now, **lease_cleared(), **values)

@@ -40,7 +40,7 @@ class Fence:
 
 def extend_lease(session: Session, fence: Fence, lease_s: float, now: datetime) -> bool:
     """Push the lease to ``now + lease_s``; return whether the step was asked to stop."""
-    row = session.execute(
+    row = session.connection().execute(
         update(WorkflowStep)
         .where(fence.where())
         .values(lease_expires_at=now + timedelta(seconds=lease_s))

@@ -35,7 +35,7 @@ def record_checkpoint(
     Returns whether the step was asked to stop.
     """
     cancel_requested = extend_lease(session, fence, lease_s, now)
-    session.execute(
+    session.connection().execute(
         insert(Checkpoint).values(
             run_id=fence.run_id,
             step_id=fence.step_id,
@@ -64,7 +64,7 @@ def record_checkpoint(
 def verify_checkpoint(session: Session, fence: Fence, seq: int) -> bool | None:
     """Whether the step was asked to stop, if checkpoint ``seq`` of this attempt was
     committed; None if it was not (resolves a COMMIT that lost its connection)."""
-    found = session.execute(
+    found = session.connection().execute(
         select(Checkpoint.id).where(
             Checkpoint.step_id == fence.step_id,
             Checkpoint.attempt == fence.attempt,
@@ -73,7 +73,7 @@ def verify_checkpoint(session: Session, fence: Fence, seq: int) -> bool | None:
     ).first()
     if found is None:
         return None
-    cancel = session.scalar(
+    cancel = session.connection().scalar(
         select(WorkflowStep.cancel_requested).where(
             WorkflowStep.id == fence.step_id, WorkflowStep.status == StepStatus.RUNNING
         )

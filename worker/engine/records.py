@@ -73,7 +73,7 @@ def write_records(session: Session, fence: Fence, records: Records, now: datetim
     """
     base = {"run_id": fence.run_id, "step_id": fence.step_id, "attempt": fence.attempt}
     if records.costs:
-        session.execute(
+        session.connection().execute(
             insert(CostRecord),
             [
                 base
@@ -91,7 +91,7 @@ def write_records(session: Session, fence: Fence, records: Records, now: datetim
             ],
         )
     if records.messages:
-        session.execute(
+        session.connection().execute(
             insert(Message),
             [
                 base
@@ -107,7 +107,7 @@ def write_records(session: Session, fence: Fence, records: Records, now: datetim
         )
     if records.artifacts:
         names = [a.name for a in records.artifacts]
-        session.execute(
+        session.connection().execute(
             delete(Artifact).where(
                 Artifact.run_id == fence.run_id,
                 Artifact.step_id == fence.step_id,
@@ -115,7 +115,7 @@ def write_records(session: Session, fence: Fence, records: Records, now: datetim
             )
         )
         latest = {a.name: a for a in records.artifacts}  # the last put of a name wins
-        session.execute(
+        session.connection().execute(
             insert(Artifact),
             [
                 base

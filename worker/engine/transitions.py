@@ -133,7 +133,7 @@ def lease_cleared() -> dict[str, Any]:
 def add_spend(session: Session, run_id: uuid.UUID, usd: Decimal, now: datetime) -> None:
     """Add money an attempt spent to its run's total (nothing when there is none)."""
     if usd:
-        session.execute(
+        session.connection().execute(
             update(WorkflowRun)
             .where(WorkflowRun.id == run_id)
             .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
