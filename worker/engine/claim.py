@@ -60,19 +60,23 @@ def claim_step(
     now: datetime,
 ) -> ClaimedStep:
     """Claim ``attempt`` of a queued step for ``owner`` until ``now + lease_s``."""
-    row = session.connection().execute(
-        update(WorkflowStep)
-        .where(WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt)
-        .values(
-            status=CLAIM.target,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            started_at=now,
-            finished_at=None,
-            cancel_requested=False,
+    row = (
+        session.connection()
+        .execute(
+            update(WorkflowStep)
+            .where(WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt)
+            .values(
+                status=CLAIM.target,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                started_at=now,
+                finished_at=None,
+                cancel_requested=False,
+            )
+            .returning(WorkflowStep.run_id)
         )
-        .returning(WorkflowStep.run_id)
-    ).first()
+        .first()
+    )
     if row is None:
         raise StepNotClaimable(_why_not(session, step_id, attempt))
     session.connection().execute(
@@ -102,47 +106,63 @@ def verify_claim(
     Also what resolves a claim whose COMMIT lost its connection: the lease owner is the
     proof that the claim landed.
     """
-    step = session.connection().execute(
-        select(
-            WorkflowStep.run_id,
-            WorkflowStep.key,
-            WorkflowStep.task,
-            WorkflowStep.retry,
-            WorkflowStep.max_attempts,
-            WorkflowStep.server_releases,
-            WorkflowStep.timeout_s,
-            WorkflowStep.queued_at,
-            WorkflowStep.started_at,
-        ).where(
-            WorkflowStep.id == step_id,
-            WorkflowStep.status == StepStatus.RUNNING,
-            WorkflowStep.attempt == attempt,
-            WorkflowStep.lease_owner == owner,
+    step = (
+        session.connection()
+        .execute(
+            select(
+                WorkflowStep.run_id,
+                WorkflowStep.key,
+                WorkflowStep.task,
+                WorkflowStep.retry,
+                WorkflowStep.max_attempts,
+                WorkflowStep.server_releases,
+                WorkflowStep.timeout_s,
+                WorkflowStep.queued_at,
+                WorkflowStep.started_at,
+            ).where(
+                WorkflowStep.id == step_id,
+                WorkflowStep.status == StepStatus.RUNNING,
+                WorkflowStep.attempt == attempt,
+                WorkflowStep.lease_owner == owner,
+            )
         )
-    ).first()
+        .first()
+    )
     if step is None:
         return None
-    run_inputs, workflow, tenant_id = session.connection().execute(
-        select(WorkflowRun.inputs, WorkflowDefinition.name, WorkflowRun.tenant_id)
-        .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
-        .where(WorkflowRun.id == step.run_id)
-    ).one()
-    upstream = session.connection().execute(
-        select(
-            WorkflowStep.key,
-            WorkflowStep.output,
-            WorkflowStep.output_blob_key,
-            WorkflowStep.output_sha256,
+    run_inputs, workflow, tenant_id = (
+        session.connection()
+        .execute(
+            select(WorkflowRun.inputs, WorkflowDefinition.name, WorkflowRun.tenant_id)
+            .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
+            .where(WorkflowRun.id == step.run_id)
         )
-        .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
-        .where(StepEdge.downstream_id == step_id)
-    ).all()
-    checkpoint = session.connection().execute(
-        select(Checkpoint.seq, Checkpoint.state, Checkpoint.blob_key, Checkpoint.blob_sha256)
-        .where(Checkpoint.step_id == step_id)
-        .order_by(Checkpoint.seq.desc())
-        .limit(1)
-    ).first()
+        .one()
+    )
+    upstream = (
+        session.connection()
+        .execute(
+            select(
+                WorkflowStep.key,
+                WorkflowStep.output,
+                WorkflowStep.output_blob_key,
+                WorkflowStep.output_sha256,
+            )
+            .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
+            .where(StepEdge.downstream_id == step_id)
+        )
+        .all()
+    )
+    checkpoint = (
+        session.connection()
+        .execute(
+            select(Checkpoint.seq, Checkpoint.state, Checkpoint.blob_key, Checkpoint.blob_sha256)
+            .where(Checkpoint.step_id == step_id)
+            .order_by(Checkpoint.seq.desc())
+            .limit(1)
+        )
+        .first()
+    )
     return ClaimedStep(
         fence=Fence(step_id, step.run_id, attempt, owner),
         tenant_id=tenant_id,
@@ -170,9 +190,13 @@ def verify_claim(
 
 
 def _why_not(session: Session, step_id: uuid.UUID, attempt: int) -> str:
-    found = session.connection().execute(
-        select(WorkflowStep.status, WorkflowStep.attempt).where(WorkflowStep.id == step_id)
-    ).first()
+    found = (
+        session.connection()
+        .execute(
+            select(WorkflowStep.status, WorkflowStep.attempt).where(WorkflowStep.id == step_id)
+        )
+        .first()
+    )
     if found is None:
         return f"step {step_id} does not exist"
     status, current = found

@@ -49,20 +49,24 @@ def complete_step(
     and sha256.
     """
     blob = output if isinstance(output, BlobRef) else None
-    row = session.connection().execute(
-        update(WorkflowStep)
-        .where(fence.where())
-        .values(
-            status=SUCCEED.target,
-            output=None if blob else output,
-            output_blob_key=blob.key if blob else None,
-            output_sha256=blob.sha256 if blob else None,
-            error=None,
-            finished_at=now,
-            **lease_cleared(),
+    row = (
+        session.connection()
+        .execute(
+            update(WorkflowStep)
+            .where(fence.where())
+            .values(
+                status=SUCCEED.target,
+                output=None if blob else output,
+                output_blob_key=blob.key if blob else None,
+                output_sha256=blob.sha256 if blob else None,
+                error=None,
+                finished_at=now,
+                **lease_cleared(),
+            )
+            .returning(WorkflowStep.started_at, WorkflowStep.queued_at)
         )
-        .returning(WorkflowStep.started_at, WorkflowStep.queued_at)
-    ).first()
+        .first()
+    )
     if row is None:
         raise StaleAttempt(
             f"step {fence.step_id} attempt {fence.attempt} lost its lease; its result was "
@@ -93,16 +97,20 @@ def complete_step(
     )
     # Locks the run row until commit: completions of one run's steps finish one by one
     # from here, so exactly one of them sees steps_left reach 0.
-    steps_left, run_status = session.connection().execute(
-        update(WorkflowRun)
-        .where(WorkflowRun.id == fence.run_id)
-        .values(
-            steps_left=WorkflowRun.steps_left - 1,
-            cost_usd=WorkflowRun.cost_usd + usd,
-            updated_at=now,
+    steps_left, run_status = (
+        session.connection()
+        .execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.id == fence.run_id)
+            .values(
+                steps_left=WorkflowRun.steps_left - 1,
+                cost_usd=WorkflowRun.cost_usd + usd,
+                updated_at=now,
+            )
+            .returning(WorkflowRun.steps_left, WorkflowRun.status)
         )
-        .returning(WorkflowRun.steps_left, WorkflowRun.status)
-    ).one()
+        .one()
+    )
     if run_status not in ACTIVE_RUN:
         return Completion([], run_status)  # cancelled or failed meanwhile: start nothing
     messages = release_dependents(session, fence, now)
@@ -119,24 +127,34 @@ def verify_completion(session: Session, fence: Fence) -> Completion | None:
     moved the step to ``succeeded`` at this attempt number. The dependents it queued are
     returned to be sent (again: a duplicate message is dropped by the claim).
     """
-    done = session.connection().execute(
-        select(WorkflowStep.id).where(
-            WorkflowStep.id == fence.step_id,
-            WorkflowStep.attempt == fence.attempt,
-            WorkflowStep.status == StepStatus.SUCCEEDED,
+    done = (
+        session.connection()
+        .execute(
+            select(WorkflowStep.id).where(
+                WorkflowStep.id == fence.step_id,
+                WorkflowStep.attempt == fence.attempt,
+                WorkflowStep.status == StepStatus.SUCCEEDED,
+            )
         )
-    ).first()
+        .first()
+    )
     if done is None:
         return None
-    rows = session.connection().execute(
-        select(*MESSAGE_COLUMNS).where(
-            WorkflowStep.id.in_(
-                select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
-            ),
-            WorkflowStep.status == StepStatus.QUEUED,
+    rows = (
+        session.connection()
+        .execute(
+            select(*MESSAGE_COLUMNS).where(
+                WorkflowStep.id.in_(
+                    select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
+                ),
+                WorkflowStep.status == StepStatus.QUEUED,
+            )
         )
-    ).all()
-    run_status = session.connection().scalar(select(WorkflowRun.status).where(WorkflowRun.id == fence.run_id))
+        .all()
+    )
+    run_status = session.connection().scalar(
+        select(WorkflowRun.status).where(WorkflowRun.id == fence.run_id)
+    )
     return Completion(to_messages(rows), str(run_status))
 
 
@@ -148,24 +166,28 @@ def release_dependents(session: Session, fence: Fence, now: datetime) -> list[St
     completion that takes it from 1 to 0 queues the step.
     """
     last = WorkflowStep.pending_upstream == 1
-    rows = session.connection().execute(
-        update(WorkflowStep)
-        .where(
-            WorkflowStep.id.in_(
-                select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
-            ),
-            RELEASE.guard(),
+    rows = (
+        session.connection()
+        .execute(
+            update(WorkflowStep)
+            .where(
+                WorkflowStep.id.in_(
+                    select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
+                ),
+                RELEASE.guard(),
+            )
+            .values(
+                pending_upstream=WorkflowStep.pending_upstream - 1,
+                status=case((last, RELEASE.target), else_=WorkflowStep.status),
+                # Attempts only grow: a step re-opened by a run retry keeps its fencing history.
+                attempt=case((last, WorkflowStep.attempt + 1), else_=WorkflowStep.attempt),
+                queued_at=case((last, now), else_=WorkflowStep.queued_at),
+                dispatched_at=case((last, now), else_=WorkflowStep.dispatched_at),
+            )
+            .returning(*MESSAGE_COLUMNS, WorkflowStep.status)
         )
-        .values(
-            pending_upstream=WorkflowStep.pending_upstream - 1,
-            status=case((last, RELEASE.target), else_=WorkflowStep.status),
-            # Attempts only grow: a step re-opened by a run retry keeps its fencing history.
-            attempt=case((last, WorkflowStep.attempt + 1), else_=WorkflowStep.attempt),
-            queued_at=case((last, now), else_=WorkflowStep.queued_at),
-            dispatched_at=case((last, now), else_=WorkflowStep.dispatched_at),
-        )
-        .returning(*MESSAGE_COLUMNS, WorkflowStep.status)
-    ).all()
+        .all()
+    )
     return to_messages(r for r in rows if r[-1] == StepStatus.QUEUED)
 
 
@@ -182,9 +204,15 @@ def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
             ).where(WorkflowStep.run_id == fence.run_id)
         )
     ]
-    edges = session.connection().execute(
-        select(StepEdge.upstream_id, StepEdge.downstream_id).where(StepEdge.run_id == fence.run_id)
-    ).all()
+    edges = (
+        session.connection()
+        .execute(
+            select(StepEdge.upstream_id, StepEdge.downstream_id).where(
+                StepEdge.run_id == fence.run_id
+            )
+        )
+        .all()
+    )
     key_of = {step_id: key for step_id, key, _ in steps}
     after: dict[str, list[str]] = {key: [] for key in key_of.values()}
     for upstream, downstream in edges:

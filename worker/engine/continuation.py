@@ -69,14 +69,18 @@ def verify_continued(session: Session, fence: Fence, inline: Inline | None) -> C
         return None
     if inline is None:
         return Continued(completion, None)
-    row = session.connection().execute(
-        select(WorkflowStep.id, WorkflowStep.attempt).where(
-            WorkflowStep.id.in_(
-                select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
-            ),
-            WorkflowStep.status == StepStatus.RUNNING,
-            WorkflowStep.lease_owner == inline.owner,
+    row = (
+        session.connection()
+        .execute(
+            select(WorkflowStep.id, WorkflowStep.attempt).where(
+                WorkflowStep.id.in_(
+                    select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
+                ),
+                WorkflowStep.status == StepStatus.RUNNING,
+                WorkflowStep.lease_owner == inline.owner,
+            )
         )
-    ).first()
+        .first()
+    )
     claimed = verify_claim(session, row.id, row.attempt, inline.owner) if row else None
     return Continued(completion, claimed)

@@ -36,12 +36,16 @@ def end_run(
     guard = [WorkflowRun.id == run_id, move.guard()]
     if tenant_id is not None:
         guard.append(WorkflowRun.tenant_id == tenant_id)
-    ended = session.connection().execute(
-        update(WorkflowRun)
-        .where(*guard)
-        .values(status=move.target, error=error, finished_at=now, updated_at=now)
-        .returning(WorkflowRun.id)
-    ).first()
+    ended = (
+        session.connection()
+        .execute(
+            update(WorkflowRun)
+            .where(*guard)
+            .values(status=move.target, error=error, finished_at=now, updated_at=now)
+            .returning(WorkflowRun.id)
+        )
+        .first()
+    )
     if ended is None:
         return False
     session.connection().execute(

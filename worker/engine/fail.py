@@ -132,12 +132,16 @@ def cancel_step(session: Session, fence: Fence, records: Records, now: datetime)
 def _end_attempt(
     session: Session, fence: Fence, status: StepStatus, now: datetime, **values: Any
 ) -> None:
-    row = session.connection().execute(
-        update(WorkflowStep)
-        .where(fence.where())
-        .values(status=status, finished_at=now, **lease_cleared(), **values)
-        .returning(WorkflowStep.id)
-    ).first()
+    row = (
+        session.connection()
+        .execute(
+            update(WorkflowStep)
+            .where(fence.where())
+            .values(status=status, finished_at=now, **lease_cleared(), **values)
+            .returning(WorkflowStep.id)
+        )
+        .first()
+    )
     if row is None:
         raise StaleAttempt(
             f"step {fence.step_id} attempt {fence.attempt} lost its lease; its end was not recorded"

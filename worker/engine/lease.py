@@ -40,12 +40,16 @@ class Fence:
 
 def extend_lease(session: Session, fence: Fence, lease_s: float, now: datetime) -> bool:
     """Push the lease to ``now + lease_s``; return whether the step was asked to stop."""
-    row = session.connection().execute(
-        update(WorkflowStep)
-        .where(fence.where())
-        .values(lease_expires_at=now + timedelta(seconds=lease_s))
-        .returning(WorkflowStep.cancel_requested)
-    ).first()
+    row = (
+        session.connection()
+        .execute(
+            update(WorkflowStep)
+            .where(fence.where())
+            .values(lease_expires_at=now + timedelta(seconds=lease_s))
+            .returning(WorkflowStep.cancel_requested)
+        )
+        .first()
+    )
     if row is None:
         raise StaleAttempt(
             f"step {fence.step_id} attempt {fence.attempt} lost its lease; stopping it"

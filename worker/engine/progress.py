@@ -64,13 +64,17 @@ def record_checkpoint(
 def verify_checkpoint(session: Session, fence: Fence, seq: int) -> bool | None:
     """Whether the step was asked to stop, if checkpoint ``seq`` of this attempt was
     committed; None if it was not (resolves a COMMIT that lost its connection)."""
-    found = session.connection().execute(
-        select(Checkpoint.id).where(
-            Checkpoint.step_id == fence.step_id,
-            Checkpoint.attempt == fence.attempt,
-            Checkpoint.seq == seq,
+    found = (
+        session.connection()
+        .execute(
+            select(Checkpoint.id).where(
+                Checkpoint.step_id == fence.step_id,
+                Checkpoint.attempt == fence.attempt,
+                Checkpoint.seq == seq,
+            )
         )
-    ).first()
+        .first()
+    )
     if found is None:
         return None
     cancel = session.connection().scalar(
