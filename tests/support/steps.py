@@ -184,4 +184,6 @@ def big_checkpoint(ctx: StepContext, n: int = 10_000) -> dict[str, Any]:
         raise ConnectionError("fail after the checkpoint")
     state = ctx.resume_state or {}
     return {"resumed_length": len(state.get("big", ""))}
+
+
 from tests.support import bad_steps as _bad_steps  # noqa: E402, F401  (misbehaving steps)
