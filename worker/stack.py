@@ -237,3 +237,33 @@ class Stack:
         raise RuntimeError(
             f"worker {name} did not answer a ping; log:\n{proc.log.read_text()[-3000:]}"
         )
+
+    def start_cairn_worker(
+        self, concurrency: int = 2, pool: str = "prefork", queue: str | None = None
+    ) -> Proc:
+        """Start ``cairn worker`` (the console script users run); wait until it answers a ping."""
+        self._count += 1
+        name = f"cw{self._count}-{os.getpid()}@testhost"
+        queue = queue or self.settings.default_queue
+        argv = [_cairn(), "worker", "-c", str(concurrency), "--pool", pool, "-Q", queue, "-n", name]
+        proc = self._spawn(name, argv)
+        self._wait_ping(proc, name)
+        return proc
+
+    def start_cairn_beat(self) -> Proc:
+        """Start ``cairn beat``; wait until its log says the scheduler started."""
+        self._count += 1
+        proc = self._spawn(f"cbeat{self._count}", [_cairn(), "beat"])
+        deadline = time.monotonic() + 30
+        while "beat: Starting" not in proc.log.read_text(errors="replace"):
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"cairn beat did not start; log:\n{proc.log.read_text()[-3000:]}"
+                )
+            time.sleep(0.1)
+        return proc
+
+
+def _cairn() -> str:
+    """The ``cairn`` console script next to this interpreter."""
+    return os.path.join(os.path.dirname(sys.executable), "cairn")
