@@ -16,7 +16,9 @@ from tests.support import databases, servers
 from worker.settings import Settings
 
 #: The test session's own database (override to run two suites side by side).
-PG_TEST_DB = os.environ.get("CAIRN_TEST_PG_DB", "cairn_test")
+PG_TEST_DB = os.environ.get("CAIRN_TEST_PG_DB", "cairn_test") + (
+    f"_{servers.XDIST_WORKER}" if servers.XDIST_WORKER else ""
+)
 
 
 @pytest.fixture(scope="session")

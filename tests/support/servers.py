@@ -18,8 +18,19 @@ from sqlalchemy.exc import OperationalError
 PG_ADMIN_URL = os.environ.get(
     "CAIRN_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
+#: Which pytest-xdist worker this process is ("gw0", "gw1", ...), or "" without xdist.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_XDIST_INDEX = int(XDIST_WORKER[2:]) if XDIST_WORKER.startswith("gw") else 0
+
+
+def _per_worker_redis(url: str) -> str:
+    """Each xdist worker gets its own Redis database index: 13, 12, 11 ... down from ``url``'s."""
+    base, _, index = url.rpartition("/")
+    return f"{base}/{int(index) - _XDIST_INDEX}" if index.isdigit() else url
+
+
 #: A dedicated Redis database index, emptied before and after the suite.
-REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = _per_worker_redis(os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13"))
 
 PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 REDIS_START = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"

@@ -1,0 +1,127 @@
+"""The claim in ONE round trip on PostgreSQL: the guarded UPDATE, the run's start, the
+event and every read the attempt needs, as one statement of data-modifying CTEs.
+
+The statement is the same verb as :func:`worker.engine.claim.claim_step` (SQLite runs
+that one, a few statements in one transaction); its guard and target come from
+``transitions.CLAIM`` and ``transitions.START_RUN`` like every verb's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Integer, String, Uuid, bindparam, text
+from sqlalchemy.orm import Session
+
+from db.types import JSONValue, UTCDateTime
+from worker.definitions.spec import RetryPolicy
+from worker.engine.lease import Fence
+from worker.engine.rollup import output_value
+from worker.engine.transitions import CLAIM, START_RUN
+from worker.ids import new_id
+
+# Statuses are bound, not spelled: they come from the transition values.
+_SQL = """
+WITH claimed AS (
+    UPDATE workflow_steps
+       SET status = :claim_target, lease_owner = :owner, lease_expires_at = :lease_until,
+           started_at = :now, finished_at = NULL, cancel_requested = false
+     WHERE id = :step_id AND status = :claim_source AND attempt = :attempt
+ RETURNING id, run_id, key, task, retry, max_attempts, server_releases, timeout_s,
+           queued_at, started_at
+), started AS (
+    UPDATE workflow_runs
+       SET status = :start_target, started_at = :now, updated_at = :now
+     WHERE id = (SELECT run_id FROM claimed) AND status = :start_source
+ RETURNING id
+), logged AS (
+    INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
+    SELECT :event_id, run_id, 'claim_step', id, :attempt, :event_data, :now FROM claimed
+ RETURNING id
+)
+SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.timeout_s,
+       c.queued_at, c.started_at, r.inputs, r.tenant_id, d.name AS workflow,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(u.key, u.output, u.output_blob_key,
+                                                    u.output_sha256)), '[]'::jsonb)
+          FROM step_edges e JOIN workflow_steps u ON u.id = e.upstream_id
+         WHERE e.downstream_id = c.id) AS upstream,
+       (SELECT jsonb_build_array(k.seq, k.state, k.blob_key, k.blob_sha256)
+          FROM checkpoints k WHERE k.step_id = c.id ORDER BY k.seq DESC LIMIT 1) AS checkpoint,
+       (SELECT count(*) FROM logged) AS logged
+  FROM claimed c
+  JOIN workflow_runs r ON r.id = c.run_id
+  JOIN workflow_definitions d ON d.id = r.definition_id
+"""
+
+STATEMENT = (
+    text(_SQL)
+    .bindparams(
+        bindparam("step_id", type_=Uuid()),
+        bindparam("event_id", type_=Uuid()),
+        bindparam("attempt", type_=Integer()),
+        bindparam("owner", type_=String()),
+        bindparam("lease_until", type_=UTCDateTime()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("event_data", type_=JSONValue),
+    )
+    .columns(
+        run_id=Uuid(),
+        tenant_id=Uuid(),
+        queued_at=UTCDateTime(),
+        started_at=UTCDateTime(),
+        retry=JSON(),
+        inputs=JSON(),
+        upstream=JSON(),
+        checkpoint=JSON(),
+    )
+)
+
+
+def claim_row(
+    session: Session, step_id: uuid.UUID, attempt: int, owner: str, lease_s: float, now: datetime
+) -> Any:
+    """Run the one-statement claim; the row, or None when the step was not claimable."""
+    return (
+        session.connection()
+        .execute(
+            STATEMENT,
+            {
+                "step_id": step_id,
+                "attempt": attempt,
+                "owner": owner,
+                "lease_until": now + timedelta(seconds=lease_s),
+                "now": now,
+                "event_id": new_id(),
+                "event_data": {"owner": owner},
+                "claim_source": CLAIM.sources[0].value,
+                "claim_target": CLAIM.target.value,
+                "start_source": START_RUN.sources[0].value,
+                "start_target": START_RUN.target.value,
+            },
+        )
+        .first()
+    )
+
+
+def claimed_fields(row: Any, step_id: uuid.UUID, attempt: int, owner: str) -> dict[str, Any]:
+    """The fields of a ClaimedStep from the statement's row."""
+    checkpoint = row.checkpoint
+    return {
+        "fence": Fence(step_id, row.run_id, attempt, owner),
+        "tenant_id": row.tenant_id,
+        "key": row.key,
+        "task": row.task,
+        "workflow": row.workflow,
+        "inputs": dict(row.inputs)
+        | {key: output_value(out, blob_key, sha) for key, out, blob_key, sha in row.upstream},
+        "resume_state": output_value(*checkpoint[1:]) if checkpoint else None,
+        "last_checkpoint_seq": checkpoint[0] if checkpoint else 0,
+        "retry": RetryPolicy.model_validate(row.retry),
+        "max_attempts": row.max_attempts,
+        "server_releases": row.server_releases,
+        "timeout_s": row.timeout_s,
+        "queued_at": row.queued_at,
+        "started_at": row.started_at,
+    }
