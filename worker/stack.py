@@ -241,14 +241,27 @@ class Stack:
     def start_cairn_worker(
         self, concurrency: int = 2, pool: str = "prefork", queue: str | None = None
     ) -> Proc:
-        """Start ``cairn worker`` (the console script users run); wait until it answers a ping."""
+        """Start ``cairn worker`` (the console script users run); wait until it answers a ping.
+
+        A ping that meets a broker connection error (the broker restarted under the probe's
+        pooled connection) is asked again, for up to a minute.
+        """
         self._count += 1
         name = f"cw{self._count}-{os.getpid()}@testhost"
         queue = queue or self.settings.default_queue
         argv = [_cairn(), "worker", "-c", str(concurrency), "--pool", pool, "-Q", queue, "-n", name]
         proc = self._spawn(name, argv)
-        self._wait_ping(proc, name)
-        return proc
+        with self.app.connection_for_write() as conn:
+            broker_errors = conn.connection_errors
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self._wait_ping(proc, name, timeout=max(0.1, deadline - time.monotonic()))
+                return proc
+            except broker_errors:
+                if time.monotonic() > deadline:
+                    proc.stop()
+                    raise
 
     def start_cairn_beat(self) -> Proc:
         """Start ``cairn beat``; wait until its log says the scheduler started."""
