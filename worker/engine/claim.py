@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from db.models import Checkpoint, StepEdge, WorkflowDefinition, WorkflowRun, WorkflowStep
 from db.states import StepStatus
 from worker.definitions.spec import RetryPolicy
+from worker.engine import claim_pg
 from worker.engine.events import add_event
 from worker.engine.lease import Fence
 from worker.engine.rollup import output_value
@@ -59,7 +60,15 @@ def claim_step(
     lease_s: float,
     now: datetime,
 ) -> ClaimedStep:
-    """Claim ``attempt`` of a queued step for ``owner`` until ``now + lease_s``."""
+    """Claim ``attempt`` of a queued step for ``owner`` until ``now + lease_s``.
+
+    On PostgreSQL this is one round trip (``claim_pg``); on SQLite a few statements.
+    """
+    if session.connection().dialect.name == "postgresql":
+        found = claim_pg.claim_row(session, step_id, attempt, owner, lease_s, now)
+        if found is None:
+            raise StepNotClaimable(_why_not(session, step_id, attempt))
+        return ClaimedStep(**claim_pg.claimed_fields(found, step_id, attempt, owner))
     row = (
         session.connection()
         .execute(
