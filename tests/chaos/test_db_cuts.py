@@ -53,7 +53,8 @@ def test_runs_survive_database_connections_cut_every_second(
         f"{in_flight_after_cuts} runs still in flight when the cuts ended"
     )
     assert not cutter.errors, cutter.errors
-    assert cutter.terminated >= cutter.rounds, "each round must have cut workers' backends"
+    assert cutter.rounds >= SIZE.cut_for_s / CUT_EVERY_S - 1, "the cuts must go on for the window"
+    assert cutter.terminated > 0, "no backend of the workers was cut: the case proved nothing"
     harness.assert_nothing_lost_or_doubled(t, SIZE.runs, steps_per_run=1)
     assert t.fail_step_events == 0, "a lost connection was recorded as the step's failure"
     assert t.later_attempts == 0, "every step must finish at attempt 1: no attempt spent"

@@ -41,13 +41,16 @@ class Orphan:
     step_id: object
     attempt: int
     killed_at: datetime
+    #: Which kill (from 1); and whether Redis was restarted right after it.
+    kill: int
+    before_redis_restart: bool = False
 
 
 def _ended(engine: Engine) -> int:
     return sum(harness.run_statuses(engine).get(s, 0) for s in harness.ENDED)
 
 
-def _kill(worker: Proc, engine: Engine) -> list[Orphan]:
+def _kill(worker: Proc, engine: Engine, kill: int) -> list[Orphan]:
     """kill -9 the worker's whole process group; the attempts it was running."""
     host = socket.gethostname()
     owners = [f"{host}:{pid}:%" for pid in harness.group_pids(worker.pid)]
@@ -61,16 +64,18 @@ def _kill(worker: Proc, engine: Engine) -> list[Orphan]:
             ),
             {"owners": owners},
         ).all()
-    return [Orphan(step_id, attempt, killed_at) for step_id, attempt in rows]
+    return [Orphan(step_id, attempt, killed_at, kill) for step_id, attempt in rows]
 
 
-def _reclaim_latencies(engine: Engine, orphans: list[Orphan]) -> tuple[list[float], int, int]:
+def _reclaim_latencies(
+    engine: Engine, orphans: list[Orphan]
+) -> tuple[list[tuple[float, Orphan]], int, int]:
     """Seconds from each kill to the claim of the orphaned step's next attempt.
 
     Also: attempts that committed their end before the kill took effect (no next attempt
     needed), and orphans never claimed again.
     """
-    latencies: list[float] = []
+    latencies: list[tuple[float, Orphan]] = []
     finished = never = 0
     with engine.connect() as conn:
         for o in orphans:
@@ -82,7 +87,7 @@ def _reclaim_latencies(engine: Engine, orphans: list[Orphan]) -> tuple[list[floa
                 {"step": o.step_id, "attempt": o.attempt},
             )
             if claimed is not None:
-                latencies.append((claimed - o.killed_at).total_seconds())
+                latencies.append(((claimed - o.killed_at).total_seconds(), o))
                 continue
             ended_same = conn.scalar(
                 text(
@@ -124,16 +129,25 @@ def test_runs_survive_workers_killed_and_redis_restarted(
         if _ended(observer) >= SIZE.runs:
             break
         victim = workers.pop(rng.randrange(len(workers)))
-        orphans += _kill(victim, observer)
         kills += 1
+        orphaned = _kill(victim, observer, kills)
+        chaos_stack.procs.remove(victim)  # reaped: its pid must not be signalled again
+        orphans += orphaned
         if redis_keys_after_restart is None and _ended(observer) >= SIZE.runs // 3:
             redis_keys_after_restart = chaos_redis.restart_empty()
+            for o in orphaned:
+                o.before_redis_restart = True
         workers.append(chaos_stack.start_cairn_worker(concurrency=2))
     harness.wait_runs_ended(observer, SIZE.runs, timeout=4 * LEASE_S)
 
     t = harness.tally(observer, SIZE.runs, SIZE.units, SIZE.steps, artifacts=False)
-    latencies, finished, never = _reclaim_latencies(observer, orphans)
+    measured, finished, never = _reclaim_latencies(observer, orphans)
+    latencies = [seconds for seconds, _ in measured]
     bound = 2 * LEASE_S
+    slowest = ", ".join(
+        f"{seconds:.2f} s (kill {o.kill}{' + Redis restart' if o.before_redis_restart else ''})"
+        for seconds, o in sorted(measured, key=lambda m: -m[0])[:5]
+    )
     p50 = harness.percentile(latencies, 0.5) if latencies else float("nan")
     p99 = harness.percentile(latencies, 0.99) if latencies else float("nan")
     harness.report(
@@ -142,7 +156,7 @@ def test_runs_survive_workers_killed_and_redis_restarted(
         f"redis restarted {chaos_redis.restarts}x | kill -> re-claim p50 {p50:.2f} s "
         f"p99 {p99:.2f} s max {max(latencies, default=float('nan')):.2f} s "
         f"vs 2 x lease {bound:.1f} s ({len(latencies)} measured, {finished} finished before "
-        f"the kill, {never} never claimed again)"
+        f"the kill, {never} never claimed again) | slowest: {slowest}"
     )
     assert kills >= 2, "the runs ended before the workers were killed: the case proved nothing"
     assert chaos_redis.restarts == 1, "Redis was not restarted mid-run"
