@@ -9,8 +9,6 @@ to the run, step and attempt.
 
 from __future__ import annotations
 
-import logging
-import threading
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
@@ -20,44 +18,31 @@ from db.session import run_transaction
 from db.types import utcnow
 from worker import blobs, limits
 from worker.artifacts import Source, object_key, validate_name
-from worker.engine.claim import ClaimedStep
+from worker.attempt import Attempt
 from worker.engine.progress import record_checkpoint, verify_checkpoint
-from worker.engine.records import ArtifactEntry, CostEntry, MessageEntry, Records
-from worker.errors import DefinitionError, RunCancelled, StaleAttempt, StepTimeout
-from worker.logs import BoundLogger
+from worker.engine.records import ArtifactEntry
+from worker.errors import DefinitionError
 from worker.serialization import encode_checked
 
 if TYPE_CHECKING:
-    from worker.runtime import Runtime
+    pass
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
 class StepContext:
-    """The handle a step function uses to talk to cairn during one attempt."""
+    """The handle a step function uses to talk to cairn during one attempt.
 
-    def __init__(self, runtime: Runtime, claimed: ClaimedStep) -> None:
-        self._runtime = runtime
-        self._claimed = claimed
-        self._lock = threading.Lock()
-        self._records = Records()
-        self._cost_seq = 0
-        self._message_seq = 0
-        self._checkpoint_seq = claimed.last_checkpoint_seq
-        self._cancelled = False
-        self._lost = False
-        self._timed_out = False
-        self._resume_state = claimed.resume_state
-        fence = claimed.fence
-        self.log = BoundLogger(
-            logging.getLogger("cairn.step"),
-            {
-                "run_id": fence.run_id,
-                "step_id": fence.step_id,
-                "key": claimed.key,
-                "attempt": fence.attempt,
-            },
-        )
+    It shows what a step may do and nothing of the runner's bookkeeping, which lives in
+    :class:`~worker.attempt.Attempt`.
+    """
+
+    def __init__(self, attempt: Attempt) -> None:
+        self._attempt = attempt
+        self._runtime = attempt.runtime
+        self._claimed = attempt.claimed
+        #: A logger bound to the run, step and attempt.
+        self.log = attempt.log
 
     # --- what the step reads ------------------------------------------------------
     @property
@@ -68,11 +53,7 @@ class StepContext:
     @property
     def resume_state(self) -> dict[str, Any] | None:
         """The state of the last checkpoint of this step (any attempt), or None."""
-        return self._resume_state
-
-    def set_resume_state(self, state: dict[str, Any] | None) -> None:
-        """Set by the runner once a stored state was fetched and verified."""
-        self._resume_state = state
+        return self._attempt.resume_state
 
     @property
     def run_id(self) -> str:
@@ -92,7 +73,7 @@ class StepContext:
     @property
     def cancelled(self) -> bool:
         """True once the run was cancelled or failed: end the step soon."""
-        return self._cancelled
+        return self._attempt.cancelled
 
     # --- what the step records ----------------------------------------------------
     def cost(
@@ -119,13 +100,7 @@ class StepContext:
         amount = limits.check_money("cost.usd", usd)
         if meta is not None:
             self._check(meta, "cost.meta")
-        with self._lock:
-            self._cost_seq += 1
-            self._records.costs.append(
-                CostEntry(
-                    self._cost_seq, provider, model, input_tokens, output_tokens, amount, meta
-                )
-            )
+        self._attempt.add_cost((provider, model, input_tokens, output_tokens, amount, meta))
 
     def message(self, role: str, content: str, tool_calls: list[Any] | None = None) -> None:
         """Record a conversation message; committed like a cost."""
@@ -136,16 +111,12 @@ class StepContext:
         self._check(content, "message.content")
         if tool_calls is not None:
             self._check(tool_calls, "message.tool_calls")
-        with self._lock:
-            self._message_seq += 1
-            self._records.messages.append(
-                MessageEntry(self._message_seq, role, content, tool_calls)
-            )
+        self._attempt.add_message(role, content, tool_calls)
 
     @property
     def artifacts(self) -> StepArtifacts:
         """Put files of this step, and read this run's committed artifacts."""
-        return StepArtifacts(self, self._runtime, self._claimed)
+        return StepArtifacts(self._attempt)
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Commit ``state`` with the costs and messages recorded since the last checkpoint.
@@ -154,11 +125,12 @@ class StepContext:
         :class:`StaleAttempt` is raised. If the run was cancelled, the checkpoint is kept
         and :class:`RunCancelled` is raised so the step ends.
         """
-        self.raise_if_stopped()
+        attempt = self._attempt
+        attempt.raise_if_stopped()
         if not isinstance(state, dict):
             raise DefinitionError("checkpoint", "state must be a JSON object")
         settings = self._runtime.settings
-        seq = self._checkpoint_seq + 1
+        seq = attempt.checkpoint_seq + 1
         _, data = blobs.encode(
             state,
             "checkpoint",
@@ -167,9 +139,9 @@ class StepContext:
         )
         stored: dict[str, Any] | blobs.BlobRef = state
         if data is not None:
-            key = self.blob_key(f"checkpoint-{seq}.json")
+            key = attempt.blob_key(f"checkpoint-{seq}.json")
             stored = blobs.offload(self._runtime.step_store, key, data)
-        records = self.pending_records()
+        records = attempt.pending_records()
         fence = self._claimed.fence
         cancel = run_transaction(
             self._runtime.engine,
@@ -179,57 +151,16 @@ class StepContext:
             verify=lambda session: verify_checkpoint(session, fence, seq),
             retry_for_s=settings.server_retry_s,
         )
-        self._checkpoint_seq = seq
-        self.clear_records(records)
+        attempt.checkpoint_seq = seq
+        attempt.clear_records(records)
         if cancel:
-            self._cancelled = True
-        self.raise_if_stopped()
+            attempt.cancelled = True
+        attempt.raise_if_stopped()
 
     def raise_if_stopped(self) -> None:
-        """Raise if this attempt must end: cancelled, lost its lease, or over its timeout."""
-        if self._lost:
-            raise StaleAttempt(f"step {self.step_key} attempt {self.attempt} lost its lease")
-        if self._timed_out:
-            raise StepTimeout(f"step {self.step_key} ran over its timeout_s")
-        if self._cancelled:
-            raise RunCancelled(f"run {self.run_id} was cancelled")
-
-    # --- for the runner and the heartbeat ------------------------------------------
-    def pending_records(self) -> Records:
-        """A copy of the costs, messages and artifacts not committed yet."""
-        with self._lock:
-            r = self._records
-            return Records(list(r.costs), list(r.messages), list(r.artifacts))
-
-    def clear_records(self, committed: Records) -> None:
-        """Forget the records that were just committed."""
-        with self._lock:
-            r = self._records
-            r.costs = r.costs[len(committed.costs) :]
-            r.messages = r.messages[len(committed.messages) :]
-            r.artifacts = r.artifacts[len(committed.artifacts) :]
-
-    def add_artifact(self, entry: ArtifactEntry) -> None:
-        """Record an uploaded object; its row is written with the next commit."""
-        with self._lock:
-            self._records.artifacts.append(entry)
-
-    def blob_key(self, name: str) -> str:
-        """The object key of a value this attempt stores (outputs, checkpoint states)."""
-        c = self._claimed
-        return object_key(c.tenant_id, c.fence.run_id, c.key, c.fence.attempt, f"_cairn/{name}")
-
-    def mark_cancelled(self) -> None:
-        """The heartbeat saw the run cancelled."""
-        self._cancelled = True
-
-    def mark_lost(self) -> None:
-        """The heartbeat saw the lease taken over."""
-        self._lost = True
-
-    def mark_timed_out(self) -> None:
-        """The attempt ran past its timeout."""
-        self._timed_out = True
+        """Raise if this attempt must end (cancelled, lease lost, over its timeout): a
+        step in a long loop calls it between units of work."""
+        self._attempt.raise_if_stopped()
 
     def _check(self, value: Any, field: str) -> None:
         settings = self._runtime.settings
@@ -246,8 +177,9 @@ class StepArtifacts:
     attempt that never commits leaves an orphan object (no row), which retention deletes.
     """
 
-    def __init__(self, ctx: StepContext, runtime: Runtime, claimed: ClaimedStep) -> None:
-        self._ctx, self._runtime, self._claimed = ctx, runtime, claimed
+    def __init__(self, attempt: Attempt) -> None:
+        self._attempt = attempt
+        self._runtime, self._claimed = attempt.runtime, attempt.claimed
 
     def put(self, name: str, source: Source, content_type: str | None = None) -> str:
         """Store ``source`` (bytes, a path or a binary file object) as ``name``; its key."""
@@ -256,7 +188,7 @@ class StepArtifacts:
         c = self._claimed
         key = object_key(c.tenant_id, c.fence.run_id, c.key, c.fence.attempt, name)
         stored = self._runtime.step_store.put(key, source, content_type)
-        self._ctx.add_artifact(
+        self._attempt.add_artifact(
             ArtifactEntry(name, stored.key, stored.size, stored.sha256, content_type)
         )
         return stored.key

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.session import run_transaction
 from db.types import utcnow
-from worker.context import StepContext
+from worker.attempt import Attempt
 from worker.engine.lease import Fence, extend_lease
 from worker.errors import ServerUnavailable, StaleAttempt
 
@@ -30,13 +30,13 @@ class Heartbeat:
         self,
         engine: Engine,
         fence: Fence,
-        ctx: StepContext,
+        attempt: Attempt,
         lease_s: float,
         timeout_s: float | None,
     ) -> None:
         self._engine = engine
         self._fence = fence
-        self._ctx = ctx
+        self._attempt = attempt
         self._lease_s = lease_s
         self._deadline = time.monotonic() + timeout_s if timeout_s else None
         self._stop = threading.Event()
@@ -59,7 +59,7 @@ class Heartbeat:
         interval = self._lease_s / 3
         while not self._stop.wait(interval):
             if self._deadline is not None and time.monotonic() > self._deadline:
-                self._ctx.mark_timed_out()
+                self._attempt.timed_out = True
                 log.warning(
                     "step over its timeout; no longer extending its lease",
                     extra={
@@ -77,7 +77,7 @@ class Heartbeat:
                     retry_for_s=interval / 2,
                 )
             except StaleAttempt:
-                self._ctx.mark_lost()
+                self._attempt.lost = True
                 log.warning(
                     "lease lost; the attempt will stop",
                     extra={
@@ -97,4 +97,4 @@ class Heartbeat:
                 )
                 continue
             if cancel:
-                self._ctx.mark_cancelled()
+                self._attempt.cancelled = True

@@ -18,6 +18,7 @@ from db.session import run_transaction
 from db.states import StepStatus
 from db.types import utcnow
 from worker import blobs
+from worker.attempt import Attempt
 from worker.blobs import BlobRef
 from worker.context import StepContext
 from worker.engine.claim import ClaimedStep, claim_step, verify_claim
@@ -87,36 +88,35 @@ def _new_owner(runtime: Runtime) -> str:
 
 def _run_attempt(runtime: Runtime, claimed: ClaimedStep, queue: str | None) -> ClaimedStep | None:
     """Run one claimed attempt; the next step to run inline, if its completion claimed one."""
-    ctx = StepContext(runtime, claimed)
-    ctx.log.info("step started", extra={"action": "claim_step", "owner": claimed.fence.owner})
+    att = Attempt(runtime, claimed)
+    att.log.info("step started", extra={"action": "claim_step", "owner": claimed.fence.owner})
     heartbeat = Heartbeat(
-        runtime.engine, claimed.fence, ctx, runtime.settings.lease_s, claimed.timeout_s
+        runtime.engine, claimed.fence, att, runtime.settings.lease_s, claimed.timeout_s
     ).start()
     inline = None
     if queue is not None and runtime.settings.inline_continuation:
         names = runtime.registry.names()
         inline = Inline(queue, names.__contains__, _new_owner(runtime), runtime.settings.lease_s)
     try:
-        continued = _run_and_record(runtime, claimed, ctx, inline)
+        continued = _run_and_record(runtime, att, inline)
     finally:
         heartbeat.stop()
     runtime.dispatcher.send(continued.completion.messages)
     return continued.next
 
 
-def _run_and_record(
-    runtime: Runtime, claimed: ClaimedStep, ctx: StepContext, inline: Inline | None
-) -> Continued:
+def _run_and_record(runtime: Runtime, att: Attempt, inline: Inline | None) -> Continued:
+    claimed = att.claimed
     fence = claimed.fence
     store = runtime.step_store
     try:
         fn = runtime.registry.get(claimed.task)
         inputs = {k: blobs.resolve(store, v) for k, v in claimed.inputs.items()}
-        ctx.set_resume_state(blobs.resolve(store, claimed.resume_state))
+        att.resume_state = blobs.resolve(store, claimed.resume_state)
         with _time_limit(claimed.timeout_s):
-            result = _call(fn, ctx, inputs)
-        output = _store_output(runtime, ctx, result)
-        records = ctx.pending_records()
+            result = _call(fn, StepContext(att), inputs)
+        output = _store_output(runtime, att, result)
+        records = att.pending_records()
         continued = run_transaction(
             runtime.engine,
             lambda s: complete_and_continue(s, fence, output, records, utcnow(), inline),
@@ -124,28 +124,28 @@ def _run_and_record(
             retry_for_s=runtime.settings.server_retry_s,
         )
     except StaleAttempt as exc:
-        ctx.log.warning(
+        att.log.warning(
             "attempt superseded, nothing recorded: %s", exc, extra={"action": "lose_lease"}
         )
         return NOTHING
     except RunCancelled:
-        records = ctx.pending_records()
+        records = att.pending_records()
         _fenced(
             runtime,
-            ctx,
+            att,
             lambda s: cancel_step(s, fence, records, utcnow()),
             lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
         )
-        ctx.log.info("step stopped: run cancelled", extra={"action": "cancel_step"})
+        att.log.info("step stopped: run cancelled", extra={"action": "cancel_step"})
         return NOTHING
     except Exception as exc:
         fault = server_fault(exc)
-        if fault is not None and not ctx.cancelled:
-            _release(runtime, claimed, ctx, fault)
+        if fault is not None and not att.cancelled:
+            _release(runtime, att, fault)
         else:
-            _record_failure(runtime, claimed, ctx, exc)
+            _record_failure(runtime, att, exc)
         return NOTHING
-    ctx.log.info("step succeeded", extra={"action": "complete_step"})
+    att.log.info("step succeeded", extra={"action": "complete_step"})
     return continued
 
 
@@ -153,14 +153,13 @@ def _run_and_record(
 NOTHING = Continued(Completion([], ""), None)
 
 
-def _release(
-    runtime: Runtime, claimed: ClaimedStep, ctx: StepContext, fault: ServerUnavailable
-) -> list[StepMessage]:
+def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> list[StepMessage]:
     """A server of cairn's stopped the attempt: end it unspent, queue the step again later.
 
     When the database itself stays away, nothing can be written: the lease runs out and
     the reaper queues the step again once the database is back.
     """
+    claimed = att.claimed
     fence = claimed.fence
     decision = decide_release(
         claimed.server_releases, runtime.settings.server_max_releases, utcnow()
@@ -170,20 +169,20 @@ def _release(
             f"{fault.server} failed {claimed.server_releases + 1} attempts in a row "
             f"(CAIRN_SERVER_MAX_RELEASES={runtime.settings.server_max_releases}); last: {fault}"
         )
-        return _record_failure(runtime, claimed, ctx, gave_up, fatal=True)
+        return _record_failure(runtime, att, gave_up, fatal=True)
     error = error_record(fault, runtime.settings.secret_values()) | {"server": fault.server}
     error.pop("traceback", None)
-    records = ctx.pending_records()
+    records = att.pending_records()
     retry_at = decision.next_attempt_at
     try:
         status = _fenced(
             runtime,
-            ctx,
+            att,
             lambda s: release_step(s, fence, error, retry_at, records, utcnow()),
             lambda s: verify_ended(s, fence, StepStatus.RETRYING),
         )
     except ServerUnavailable as exc:
-        ctx.log.warning(
+        att.log.warning(
             "attempt abandoned, %s unavailable (%s); %s is away too, so the lease will run "
             "out and the step is queued again when it is back",
             fault.server,
@@ -192,7 +191,7 @@ def _release(
             extra={"action": "release_step", "server": fault.server},
         )
         return []
-    ctx.log.warning(
+    att.log.warning(
         "attempt released, %s unavailable: %s; the step runs again at %s, no attempt spent",
         fault.server,
         fault,
@@ -208,18 +207,18 @@ def _release(
 
 def _record_failure(
     runtime: Runtime,
-    claimed: ClaimedStep,
-    ctx: StepContext,
+    att: Attempt,
     exc: Exception,
     *,
     fatal: bool = False,
 ) -> list[StepMessage]:
+    claimed = att.claimed
     fence = claimed.fence
-    records = ctx.pending_records()
-    if ctx.cancelled:
+    records = att.pending_records()
+    if att.cancelled:
         _fenced(
             runtime,
-            ctx,
+            att,
             lambda s: cancel_step(s, fence, records, utcnow()),
             lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
         )
@@ -235,12 +234,12 @@ def _record_failure(
     try:
         status = _fenced(
             runtime,
-            ctx,
+            att,
             lambda s: fail_step(s, fence, claimed.key, error, decision, records, utcnow()),
             lambda s: verify_ended(s, fence, StepStatus.RETRYING, StepStatus.FAILED),
         )
     except ServerUnavailable as down:
-        ctx.log.warning(
+        att.log.warning(
             "step failed (%s: %s) but %s is unavailable to record it; the lease will run out "
             "and the step runs again",
             error["type"],
@@ -251,7 +250,7 @@ def _record_failure(
         return []
     # The traceback logged is the recorded one, with every secret masked: a step's
     # exception may quote a URL with a password in it.
-    ctx.log.log(
+    att.log.log(
         logging.WARNING if decision.retry else logging.ERROR,
         "step failed (%s: %s)%s",
         error["type"],
@@ -268,7 +267,7 @@ def _record_failure(
 
 def _fenced(
     runtime: Runtime,
-    ctx: StepContext,
+    att: Attempt,
     work: Callable[[Any], Any],
     verify: Callable[[Any], Any],
 ) -> Any:
@@ -278,7 +277,7 @@ def _fenced(
             runtime.engine, work, verify=verify, retry_for_s=runtime.settings.server_retry_s
         )
     except StaleAttempt as exc:
-        ctx.log.warning(
+        att.log.warning(
             "attempt superseded, nothing recorded: %s", exc, extra={"action": "lose_lease"}
         )
         return None
@@ -293,7 +292,7 @@ def _call(fn: Callable[..., Any], ctx: StepContext, inputs: dict[str, Any]) -> A
     return fn(ctx, **{k: v for k, v in inputs.items() if k in names})
 
 
-def _store_output(runtime: Runtime, ctx: StepContext, result: Any) -> dict[str, Any] | BlobRef:
+def _store_output(runtime: Runtime, att: Attempt, result: Any) -> dict[str, Any] | BlobRef:
     """The output inline, or uploaded to the store when it is over the inline limit."""
     if result is None:
         return {}
@@ -308,7 +307,7 @@ def _store_output(runtime: Runtime, ctx: StepContext, result: Any) -> dict[str, 
     if data is None:
         assert inline is not None
         return inline
-    return blobs.offload(runtime.step_store, ctx.blob_key("output.json"), data)
+    return blobs.offload(runtime.step_store, att.blob_key("output.json"), data)
 
 
 @contextmanager
