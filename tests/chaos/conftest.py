@@ -24,8 +24,9 @@ from tests.support.stack import Stack
 from worker.client import Client
 from worker.settings import Settings
 
-#: The suite's own database: created at the start of the session, dropped at its end.
-CHAOS_DB = "cairn_chaos"
+#: The suite's own database: created at the start of the session, dropped at its end
+#: (one per pytest-xdist process: ``cairn_chaos_gw1``).
+CHAOS_DB = "cairn_chaos" + (f"_{servers.XDIST_WORKER}" if servers.XDIST_WORKER else "")
 STEP_MODULES = "tests.support.steps,tests.chaos.steps"
 #: Short leases, so that recovery shows within seconds.
 LEASE_S = 4.0
