@@ -122,16 +122,18 @@ class Client:
         The run is committed before any message is sent. The same ``idempotency_key``
         returns the run it first made.
         """
-        request = StartRequest(
-            tenant=self.tenant,
-            workflow=workflow,
-            spec=spec,
-            version=version,
-            inputs=inputs if inputs is not None else {},
-            idempotency_key=idempotency_key,
-            run_id=parse_id(run_id, "run_id") if run_id is not None else None,
-            project=project,
-            budget_usd=budget_usd,
+        request = StartRequest.parse(
+            {
+                "tenant": self.tenant,
+                "workflow": workflow,
+                "spec": spec,
+                "version": version,
+                "inputs": inputs if inputs is not None else {},
+                "idempotency_key": idempotency_key,
+                "run_id": run_id,
+                "project": project,
+                "budget_usd": budget_usd,
+            }
         )
         started = start_run(
             self.runtime.engine, self.settings, request, self.registered_step_names()

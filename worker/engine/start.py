@@ -6,13 +6,13 @@ message never names a row that is not committed.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -29,24 +29,68 @@ from worker.engine.definitions import find_definition, spec_of, store_definition
 from worker.engine.events import add_event
 from worker.engine.messages import StepMessage
 from worker.errors import DefinitionError, NotFound
-from worker.ids import new_id
+from worker.ids import new_id, parse_id
 from worker.serialization import encode_checked
 from worker.settings import Settings
 
 
-@dataclass(frozen=True)
-class StartRequest:
-    """What a caller asks for: a workflow (by name, or a spec) with inputs."""
+class StartRequest(BaseModel):
+    """What a caller asks for: a workflow (by name, or a spec) with inputs.
+
+    One model for every door (the Client, ``cairn start``, the ``cairn.start_run`` task):
+    :meth:`parse` reads it from JSON-like keyword arguments, refusing unknown names and
+    mistyped values with a :class:`DefinitionError` naming the field. What the database
+    would refuse is checked by :func:`check_request`.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     tenant: str
     workflow: str | None = None
-    spec: WorkflowSpec | dict[str, Any] | str | None = None
+    #: A WorkflowSpec, or its JSON/YAML text or dict: parsed by :func:`check_request`.
+    spec: Any = None
     version: int | None = None
-    inputs: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
     run_id: uuid.UUID | None = None
     project: str = "default"
     budget_usd: Decimal | None = None
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_shape(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, WorkflowSpec | dict | str | bytes):
+            raise ValueError("must be a workflow definition (a JSON object or its text)")
+        return value
+
+    @field_validator("run_id", mode="before")
+    @classmethod
+    def _run_id(cls, value: Any) -> Any:
+        return parse_id(value, "run_id") if isinstance(value, str) else value
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        return value if value is None else limits.check_int("version", value, 1)
+
+    @field_validator("budget_usd", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> Any:
+        return value if value is None else limits.check_money("budget_usd", value)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> StartRequest:
+        """The request in ``data``; :class:`DefinitionError` naming the first bad field."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or "request"
+            if error["type"] == "extra_forbidden":
+                raise DefinitionError(
+                    field, f"is not an argument of a start request ({', '.join(cls.model_fields)})"
+                ) from None
+            raise DefinitionError(field, error["msg"].removeprefix("Value error, ")) from None
 
 
 @dataclass(frozen=True)
@@ -102,13 +146,10 @@ def start_run(
     index race runs again and finds the winner's run.
     """
     spec = check_request(request, settings, registered)
-    if request.budget_usd is not None:  # stored as the exact Decimal that was checked
-        budget = limits.check_money("budget_usd", request.budget_usd)
-        request = dataclasses.replace(request, budget_usd=budget)
     if request.run_id is None:
         # The id is fixed before the first try: a transaction run again after a commit
         # whose outcome was lost finds the run it made, instead of making a second one.
-        request = dataclasses.replace(request, run_id=new_id())
+        request = request.model_copy(update={"run_id": new_id()})
 
     def work(session: Session) -> StartedRun:
         return _start(session, settings, request, spec, registered)
