@@ -29,7 +29,15 @@ class BlobRef:
 
     def marker(self) -> dict[str, Any]:
         """The JSON that stands for the value in rows and inputs."""
-        return {MARKER: self.key, "sha256": self.sha256, "size": self.size}
+        return marker(self.key, self.sha256, self.size)
+
+
+def marker(key: str, sha256: str, size: int | None = None) -> dict[str, Any]:
+    """The one constructor of the stand-in of a stored value: ``{"$blob": key, ...}``."""
+    found: dict[str, Any] = {MARKER: key, "sha256": sha256}
+    if size is not None:
+        found["size"] = size
+    return found
 
 
 def is_marker(value: Any) -> bool:

@@ -16,31 +16,37 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import (
     Artifact,
-    CostRecord,
-    RunEvent,
-    Schedule,
-    Worker,
-    WorkflowDefinition,
     WorkflowRun,
     WorkflowStep,
 )
 from db.repositories import (
     ArtifactRepository,
     CostRepository,
-    CostTotal,
     ProjectRepository,
     RunRepository,
+    WorkerRepository,
     ensure_tenant,
     find_tenant,
 )
 from db.session import run_transaction, transaction
 from db.states import MissedPolicy, ScheduleStatus, WorkerStatus
 from db.types import utcnow
+from db.views import (
+    ArtifactView,
+    CostSummary,
+    CostTotal,
+    DefinitionView,
+    EventView,
+    RunSummary,
+    RunView,
+    ScheduleView,
+    WorkerView,
+)
 from worker import blobs, limits
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
@@ -62,17 +68,6 @@ from worker.ids import parse_id
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
 from worker.settings import Settings, get_settings
-from worker.views import (
-    ArtifactView,
-    CostSummary,
-    DefinitionView,
-    EventView,
-    RunSummary,
-    RunView,
-    ScheduleView,
-    StepCost,
-    WorkerView,
-)
 
 
 class Client:
@@ -165,37 +160,21 @@ class Client:
     def list_workers(self) -> list[WorkerView]:
         """Every worker process in the registry, newest first."""
         with transaction(self.runtime.engine) as session:
-            rows = session.scalars(select(Worker).order_by(Worker.created_at.desc())).all()
-            return [
-                WorkerView(
-                    w.name,
-                    w.hostname,
-                    w.pid,
-                    w.status,
-                    w.queues,
-                    w.step_names,
-                    w.version,
-                    w.heartbeat_at,
-                    w.stopped_at,
-                )
-                for w in rows
-            ]
+            return WorkerRepository(session).views()
 
     def get_run(self, run_id: uuid.UUID | str) -> RunView:
         """The run with its steps; :class:`NotFound` if missing or another tenant's."""
         rid = parse_id(run_id, "run_id")
         with transaction(self.runtime.engine) as session:
-            runs = RunRepository(session, self._tenant_id(session, rid))
-            run, steps = runs.get(rid), list(runs.steps(rid))
-        view = RunView.of(run, steps)
-        return self._resolve_blobs(view, steps)
+            view, steps = RunRepository(session, self._tenant_id(session, rid)).view(rid)
+        return self._resolve_blobs(view, list(steps))
 
     def _resolve_blobs(self, view: RunView, steps: list[WorkflowStep]) -> RunView:
         """Outputs stored in the artifact store, fetched and sha256-verified."""
         blobs_of = {
-            s.key: {"$blob": s.output_blob_key, "sha256": s.output_sha256}
+            s.key: blobs.marker(s.output_blob_key, s.output_sha256)
             for s in steps
-            if s.output_blob_key
+            if s.output_blob_key and s.output_sha256
         }
         if not blobs_of:
             return view
@@ -216,25 +195,7 @@ class Client:
         with transaction(self.runtime.engine) as session:
             tenant_id = self._tenant_id(session, rid)
             RunRepository(session, tenant_id).get(rid)
-            keys = dict(
-                session.execute(
-                    select(WorkflowStep.id, WorkflowStep.key).where(WorkflowStep.run_id == rid)
-                ).all()
-            )
-            return [
-                ArtifactView(
-                    a.name,
-                    keys[a.step_id],
-                    a.attempt,
-                    a.key,
-                    a.size,
-                    a.sha256,
-                    a.content_type,
-                    a.created_at,
-                    a.deleted_at,
-                )
-                for a in ArtifactRepository(session, tenant_id).for_run(rid)
-            ]
+            return ArtifactRepository(session, tenant_id).views(rid)
 
     def download(self, run_id: uuid.UUID | str, name: str, step: str | None = None) -> bytes:
         """An artifact's bytes, sha256-verified."""
@@ -300,29 +261,11 @@ class Client:
             tenant = find_tenant(session, self.tenant)
             if tenant is None:
                 return []
-            runs = RunRepository(session, tenant.id).list(
-                status=status, workflow=workflow, since=since, limit=limit
+            return list(
+                RunRepository(session, tenant.id).summaries(
+                    status=status, workflow=workflow, since=since, limit=limit
+                )
             )
-            definitions = {
-                row.id: row
-                for row in session.execute(
-                    select(
-                        WorkflowDefinition.id, WorkflowDefinition.name, WorkflowDefinition.version
-                    ).where(WorkflowDefinition.id.in_({r.definition_id for r in runs}))
-                )
-            }
-            return [
-                RunSummary(
-                    r.id,
-                    r.status,
-                    definitions[r.definition_id].name,
-                    definitions[r.definition_id].version,
-                    r.cost_usd,
-                    r.created_at,
-                    r.finished_at,
-                )
-                for r in runs
-            ]
 
     def costs(self, run_id: uuid.UUID | str) -> CostSummary:
         """A run's costs per step, by provider and model, and in total."""
@@ -330,25 +273,7 @@ class Client:
         with transaction(self.runtime.engine) as session:
             tenant_id = self._tenant_id(session, rid)
             run = RunRepository(session, tenant_id).get(rid)
-            per_step = session.execute(
-                select(
-                    WorkflowStep.key,
-                    func.coalesce(func.sum(CostRecord.input_tokens), 0),
-                    func.coalesce(func.sum(CostRecord.output_tokens), 0),
-                    func.coalesce(func.sum(CostRecord.usd), 0),
-                )
-                .join(CostRecord, CostRecord.step_id == WorkflowStep.id)
-                .where(WorkflowStep.run_id == rid)
-                .group_by(WorkflowStep.key)
-                .order_by(WorkflowStep.key)
-            ).all()
-            by_model = CostRepository(session, tenant_id).totals_by_model(rid)
-            return CostSummary(
-                run_id=rid,
-                total_usd=run.cost_usd,
-                steps=tuple(StepCost(k, int(i), int(o), Decimal(u)) for k, i, o, u in per_step),
-                by_model=tuple(by_model),
-            )
+            return CostRepository(session, tenant_id).summary(rid, run.cost_usd)
 
     def cost_totals(self) -> list[CostTotal]:
         """The tenant's costs over every run, by provider and model."""
@@ -360,20 +285,7 @@ class Client:
         """The run's event log, oldest first."""
         rid = parse_id(run_id, "run_id")
         with transaction(self.runtime.engine) as session:
-            RunRepository(session, self._tenant_id(session, rid)).get(rid)
-            rows = session.execute(
-                select(
-                    RunEvent.created_at,
-                    RunEvent.kind,
-                    WorkflowStep.key,
-                    RunEvent.attempt,
-                    RunEvent.data,
-                )
-                .outerjoin(WorkflowStep, WorkflowStep.id == RunEvent.step_id)
-                .where(RunEvent.run_id == rid)
-                .order_by(RunEvent.id)
-            ).all()
-        return [EventView(*row) for row in rows]
+            return list(RunRepository(session, self._tenant_id(session, rid)).events(rid))
 
     def register_definition(
         self, spec: WorkflowSpec | dict[str, Any] | str, project: str = "default"
@@ -387,7 +299,7 @@ class Client:
         def work(session: Session) -> DefinitionView:
             tenant = ensure_tenant(session, self.tenant)
             proj = ProjectRepository(session, tenant.id).ensure(project)
-            return _definition_view(store_definition(session, tenant.id, proj.id, parsed))
+            return DefinitionView.of(store_definition(session, tenant.id, proj.id, parsed))
 
         return run_transaction(self.runtime.engine, work)
 
@@ -399,21 +311,16 @@ class Client:
             proj = ProjectRepository(session, self._tenant_id(session)).find(project)
             if proj is None:
                 raise NotFound(f"no project {project!r}")
-            return _definition_view(find_definition(session, proj.id, name, version))
+            return DefinitionView.of(find_definition(session, proj.id, name, version))
 
     def list_definitions(self, project: str = "default") -> list[DefinitionView]:
         """Every stored version of every workflow of the project."""
         with transaction(self.runtime.engine) as session:
             tenant = find_tenant(session, self.tenant)
             proj = ProjectRepository(session, tenant.id).find(project) if tenant else None
-            if proj is None:
+            if tenant is None or proj is None:
                 return []
-            rows = session.scalars(
-                select(WorkflowDefinition)
-                .where(WorkflowDefinition.project_id == proj.id)
-                .order_by(WorkflowDefinition.name, WorkflowDefinition.version)
-            ).all()
-            return [_definition_view(d) for d in rows]
+            return list(ProjectRepository(session, tenant.id).definitions(proj.id))
 
     # --- schedules -------------------------------------------------------------------
     def add_schedule(
@@ -458,24 +365,7 @@ class Client:
             tenant = find_tenant(session, self.tenant)
             if tenant is None:
                 return []
-            rows = session.scalars(
-                select(Schedule).where(Schedule.tenant_id == tenant.id).order_by(Schedule.name)
-            ).all()
-            return [
-                ScheduleView(
-                    r.id,
-                    r.name,
-                    r.workflow,
-                    r.cron,
-                    r.timezone,
-                    r.status,
-                    r.missed_policy,
-                    r.catch_up_max,
-                    r.next_fire_at,
-                    r.last_fire_at,
-                )
-                for r in rows
-            ]
+            return list(ProjectRepository(session, tenant.id).schedules())
 
     def pause_schedule(self, schedule_id: uuid.UUID | str) -> None:
         """Stop firing until resumed."""
@@ -538,7 +428,3 @@ class Client:
             if dry_run:
                 return count_ended_runs(session, cutoff, tenant_id=tenant.id)
         return purge_runs(self.runtime.engine, self.runtime.store, cutoff, tenant_id=tenant.id)
-
-
-def _definition_view(d: WorkflowDefinition) -> DefinitionView:
-    return DefinitionView(d.name, d.version, d.checksum, d.created_at, d.spec)

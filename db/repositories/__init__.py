@@ -2,17 +2,18 @@
 
 from db.repositories.artifacts import ArtifactRepository
 from db.repositories.base import TenantRepository, ensure_tenant, find_tenant
-from db.repositories.costs import CostRepository, CostTotal
+from db.repositories.costs import CostRepository
 from db.repositories.projects import ProjectRepository
 from db.repositories.runs import RunRepository
+from db.repositories.workers import WorkerRepository
 
 __all__ = [
     "ArtifactRepository",
     "CostRepository",
-    "CostTotal",
     "ProjectRepository",
     "RunRepository",
     "TenantRepository",
+    "WorkerRepository",
     "ensure_tenant",
     "find_tenant",
 ]

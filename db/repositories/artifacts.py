@@ -10,6 +10,7 @@ from sqlalchemy import Select, select, update
 
 from db.models import Artifact, WorkflowRun, WorkflowStep
 from db.repositories.base import TenantRepository
+from db.views import ArtifactView, artifact_view
 from worker.errors import NotFound
 
 
@@ -21,6 +22,17 @@ class ArtifactRepository(TenantRepository):
         return self.session.scalars(
             self._artifacts().where(Artifact.run_id == run_id).order_by(Artifact.id)
         ).all()
+
+    def views(self, run_id: uuid.UUID) -> list[ArtifactView]:
+        """The views of a run's artifacts, oldest first, with the key of the step of each."""
+        rows = self.session.execute(
+            self._artifacts()
+            .add_columns(WorkflowStep.key)
+            .join(WorkflowStep, WorkflowStep.id == Artifact.step_id)
+            .where(Artifact.run_id == run_id)
+            .order_by(Artifact.id)
+        ).all()
+        return [artifact_view(artifact, key) for artifact, key in rows]
 
     def get(self, run_id: uuid.UUID, name: str, step_key: str | None = None) -> Artifact:
         """The artifact ``name`` of a run (of step ``step_key`` when several share a name)."""

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import Select, func, select
 
-from db.models import CostRecord, WorkflowRun
+from db.models import CostRecord, WorkflowRun, WorkflowStep
 from db.repositories.base import TenantRepository
-
-
-@dataclass(frozen=True, slots=True)
-class CostTotal:
-    """Money and tokens summed over a group of cost records."""
-
-    provider: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    usd: Decimal
-    records: int
+from db.views import CostSummary, CostTotal, StepCost
 
 
 class CostRepository(TenantRepository):
@@ -68,4 +56,25 @@ class CostRepository(TenantRepository):
             select(CostRecord)
             .join(WorkflowRun, WorkflowRun.id == CostRecord.run_id)
             .where(WorkflowRun.tenant_id == self.tenant_id)
+        )
+
+    def summary(self, run_id: uuid.UUID, total_usd: Decimal) -> CostSummary:
+        """A run's costs per step and by provider and model (the run checked by the caller)."""
+        per_step = self.session.execute(
+            select(
+                WorkflowStep.key,
+                func.coalesce(func.sum(CostRecord.input_tokens), 0),
+                func.coalesce(func.sum(CostRecord.output_tokens), 0),
+                func.coalesce(func.sum(CostRecord.usd), 0),
+            )
+            .join(CostRecord, CostRecord.step_id == WorkflowStep.id)
+            .where(WorkflowStep.run_id == run_id)
+            .group_by(WorkflowStep.key)
+            .order_by(WorkflowStep.key)
+        ).all()
+        return CostSummary(
+            run_id=run_id,
+            total_usd=total_usd,
+            steps=tuple(StepCost(k, int(i), int(o), Decimal(u)) for k, i, o, u in per_step),
+            by_model=tuple(self.totals_by_model(run_id)),
         )

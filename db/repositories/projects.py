@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, select, update
 
-from db.models import Project
+from db.models import Project, Schedule, WorkflowDefinition
 from db.repositories.base import TenantRepository
+from db.views import DefinitionView, ScheduleView
 from worker.errors import NotFound
 
 
@@ -62,3 +63,20 @@ class ProjectRepository(TenantRepository):
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFound(f"project {project_id} not found")
+
+    def definitions(self, project_id: uuid.UUID) -> Sequence[DefinitionView]:
+        """Every stored version of every workflow of the project, by name and version."""
+        self.get(project_id)
+        rows = self.session.scalars(
+            select(WorkflowDefinition)
+            .where(WorkflowDefinition.project_id == project_id)
+            .order_by(WorkflowDefinition.name, WorkflowDefinition.version)
+        ).all()
+        return [DefinitionView.of(d) for d in rows]
+
+    def schedules(self) -> Sequence[ScheduleView]:
+        """The tenant's schedules, by name."""
+        rows = self.session.scalars(
+            select(Schedule).where(Schedule.tenant_id == self.tenant_id).order_by(Schedule.name)
+        ).all()
+        return [ScheduleView.of(r) for r in rows]

@@ -8,8 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import Select, delete, select
 
-from db.models import WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.models import RunEvent, WorkflowDefinition, WorkflowRun, WorkflowStep
 from db.repositories.base import TenantRepository
+from db.views import EventView, RunSummary, RunView
 from worker.errors import NotFound
 
 
@@ -50,6 +51,55 @@ class RunRepository(TenantRepository):
     def steps(self, run_id: uuid.UUID) -> Sequence[WorkflowStep]:
         """The steps of a run in creation (topological) order; :class:`NotFound` if foreign."""
         self.get(run_id)
+        return self._steps(run_id)
+
+    def view(self, run_id: uuid.UUID) -> tuple[RunView, Sequence[WorkflowStep]]:
+        """The run with its steps as a view (and the step rows, for stored outputs)."""
+        run = self.get(run_id)
+        steps = self._steps(run_id)
+        return RunView.of(run, list(steps)), steps
+
+    def summaries(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> Sequence[RunSummary]:
+        """The tenant's runs as summaries, newest first (filters as :meth:`list`)."""
+        query = (
+            select(WorkflowRun, WorkflowDefinition.name, WorkflowDefinition.version)
+            .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
+            .where(WorkflowRun.tenant_id == self.tenant_id)
+        )
+        if status is not None:
+            query = query.where(WorkflowRun.status == status)
+        if workflow is not None:
+            query = query.where(WorkflowDefinition.name == workflow)
+        if since is not None:
+            query = query.where(WorkflowRun.created_at >= since)
+        rows = self.session.execute(query.order_by(WorkflowRun.id.desc()).limit(limit)).all()
+        return [RunSummary.of(run, name, version) for run, name, version in rows]
+
+    def events(self, run_id: uuid.UUID) -> Sequence[EventView]:
+        """The run's event log, oldest first; :class:`NotFound` if foreign."""
+        self.get(run_id)
+        rows = self.session.execute(
+            select(
+                RunEvent.created_at,
+                RunEvent.kind,
+                WorkflowStep.key,
+                RunEvent.attempt,
+                RunEvent.data,
+            )
+            .outerjoin(WorkflowStep, WorkflowStep.id == RunEvent.step_id)
+            .where(RunEvent.run_id == run_id)
+            .order_by(RunEvent.id)
+        ).all()
+        return [EventView(*row) for row in rows]
+
+    def _steps(self, run_id: uuid.UUID) -> Sequence[WorkflowStep]:
         return self.session.scalars(
             select(WorkflowStep).where(WorkflowStep.run_id == run_id).order_by(WorkflowStep.id)
         ).all()

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from db.views import RunView
 from worker.cli.base import app, one_line_errors, print_json, read_text, settings
 from worker.client import Client
 from worker.errors import DefinitionError
-from worker.views import RunView
 
 #: ``cairn watch`` exit codes by the run's outcome.
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}

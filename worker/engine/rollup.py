@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from worker import blobs
+
 
 def run_outputs(
     outputs: Mapping[str, dict[str, Any] | None], sink_keys: list[str]
@@ -18,5 +20,5 @@ def output_value(
 ) -> dict[str, Any] | None:
     """A step's output as passed on: inline, or the marker of its stored blob."""
     if blob_key is not None and sha256 is not None:
-        return {"$blob": blob_key, "sha256": sha256}
+        return blobs.marker(blob_key, sha256)
     return output

@@ -1,4 +1,8 @@
-"""Read models: what a run looks like from outside (client, CLI, API)."""
+"""Read models: what a run looks like from outside (client, CLI, API).
+
+Each view is built from rows in one place (``View.of(row)``); the repositories return
+views, so the Client, the CLI and the HTTP API read through the same queries.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from db.models import WorkflowRun, WorkflowStep
-from db.repositories import CostTotal
+from db.models import Artifact, Schedule, Worker, WorkflowDefinition, WorkflowRun, WorkflowStep
 from db.states import TERMINAL_RUN
 
 
@@ -99,6 +102,13 @@ class RunSummary:
     created_at: datetime
     finished_at: datetime | None
 
+    @classmethod
+    def of(cls, run: WorkflowRun, workflow: str, version: int) -> RunSummary:
+        """The summary of a run row and its definition's name and version."""
+        return cls(
+            run.id, run.status, workflow, version, run.cost_usd, run.created_at, run.finished_at
+        )
+
 
 @dataclass(frozen=True)
 class StepCost:
@@ -108,6 +118,18 @@ class StepCost:
     input_tokens: int
     output_tokens: int
     usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CostTotal:
+    """Money and tokens summed over a group of cost records."""
+
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    usd: Decimal
+    records: int
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,11 @@ class DefinitionView:
     created_at: datetime
     spec: dict[str, Any]
 
+    @classmethod
+    def of(cls, d: WorkflowDefinition) -> DefinitionView:
+        """The view of a definition row."""
+        return cls(d.name, d.version, d.checksum, d.created_at, d.spec)
+
 
 @dataclass(frozen=True)
 class ScheduleView:
@@ -156,6 +183,22 @@ class ScheduleView:
     catch_up_max: int
     next_fire_at: datetime | None
     last_fire_at: datetime | None
+
+    @classmethod
+    def of(cls, r: Schedule) -> ScheduleView:
+        """The view of a schedule row."""
+        return cls(
+            r.id,
+            r.name,
+            r.workflow,
+            r.cron,
+            r.timezone,
+            r.status,
+            r.missed_policy,
+            r.catch_up_max,
+            r.next_fire_at,
+            r.last_fire_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -186,3 +229,33 @@ class ArtifactView:
     content_type: str | None
     created_at: datetime
     deleted_at: datetime | None
+
+
+def worker_view(w: Worker) -> WorkerView:
+    """The view of a worker row."""
+    return WorkerView(
+        w.name,
+        w.hostname,
+        w.pid,
+        w.status,
+        w.queues,
+        w.step_names,
+        w.version,
+        w.heartbeat_at,
+        w.stopped_at,
+    )
+
+
+def artifact_view(a: Artifact, step_key: str) -> ArtifactView:
+    """The view of an artifact row made by step ``step_key``."""
+    return ArtifactView(
+        a.name,
+        step_key,
+        a.attempt,
+        a.key,
+        a.size,
+        a.sha256,
+        a.content_type,
+        a.created_at,
+        a.deleted_at,
+    )
