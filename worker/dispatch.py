@@ -42,6 +42,14 @@ class Dispatcher:
         ``urgent`` messages (steps of crashed attempts, messages sent again) go before
         fresh work in their queue, so recovery does not wait behind a long queue.
         """
+        messages = list(messages)
+        if urgent and messages:
+            # A broker restarted empty has forgotten the queues' bindings: declare them
+            # again, or the first recovery messages after it would be undeliverable.
+            try:
+                self.declare_queues(m.queue for m in messages)
+            except Exception as exc:  # the send below logs the broker's state per message
+                log.warning("could not declare queues: %s", exc, extra={"action": "dispatch"})
         sent = 0
         for m in messages:
             priority = URGENT if urgent else m.priority

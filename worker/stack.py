@@ -171,7 +171,7 @@ class Stack:
             "tasks.celery_app",
             "beat",
             "--scheduler",
-            "celery.beat:Scheduler",
+            "tasks.beat:Scheduler",
             "--loglevel=INFO",
         ]
         proc = self._spawn(name, argv)

@@ -110,7 +110,7 @@ def beat() -> None:
     # The base Scheduler keeps its state in memory: every cairn periodic task is safe to
     # run again, and the default PersistentScheduler would write a shelve (pickle) file.
     create_app(s).start(
-        ["beat", "--scheduler", "celery.beat:Scheduler", f"--loglevel={s.log_level}"]
+        ["beat", "--scheduler", "tasks.beat:Scheduler", f"--loglevel={s.log_level}"]
     )
 
 
