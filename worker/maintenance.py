@@ -74,7 +74,9 @@ def reconcile(runtime: Runtime) -> None:
             extra={"action": "reconcile"},
         )
         runtime.dispatcher.declare_queues(m.queue for m in stale)
-    runtime.dispatcher.send(stale, urgent=True)
+    # At their own priority: only steps of crashed attempts go first, or a backlog sent
+    # again would crowd them out.
+    runtime.dispatcher.send(stale)
     runtime.dispatcher.send(due)
 
 

@@ -9,6 +9,7 @@ import inspect
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,8 @@ from worker.ids import new_id
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.runner")
+#: A chain continues inline for at most this long in one task, then goes by the broker.
+INLINE_BUDGET_S = 1.0
 
 
 def execute_step(
@@ -78,34 +81,47 @@ def execute_step(
             extra={"action": "claim_step", "step_id": step_id, "attempt": attempt},
         )
         return
+    # Past the budget, the next step goes through the broker like any other, so a
+    # recovered step (sent first in its queue) never waits behind a long chain.
+    deadline = time.monotonic() + INLINE_BUDGET_S
     while claimed is not None:
-        claimed = _run_attempt(runtime, claimed, queue)
+        claimed = _run_attempt(runtime, claimed, queue, deadline)
 
 
 def _new_owner(runtime: Runtime) -> str:
     return f"{runtime.owner_prefix}:{new_id().hex[-12:]}"
 
 
-def _run_attempt(runtime: Runtime, claimed: ClaimedStep, queue: str | None) -> ClaimedStep | None:
+def _run_attempt(
+    runtime: Runtime, claimed: ClaimedStep, queue: str | None, deadline: float
+) -> ClaimedStep | None:
     """Run one claimed attempt; the next step to run inline, if its completion claimed one."""
     att = Attempt(runtime, claimed)
     att.log.info("step started", extra={"action": "claim_step", "owner": claimed.fence.owner})
     heartbeat = Heartbeat(
         runtime.engine, claimed.fence, att, runtime.settings.lease_s, claimed.timeout_s
     ).start()
-    inline = None
-    if queue is not None and runtime.settings.inline_continuation:
-        names = runtime.registry.names()
-        inline = Inline(queue, names.__contains__, _new_owner(runtime), runtime.settings.lease_s)
     try:
-        continued = _run_and_record(runtime, att, inline)
+        continued = _run_and_record(runtime, att, lambda: _inline(runtime, queue, deadline))
     finally:
         heartbeat.stop()
     runtime.dispatcher.send(continued.completion.messages)
     return continued.next
 
 
-def _run_and_record(runtime: Runtime, att: Attempt, inline: Inline | None) -> Continued:
+def _inline(runtime: Runtime, queue: str | None, deadline: float) -> Inline | None:
+    """What this process may run next without the broker, decided as the step completes."""
+    if queue is None or not runtime.settings.inline_continuation:
+        return None
+    if time.monotonic() >= deadline:
+        return None
+    names = runtime.registry.names()
+    return Inline(queue, names.__contains__, _new_owner(runtime), runtime.settings.lease_s)
+
+
+def _run_and_record(
+    runtime: Runtime, att: Attempt, inline_now: Callable[[], Inline | None]
+) -> Continued:
     claimed = att.claimed
     fence = claimed.fence
     store = runtime.step_store
@@ -117,6 +133,7 @@ def _run_and_record(runtime: Runtime, att: Attempt, inline: Inline | None) -> Co
             result = _call(fn, StepContext(att), inputs)
         output = _store_output(runtime, att, result)
         records = att.pending_records()
+        inline = inline_now()
         continued = run_transaction(
             runtime.engine,
             lambda s: complete_and_continue(s, fence, output, records, utcnow(), inline),
