@@ -7,8 +7,8 @@ from celery import Celery, Task
 from db.session import run_transaction
 from db.types import utcnow
 from worker import wire
-from worker.engine.recovery import requeue_retrying
 from worker.ids import parse_id
+from worker.machine.recovery import requeue_retrying
 from worker.runner import execute_step
 from worker.runtime import Runtime
 

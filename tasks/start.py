@@ -16,8 +16,8 @@ from typing import Any
 from celery import Celery
 
 from worker import wire
-from worker.engine.start import StartRequest, start_run
 from worker.errors import CairnError
+from worker.machine.start import StartRequest, start_run
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.start")

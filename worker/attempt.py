@@ -13,10 +13,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from worker.artifacts import object_key
-from worker.engine.claim import ClaimedStep
-from worker.engine.records import ArtifactEntry, CostEntry, MessageEntry, Records
 from worker.errors import RunCancelled, StaleAttempt, StepTimeout
 from worker.logs import BoundLogger
+from worker.machine.claim import ClaimedStep
+from worker.machine.records import ArtifactEntry, CostEntry, MessageEntry, Records
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime

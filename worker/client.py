@@ -51,20 +51,20 @@ from worker import blobs, limits
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.dispatch import Dispatcher
-from worker.engine.cancel import cancel_run
-from worker.engine.definitions import find_definition, store_definition
-from worker.engine.retention import (
+from worker.errors import DefinitionError, NotFound, RunNotFinished
+from worker.ids import parse_id
+from worker.machine.cancel import cancel_run
+from worker.machine.definitions import find_definition, store_definition
+from worker.machine.retention import (
     DeletedRun,
     count_ended_runs,
     delete_objects,
     delete_run,
     purge_runs,
 )
-from worker.engine.retry_run import retry_run
-from worker.engine.schedules import add_schedule, delete_schedule, set_status
-from worker.engine.start import StartRequest, start_run
-from worker.errors import DefinitionError, NotFound, RunNotFinished
-from worker.ids import parse_id
+from worker.machine.retry_run import retry_run
+from worker.machine.schedules import add_schedule, delete_schedule, set_status
+from worker.machine.start import StartRequest, start_run
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
 from worker.settings import Settings, get_settings

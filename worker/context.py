@@ -19,9 +19,9 @@ from db.types import utcnow
 from worker import blobs, limits
 from worker.artifacts import Source, object_key, validate_name
 from worker.attempt import Attempt
-from worker.engine.progress import record_checkpoint, verify_checkpoint
-from worker.engine.records import ArtifactEntry
 from worker.errors import DefinitionError
+from worker.machine.progress import record_checkpoint, verify_checkpoint
+from worker.machine.records import ArtifactEntry
 from worker.serialization import encode_checked
 
 if TYPE_CHECKING:

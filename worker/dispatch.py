@@ -18,7 +18,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from worker.app import URGENT, wire_priority
-from worker.engine.messages import StepMessage
+from worker.machine.messages import StepMessage
 from worker.wire import EXECUTE_STEP, REQUEUE_STEP
 
 log = logging.getLogger("cairn.dispatch")

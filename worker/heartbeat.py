@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.session import run_transaction
 from db.types import utcnow
 from worker.attempt import Attempt
-from worker.engine.lease import Fence, extend_lease
 from worker.errors import ServerUnavailable, StaleAttempt
+from worker.machine.lease import Fence, extend_lease
 
 log = logging.getLogger("cairn.heartbeat")
 

@@ -2,7 +2,7 @@
 at once (every change is a guarded statement that re-checks its condition).
 
 ``tasks/periodic.py`` only registers these under their wire names; the verbs they apply
-are in ``worker/engine/`` (recovery, retention, schedules), one transaction each.
+are in ``worker/machine/`` (recovery, retention, schedules), one transaction each.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from datetime import datetime, timedelta
 
 from db.session import run_transaction
 from db.types import utcnow
-from worker.engine.recovery import (
+from worker.errors import CairnError
+from worker.machine.recovery import (
     mark_silent_workers,
     reap_expired,
     redispatch_stale,
     requeue_retrying,
     stale_queues,
 )
-from worker.engine.retention import expired_artifacts, mark_deleted, purge_runs, referenced
-from worker.engine.schedules import Fire, advance_schedule, due_fires
-from worker.engine.start import StartRequest, start_run
-from worker.errors import CairnError
+from worker.machine.retention import expired_artifacts, mark_deleted, purge_runs, referenced
+from worker.machine.schedules import Fire, advance_schedule, due_fires
+from worker.machine.start import StartRequest, start_run
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.recovery")

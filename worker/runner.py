@@ -22,12 +22,6 @@ from worker import blobs
 from worker.attempt import Attempt
 from worker.blobs import BlobRef
 from worker.context import StepContext
-from worker.engine.claim import ClaimedStep, claim_step, verify_claim
-from worker.engine.complete import Completion
-from worker.engine.continuation import Continued, Inline, complete_and_continue, verify_continued
-from worker.engine.fail import cancel_step, fail_step, release_step, verify_ended
-from worker.engine.messages import StepMessage
-from worker.engine.retry import RetryDecision, decide, decide_release
 from worker.errors import (
     DefinitionError,
     RunCancelled,
@@ -42,6 +36,12 @@ from worker.errors import (
 from worker.faults import server_fault
 from worker.heartbeat import Heartbeat
 from worker.ids import new_id
+from worker.machine.claim import ClaimedStep, claim_step, verify_claim
+from worker.machine.complete import Completion
+from worker.machine.continuation import Continued, Inline, complete_and_continue, verify_continued
+from worker.machine.fail import cancel_step, fail_step, release_step, verify_ended
+from worker.machine.messages import StepMessage
+from worker.machine.retry import RetryDecision, decide, decide_release
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.runner")

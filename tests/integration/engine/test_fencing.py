@@ -17,14 +17,14 @@ from tests.support.queries import count, event_kinds
 from tests.support.stack import Stack
 from tests.support.steps import trace_lines
 from worker.client import Client
-from worker.engine.claim import claim_step
-from worker.engine.complete import complete_step
-from worker.engine.lease import extend_lease
-from worker.engine.messages import StepMessage
-from worker.engine.progress import record_checkpoint
-from worker.engine.records import CostEntry, MessageEntry, Records
-from worker.engine.recovery import reap_expired
 from worker.errors import StaleAttempt, StepNotClaimable
+from worker.machine.claim import claim_step
+from worker.machine.complete import complete_step
+from worker.machine.lease import extend_lease
+from worker.machine.messages import StepMessage
+from worker.machine.progress import record_checkpoint
+from worker.machine.records import CostEntry, MessageEntry, Records
+from worker.machine.recovery import reap_expired
 
 
 def test_the_same_message_delivered_twice_runs_the_step_once(

@@ -25,18 +25,18 @@ from db.session import transaction
 from db.states import RUN_TRANSITIONS, STEP_TRANSITIONS, RunStatus, StepStatus
 from db.types import utcnow
 from tests.support.factories import make_world
-from worker.engine.cancel import cancel_run
-from worker.engine.claim import claim_step
-from worker.engine.complete import complete_step
-from worker.engine.ending import end_run
-from worker.engine.fail import cancel_step, fail_step, release_step
-from worker.engine.lease import Fence
-from worker.engine.progress import record_checkpoint
-from worker.engine.records import Records
-from worker.engine.recovery import reap_expired, redispatch_stale, requeue_retrying
-from worker.engine.retry import RetryDecision
-from worker.engine.retry_run import retry_run
 from worker.errors import CairnError
+from worker.machine.cancel import cancel_run
+from worker.machine.claim import claim_step
+from worker.machine.complete import complete_step
+from worker.machine.ending import end_run
+from worker.machine.fail import cancel_step, fail_step, release_step
+from worker.machine.lease import Fence
+from worker.machine.progress import record_checkpoint
+from worker.machine.records import Records
+from worker.machine.recovery import reap_expired, redispatch_stale, requeue_retrying
+from worker.machine.retry import RetryDecision
+from worker.machine.retry_run import retry_run
 
 OWNER = "w:1"
 Verb = Callable[[Session, "Scene"], Any]

@@ -9,7 +9,7 @@ from db.session import run_transaction
 from db.types import utcnow
 from tests.support import servers
 from worker.client import Client
-from worker.engine.recovery import redispatch_stale, stale_queues
+from worker.machine.recovery import redispatch_stale, stale_queues
 
 
 @pytest.fixture(params=["sqlite"])

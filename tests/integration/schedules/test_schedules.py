@@ -13,7 +13,7 @@ from db.session import run_transaction, transaction
 from db.types import utcnow
 from tests.support.stack import Stack
 from worker.client import Client
-from worker.engine.schedules import due_fires
+from worker.machine.schedules import due_fires
 
 SPEC = {"name": "tick", "steps": [{"key": "a", "task": "t.item"}]}
 

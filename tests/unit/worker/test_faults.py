@@ -9,7 +9,6 @@ import psycopg2
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from worker.engine.retry import RELEASE_BACKOFF_MAX_S, decide_release
 from worker.errors import (
     ArtifactStoreUnavailable,
     BrokerUnavailable,
@@ -17,6 +16,7 @@ from worker.errors import (
     ServerUnavailable,
 )
 from worker.faults import server_fault
+from worker.machine.retry import RELEASE_BACKOFF_MAX_S, decide_release
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 

@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.definitions.spec import RetryPolicy
-from worker.engine.retry import (
+from worker.errors import DefinitionError, StaleAttempt, error_types, is_retryable
+from worker.machine.retry import (
     RELEASE_BACKOFF_MAX_S,
     RetryDecision,
     backoff_delay,
     decide,
     decide_release,
 )
-from worker.errors import DefinitionError, StaleAttempt, error_types, is_retryable
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

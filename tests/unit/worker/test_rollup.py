@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from worker.blobs import MARKER, is_marker
 from worker.definitions.dag import sinks
-from worker.engine.rollup import output_value, run_outputs
+from worker.machine.rollup import output_value, run_outputs
 
 SHA = "ab" * 32
 

@@ -29,8 +29,8 @@ from db.repositories import RunRepository
 from db.session import run_transaction
 from db.states import TERMINAL_RUN, StepStatus
 from worker.artifacts import ArtifactStore
-from worker.engine.events import add_event
 from worker.errors import CairnError, RunNotEnded
+from worker.machine.events import add_event
 
 log = logging.getLogger("cairn.retention")
 #: Runs deleted per transaction: bounded locks, a bounded list of object keys.

@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from db.models import WorkflowStep
 from db.states import RunStatus, StepStatus
-from worker.engine.ending import end_run
-from worker.engine.events import add_event
-from worker.engine.lease import Fence
-from worker.engine.records import Records, write_records
-from worker.engine.retry import RetryDecision
-from worker.engine.transitions import FAIL, RETRY_LATER, STOP, add_spend, lease_cleared
 from worker.errors import StaleAttempt
+from worker.machine.ending import end_run
+from worker.machine.events import add_event
+from worker.machine.lease import Fence
+from worker.machine.records import Records, write_records
+from worker.machine.retry import RetryDecision
+from worker.machine.transitions import FAIL, RETRY_LATER, STOP, add_spend, lease_cleared
 
 
 def fail_step(

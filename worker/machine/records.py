@@ -15,7 +15,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
 from db.models import Artifact, CostRecord, Message
-from worker.engine.lease import Fence
+from worker.machine.lease import Fence
 
 
 @dataclass(frozen=True, slots=True)

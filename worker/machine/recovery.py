@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from db.models import Worker, WorkflowStep
 from db.states import RunStatus, StepStatus, WorkerStatus
-from worker.engine.ending import end_run
-from worker.engine.events import add_event
-from worker.engine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
-from worker.engine.transitions import (
+from worker.machine.ending import end_run
+from worker.machine.events import add_event
+from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.machine.transitions import (
     FAIL,
     REQUEUE_DUE,
     REQUEUE_EXPIRED,

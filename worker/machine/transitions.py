@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
@@ -26,43 +26,36 @@ from db.states import (
     check_step_transition,
 )
 
-
-@dataclass(frozen=True)
-class StepMove:
-    """Steps in ``sources`` go to ``target``; every pair is allowed by the table."""
-
-    name: str
-    sources: tuple[StepStatus, ...]
-    target: StepStatus
-
-    def __post_init__(self) -> None:
-        for source in self.sources:
-            check_step_transition(source, self.target)
-
-    def guard(self) -> ColumnElement[bool]:
-        """The ``WHERE status IN (...)`` of this move."""
-        if len(self.sources) == 1:
-            return WorkflowStep.status == self.sources[0]
-        return WorkflowStep.status.in_(self.sources)
+StatusT = TypeVar("StatusT", StepStatus, RunStatus)
 
 
 @dataclass(frozen=True)
-class RunMove:
-    """Runs in ``sources`` go to ``target``; every pair is allowed by the table."""
+class Move(Generic[StatusT]):
+    """Rows in ``sources`` go to ``target``; every pair is allowed by the table of their
+    state machine (steps' or runs'), checked when the move is made."""
 
     name: str
-    sources: tuple[RunStatus, ...]
-    target: RunStatus
+    sources: tuple[StatusT, ...]
+    target: StatusT
 
     def __post_init__(self) -> None:
+        check = check_step_transition if self._is_step() else check_run_transition
         for source in self.sources:
-            check_run_transition(source, self.target)
+            check(source, self.target)  # type: ignore[arg-type]
 
     def guard(self) -> ColumnElement[bool]:
         """The ``WHERE status IN (...)`` of this move."""
+        column = WorkflowStep.status if self._is_step() else WorkflowRun.status
         if len(self.sources) == 1:
-            return WorkflowRun.status == self.sources[0]
-        return WorkflowRun.status.in_(self.sources)
+            return column == self.sources[0]
+        return column.in_(self.sources)
+
+    def _is_step(self) -> bool:
+        return isinstance(self.target, StepStatus)
+
+
+StepMove = Move[StepStatus]
+RunMove = Move[RunStatus]
 
 
 S = StepStatus

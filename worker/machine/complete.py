@@ -18,14 +18,14 @@ from db.models import StepEdge, WorkflowMetric, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
 from worker.definitions.dag import sinks
-from worker.engine.ending import ACTIVE_RUN
-from worker.engine.events import add_event
-from worker.engine.lease import Fence
-from worker.engine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
-from worker.engine.records import Records, write_records
-from worker.engine.rollup import output_value, run_outputs
-from worker.engine.transitions import FINISH_RUN, RELEASE, SUCCEED, lease_cleared
 from worker.errors import StaleAttempt
+from worker.machine.ending import ACTIVE_RUN
+from worker.machine.events import add_event
+from worker.machine.lease import Fence
+from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.machine.records import Records, write_records
+from worker.machine.rollup import output_value, run_outputs
+from worker.machine.transitions import FINISH_RUN, RELEASE, SUCCEED, lease_cleared
 
 
 @dataclass(frozen=True)

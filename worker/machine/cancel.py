@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from db.models import WorkflowRun
 from db.states import RunStatus
-from worker.engine.ending import end_run
 from worker.errors import NotFound
+from worker.machine.ending import end_run
 
 
 def cancel_run(

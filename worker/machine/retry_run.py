@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
-from worker.engine.events import add_event
-from worker.engine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
-from worker.engine.transitions import REOPEN_READY, REOPEN_RUN, REOPEN_WAITING, queued
 from worker.errors import IllegalTransition, NotFound
+from worker.machine.events import add_event
+from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.machine.transitions import REOPEN_READY, REOPEN_RUN, REOPEN_WAITING, queued
 
 
 def retry_run(

@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 from db.models import Checkpoint, StepEdge, WorkflowDefinition, WorkflowRun, WorkflowStep
 from db.states import StepStatus
 from worker.definitions.spec import RetryPolicy
-from worker.engine import claim_pg
-from worker.engine.events import add_event
-from worker.engine.lease import Fence
-from worker.engine.rollup import output_value
-from worker.engine.transitions import CLAIM, START_RUN
 from worker.errors import StepNotClaimable
+from worker.machine import claim_pg
+from worker.machine.events import add_event
+from worker.machine.lease import Fence
+from worker.machine.rollup import output_value
+from worker.machine.transitions import CLAIM, START_RUN
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from db.models import StepEdge, WorkflowStep
 from db.states import StepStatus
 from worker.blobs import BlobRef
-from worker.engine.claim import ClaimedStep, claim_step, verify_claim
-from worker.engine.complete import Completion, complete_step, verify_completion
-from worker.engine.lease import Fence
-from worker.engine.records import Records
+from worker.machine.claim import ClaimedStep, claim_step, verify_claim
+from worker.machine.complete import Completion, complete_step, verify_completion
+from worker.machine.lease import Fence
+from worker.machine.records import Records
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from db.types import utcnow
 from worker import limits
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.definitions.dag import topological_order
-from worker.engine.definitions import find_definition, spec_of, store_definition
-from worker.engine.events import add_event
-from worker.engine.messages import StepMessage
 from worker.errors import DefinitionError, NotFound
 from worker.ids import new_id, parse_id
+from worker.machine.definitions import find_definition, spec_of, store_definition
+from worker.machine.events import add_event
+from worker.machine.messages import StepMessage
 from worker.serialization import encode_checked
 from worker.settings import Settings
 

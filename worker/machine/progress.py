@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from db.models import Checkpoint, WorkflowStep
 from db.states import StepStatus
 from worker.blobs import BlobRef
-from worker.engine.events import add_event
-from worker.engine.lease import Fence, extend_lease
-from worker.engine.records import Records, write_records
-from worker.engine.transitions import add_spend
+from worker.machine.events import add_event
+from worker.machine.lease import Fence, extend_lease
+from worker.machine.records import Records, write_records
+from worker.machine.transitions import add_spend
 
 
 def record_checkpoint(

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from db.models import WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
-from worker.engine.events import add_event
-from worker.engine.transitions import CANCEL_NOT_STARTED, CANCEL_RUN, FAIL_RUN
+from worker.machine.events import add_event
+from worker.machine.transitions import CANCEL_NOT_STARTED, CANCEL_RUN, FAIL_RUN
 
 ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
 NOT_STARTED = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING)

@@ -1,7 +1,7 @@
 """The claim in ONE round trip on PostgreSQL: the guarded UPDATE, the run's start, the
 event and every read the attempt needs, as one statement of data-modifying CTEs.
 
-The statement is the same verb as :func:`worker.engine.claim.claim_step` (SQLite runs
+The statement is the same verb as :func:`worker.machine.claim.claim_step` (SQLite runs
 that one, a few statements in one transaction); its guard and target come from
 ``transitions.CLAIM`` and ``transitions.START_RUN`` like every verb's.
 """
@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from db.types import JSONValue, UTCDateTime
 from worker.definitions.spec import RetryPolicy
-from worker.engine.lease import Fence
-from worker.engine.rollup import output_value
-from worker.engine.transitions import CLAIM, START_RUN
 from worker.ids import new_id
+from worker.machine.lease import Fence
+from worker.machine.rollup import output_value
+from worker.machine.transitions import CLAIM, START_RUN
 
 # Statuses are bound, not spelled: they come from the transition values.
 _SQL = """
