@@ -40,7 +40,6 @@ from worker.machine.claim import ClaimedStep, claim_step, verify_claim
 from worker.machine.complete import Completion
 from worker.machine.continuation import Continued, Inline, complete_and_continue, verify_continued
 from worker.machine.fail import cancel_step, fail_step, release_step, verify_ended
-from worker.machine.messages import StepMessage
 from worker.machine.retry import RetryDecision, decide, decide_release
 from worker.runtime import Runtime
 
@@ -170,7 +169,7 @@ def _run_and_record(
 NOTHING = Continued(Completion([], ""), None)
 
 
-def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> list[StepMessage]:
+def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> None:
     """A server of cairn's stopped the attempt: end it unspent, queue the step again later.
 
     When the database itself stays away, nothing can be written: the lease runs out and
@@ -186,7 +185,8 @@ def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> list[S
             f"{fault.server} failed {claimed.server_releases + 1} attempts in a row "
             f"(CAIRN_SERVER_MAX_RELEASES={runtime.settings.server_max_releases}); last: {fault}"
         )
-        return _record_failure(runtime, att, gave_up, fatal=True)
+        _record_failure(runtime, att, gave_up, fatal=True)
+        return
     error = error_record(fault, runtime.settings.secret_values()) | {"server": fault.server}
     error.pop("traceback", None)
     records = att.pending_records()
@@ -207,7 +207,7 @@ def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> list[S
             exc.server,
             extra={"action": "release_step", "server": fault.server},
         )
-        return []
+        return
     att.log.warning(
         "attempt released, %s unavailable: %s; the step runs again at %s, no attempt spent",
         fault.server,
@@ -219,7 +219,6 @@ def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> list[S
         runtime.dispatcher.send_requeue(
             fence.step_id, fence.attempt, retry_at, runtime.settings.default_queue
         )
-    return []
 
 
 def _record_failure(
@@ -228,7 +227,7 @@ def _record_failure(
     exc: Exception,
     *,
     fatal: bool = False,
-) -> list[StepMessage]:
+) -> None:
     claimed = att.claimed
     fence = claimed.fence
     records = att.pending_records()
@@ -239,7 +238,7 @@ def _record_failure(
             lambda s: cancel_step(s, fence, records, utcnow()),
             lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
         )
-        return []
+        return
     now = utcnow()
     policy = claimed.retry.model_copy(update={"max_attempts": claimed.max_attempts})
     decision = (
@@ -264,7 +263,7 @@ def _record_failure(
             down.server,
             extra={"action": "fail_step"},
         )
-        return []
+        return
     # The traceback logged is the recorded one, with every secret masked: a step's
     # exception may quote a URL with a password in it.
     att.log.log(
@@ -279,7 +278,6 @@ def _record_failure(
         runtime.dispatcher.send_requeue(
             fence.step_id, fence.attempt, decision.next_attempt_at, runtime.settings.default_queue
         )
-    return []
 
 
 def _fenced(

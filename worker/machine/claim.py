@@ -8,6 +8,7 @@ with :class:`StepNotClaimable` and nothing is written.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +47,37 @@ class ClaimedStep:
     queued_at: datetime | None
     started_at: datetime
 
+    @classmethod
+    def of(
+        cls,
+        fence: Fence,
+        step: Any,
+        run: tuple[dict[str, Any], str, uuid.UUID],
+        upstream: Iterable[Sequence[Any]],
+        checkpoint: Sequence[Any] | None,
+    ) -> ClaimedStep:
+        """Build the claimed attempt from what the claim read: the step row (its columns
+        by name), the run's ``(inputs, workflow name, tenant id)``, the upstream steps'
+        ``(key, output, blob key, sha256)`` and the last ``(seq, state, blob key, sha256)``."""
+        run_inputs, workflow, tenant_id = run
+        return cls(
+            fence=fence,
+            tenant_id=tenant_id,
+            key=step.key,
+            task=step.task,
+            workflow=workflow,
+            inputs=dict(run_inputs)
+            | {key: output_value(out, blob_key, sha) for key, out, blob_key, sha in upstream},
+            resume_state=output_value(*checkpoint[1:]) if checkpoint else None,
+            last_checkpoint_seq=checkpoint[0] if checkpoint else 0,
+            retry=RetryPolicy.model_validate(step.retry),
+            max_attempts=step.max_attempts,
+            server_releases=step.server_releases,
+            timeout_s=step.timeout_s,
+            queued_at=step.queued_at,
+            started_at=step.started_at,
+        )
+
     @property
     def own_attempt(self) -> int:
         """This attempt's number as the retry policy counts it (server faults left out)."""
@@ -68,7 +100,9 @@ def claim_step(
         found = claim_pg.claim_row(session, step_id, attempt, owner, lease_s, now)
         if found is None:
             raise StepNotClaimable(_why_not(session, step_id, attempt))
-        return ClaimedStep(**claim_pg.claimed_fields(found, step_id, attempt, owner))
+        fence = Fence(step_id, found.run_id, attempt, owner)
+        run = (found.inputs, found.workflow, found.tenant_id)
+        return ClaimedStep.of(fence, found, run, found.upstream, found.checkpoint)
     row = (
         session.connection()
         .execute(
@@ -172,30 +206,9 @@ def verify_claim(
         )
         .first()
     )
-    return ClaimedStep(
-        fence=Fence(step_id, step.run_id, attempt, owner),
-        tenant_id=tenant_id,
-        key=step.key,
-        task=step.task,
-        workflow=workflow,
-        inputs=dict(run_inputs)
-        | {
-            row.key: output_value(row.output, row.output_blob_key, row.output_sha256)
-            for row in upstream
-        },
-        resume_state=(
-            output_value(checkpoint.state, checkpoint.blob_key, checkpoint.blob_sha256)
-            if checkpoint
-            else None
-        ),
-        last_checkpoint_seq=checkpoint.seq if checkpoint else 0,
-        retry=RetryPolicy.model_validate(step.retry),
-        max_attempts=step.max_attempts,
-        server_releases=step.server_releases,
-        timeout_s=step.timeout_s,
-        queued_at=step.queued_at,
-        started_at=step.started_at,
-    )
+    run = (run_inputs, workflow, tenant_id)
+    fence = Fence(step_id, step.run_id, attempt, owner)
+    return ClaimedStep.of(fence, step, run, upstream, checkpoint)
 
 
 def _why_not(session: Session, step_id: uuid.UUID, attempt: int) -> str:

@@ -16,10 +16,7 @@ from sqlalchemy import JSON, Integer, String, Uuid, bindparam, text
 from sqlalchemy.orm import Session
 
 from db.types import JSONValue, UTCDateTime
-from worker.definitions.spec import RetryPolicy
 from worker.ids import new_id
-from worker.machine.lease import Fence
-from worker.machine.rollup import output_value
 from worker.machine.transitions import CLAIM, START_RUN
 
 # Statuses are bound, not spelled: they come from the transition values.
@@ -103,25 +100,3 @@ def claim_row(
         )
         .first()
     )
-
-
-def claimed_fields(row: Any, step_id: uuid.UUID, attempt: int, owner: str) -> dict[str, Any]:
-    """The fields of a ClaimedStep from the statement's row."""
-    checkpoint = row.checkpoint
-    return {
-        "fence": Fence(step_id, row.run_id, attempt, owner),
-        "tenant_id": row.tenant_id,
-        "key": row.key,
-        "task": row.task,
-        "workflow": row.workflow,
-        "inputs": dict(row.inputs)
-        | {key: output_value(out, blob_key, sha) for key, out, blob_key, sha in row.upstream},
-        "resume_state": output_value(*checkpoint[1:]) if checkpoint else None,
-        "last_checkpoint_seq": checkpoint[0] if checkpoint else 0,
-        "retry": RetryPolicy.model_validate(row.retry),
-        "max_attempts": row.max_attempts,
-        "server_releases": row.server_releases,
-        "timeout_s": row.timeout_s,
-        "queued_at": row.queued_at,
-        "started_at": row.started_at,
-    }
