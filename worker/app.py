@@ -84,8 +84,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     | schedules       |                                      |                               |
     """
     every = timedelta(seconds=settings.recovery_interval_s)
-    # Recovery jumps the queue: a reaper stuck behind a long queue of fresh work would
-    # leave a dead worker's step waiting as long.
+    # cairn's beat (tasks/beat.py) runs these itself; should a plain Celery scheduler send
+    # them, they jump the queue rather than wait behind fresh work.
     options = {
         "queue": settings.default_queue,
         "expires": settings.recovery_interval_s * 4,

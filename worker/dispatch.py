@@ -39,8 +39,8 @@ class Dispatcher:
     def send(self, messages: Iterable[StepMessage], *, urgent: bool = False) -> int:
         """Send ``execute_step`` for each message; return how many left this process.
 
-        ``urgent`` messages (steps of crashed attempts, messages sent again) go before
-        fresh work in their queue, so recovery does not wait behind a long queue.
+        ``urgent`` messages (steps of crashed attempts, queued again by the reaper) go
+        before fresh work in their queue, so recovery does not wait behind a long queue.
         """
         messages = list(messages)
         if urgent and messages:
