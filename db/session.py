@@ -4,22 +4,30 @@
 SQLite with WAL, foreign keys and a busy timeout; PostgreSQL with a pre-pinged pool and an
 optional schema. ``transaction`` is the one unit of work: it commits when the block ends
 and rolls back when it raises.
+
+The HTTP API is async: ``make_async_engine`` and ``run_transaction_async`` give it the same
+database (asyncpg, aiosqlite) under the same retry rules, and it runs the same sync
+repository and engine-verb code inside its transactions through ``run_sync``, so there is
+no second copy of any query.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from worker.errors import DatabaseUnavailable
@@ -59,7 +67,28 @@ def make_engine(settings: Settings) -> Engine:
     return engine
 
 
-def _sqlite_engine(settings: Settings) -> Engine:
+def make_async_engine(settings: Settings) -> AsyncEngine:
+    """An async engine on the same database as :func:`make_engine`, for the HTTP API."""
+    url = settings.async_db_url
+    if url.get_backend_name() == "sqlite":
+        _check_sqlite_folder(settings)
+        engine = create_async_engine(url, connect_args={"timeout": settings.sqlite_busy_timeout_s})
+        _sqlite_pragmas(engine.sync_engine, settings)
+        return engine
+    server_settings = {"max_parallel_workers_per_gather": "0"}
+    if settings.db_schema:
+        server_settings["search_path"] = settings.db_schema
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args={"timeout": 10, "server_settings": server_settings},
+    )
+
+
+def _check_sqlite_folder(settings: Settings) -> None:
     url = settings.db_url
     if url.database and url.database != ":memory:":
         folder = os.path.dirname(os.path.abspath(url.database))
@@ -67,10 +96,20 @@ def _sqlite_engine(settings: Settings) -> Engine:
             raise DatabaseUnavailable(
                 f"SQLite folder {folder!r} does not exist; create it or fix CAIRN_DATABASE_URL"
             )
+
+
+def _sqlite_engine(settings: Settings) -> Engine:
+    _check_sqlite_folder(settings)
     engine = create_engine(
-        url,
+        settings.db_url,
         connect_args={"timeout": settings.sqlite_busy_timeout_s, "check_same_thread": False},
     )
+    _sqlite_pragmas(engine, settings)
+    return engine
+
+
+def _sqlite_pragmas(engine: Engine, settings: Settings) -> None:
+    """WAL, foreign keys, a busy timeout, and transactions begun by cairn, not the driver."""
     busy_ms = int(settings.sqlite_busy_timeout_s * 1000)
 
     @event.listens_for(engine, "connect")
@@ -89,8 +128,6 @@ def _sqlite_engine(settings: Settings) -> Engine:
         # IMMEDIATE takes the write lock up front: a read-then-write transaction can then
         # never fail half way with SQLITE_BUSY, it waits for busy_timeout instead.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def _dispose_in_forked_children(engine: Engine) -> None:
@@ -117,6 +154,13 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+def upsert(conn: Connection, model: Any) -> Any:
+    """An INSERT of ``model`` that speaks the connection's dialect's ON CONFLICT."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 def check_connection(engine: Engine, safe_url: str) -> None:
@@ -198,6 +242,11 @@ def _commit(engine: Engine, work: Callable[[Session], T]) -> T:
 
 def _wait_or_give_up(exc: DBAPIError, tries: int, deadline: float) -> None:
     """Sleep before the next try, or raise :class:`DatabaseUnavailable` past the deadline."""
+    time.sleep(_delay_or_give_up(exc, tries, deadline))
+
+
+def _delay_or_give_up(exc: DBAPIError, tries: int, deadline: float) -> float:
+    """Seconds to wait before the next try; :class:`DatabaseUnavailable` past the deadline."""
     reason = describe(exc)
     if time.monotonic() >= deadline:
         log.warning(
@@ -217,7 +266,62 @@ def _wait_or_give_up(exc: DBAPIError, tries: int, deadline: float) -> None:
             extra={"action": "retry_transaction", "server": "database"},
         )
     delay = min(2.0, 0.02 * 2 ** min(tries, 10))
-    time.sleep(random.uniform(delay / 2, delay))
+    return random.uniform(delay / 2, delay)
+
+
+@asynccontextmanager
+async def async_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """:func:`transaction` for the async side: commit at the end, roll back if it raises."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+async def run_transaction_async(
+    engine: AsyncEngine,
+    work: Callable[[Session], T],
+    *,
+    verify: Callable[[Session], T | None] | None = None,
+    retry_for_s: float = DEFAULT_RETRY_S,
+) -> T:
+    """:func:`run_transaction` for the async side: ``work`` is the same sync code.
+
+    It runs inside one async transaction through ``AsyncSession.run_sync``, with the same
+    rules for what is run again, for how long, and how a lost COMMIT is resolved.
+    """
+    deadline = time.monotonic() + retry_for_s
+    tries = 0
+    ambiguous = False
+    while True:
+        tries += 1
+        try:
+            if ambiguous and verify is not None:
+                async with async_transaction(engine) as session:
+                    found = await session.run_sync(verify)
+                if found is not None:
+                    _log_recovered(tries, "the commit had landed")
+                    return found
+            ambiguous = False
+            return await _commit_async(engine, work)
+        except _CommitLost as lost:
+            ambiguous, exc = True, lost.error
+        except DBAPIError as error:
+            if not is_transient(error):
+                raise
+            exc = error
+        await asyncio.sleep(_delay_or_give_up(exc, tries, deadline))
+
+
+async def _commit_async(engine: AsyncEngine, work: Callable[[Session], T]) -> T:
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        await session.begin()
+        result = await session.run_sync(work)
+        try:
+            await session.commit()
+        except DBAPIError as exc:
+            if is_disconnect(exc):
+                raise _CommitLost(exc) from exc
+            raise
+        return result
 
 
 def _log_recovered(tries: int, how: str) -> None:

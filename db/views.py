@@ -151,6 +151,8 @@ class EventView:
     step_key: str | None
     attempt: int | None
     data: dict[str, Any] | None
+    #: Time-ordered (UUIDv7): the cursor to read the events after this one.
+    id: uuid.UUID
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,17 @@ sha256, so a tampered or truncated object fails clearly instead of feeding bad d
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from worker.serialization import check_json, dumps
 
 if TYPE_CHECKING:
+    from db.models import WorkflowStep
+    from db.views import RunView
     from worker.artifacts import ArtifactStore
 
 MARKER = "$blob"
@@ -66,3 +70,23 @@ def resolve(store: ArtifactStore, value: Any) -> Any:
         return value
     data = store.get_bytes(value[MARKER], expected_sha256=value["sha256"])
     return json.loads(data)
+
+
+def resolve_run(store: ArtifactStore, view: RunView, steps: Sequence[WorkflowStep]) -> RunView:
+    """The run view with step outputs kept in the artifact store fetched and verified."""
+    blobs_of = {
+        s.key: marker(s.output_blob_key, s.output_sha256)
+        for s in steps
+        if s.output_blob_key and s.output_sha256
+    }
+    if not blobs_of:
+        return view
+    resolved = {k: resolve(store, m) for k, m in blobs_of.items()}
+    new_steps = tuple(
+        dataclasses.replace(s, output=resolved[s.key]) if s.key in resolved else s
+        for s in view.steps
+    )
+    outputs = view.outputs and {
+        k: resolved.get(k, v) if is_marker(v) else v for k, v in view.outputs.items()
+    }
+    return dataclasses.replace(view, steps=new_steps, outputs=outputs)

@@ -9,7 +9,6 @@ Reads come from the database, never from Celery results::
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -22,7 +21,6 @@ from sqlalchemy.orm import Session
 from db.models import (
     Artifact,
     WorkflowRun,
-    WorkflowStep,
 )
 from db.repositories import (
     ArtifactRepository,
@@ -167,26 +165,7 @@ class Client:
         rid = parse_id(run_id, "run_id")
         with transaction(self.runtime.engine) as session:
             view, steps = RunRepository(session, self._tenant_id(session, rid)).view(rid)
-        return self._resolve_blobs(view, list(steps))
-
-    def _resolve_blobs(self, view: RunView, steps: list[WorkflowStep]) -> RunView:
-        """Outputs stored in the artifact store, fetched and sha256-verified."""
-        blobs_of = {
-            s.key: blobs.marker(s.output_blob_key, s.output_sha256)
-            for s in steps
-            if s.output_blob_key and s.output_sha256
-        }
-        if not blobs_of:
-            return view
-        resolved = {k: blobs.resolve(self.runtime.store, m) for k, m in blobs_of.items()}
-        new_steps = tuple(
-            dataclasses.replace(s, output=resolved[s.key]) if s.key in resolved else s
-            for s in view.steps
-        )
-        outputs = view.outputs and {
-            k: resolved.get(k, v) if blobs.is_marker(v) else v for k, v in view.outputs.items()
-        }
-        return dataclasses.replace(view, steps=new_steps, outputs=outputs)
+        return blobs.resolve_run(self.runtime.store, view, steps)
 
     # --- artifacts ---------------------------------------------------------------------
     def list_artifacts(self, run_id: uuid.UUID | str) -> list[ArtifactView]:
@@ -211,10 +190,9 @@ class Client:
     def _artifact(self, run_id: uuid.UUID | str, name: str, step: str | None) -> Artifact:
         rid = parse_id(run_id, "run_id")
         with transaction(self.runtime.engine) as session:
-            row = ArtifactRepository(session, self._tenant_id(session, rid)).get(rid, name, step)
-        if row.deleted_at is not None:
-            raise NotFound(f"artifact {name!r} of run {rid} was deleted by retention")
-        return row
+            return ArtifactRepository(session, self._tenant_id(session, rid)).stored(
+                rid, name, step
+            )
 
     def wait(self, run_id: uuid.UUID | str, timeout: float = 60.0, poll_s: float = 0.2) -> RunView:
         """Poll until the run has finished; :class:`RunNotFinished` after ``timeout`` s."""
@@ -255,15 +233,20 @@ class Client:
         workflow: str | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        before: uuid.UUID | str | None = None,
     ) -> list[RunSummary]:
-        """The tenant's runs, newest first, filtered by status, workflow name and time."""
+        """The tenant's runs, newest first, filtered by status, workflow name and time.
+
+        ``before`` pages on: the id of the last run of the previous page.
+        """
+        cursor = parse_id(before, "before") if before is not None else None
         with transaction(self.runtime.engine) as session:
             tenant = find_tenant(session, self.tenant)
             if tenant is None:
                 return []
             return list(
                 RunRepository(session, tenant.id).summaries(
-                    status=status, workflow=workflow, since=since, limit=limit
+                    status=status, workflow=workflow, since=since, limit=limit, before=cursor
                 )
             )
 
@@ -281,11 +264,15 @@ class Client:
             tenant = find_tenant(session, self.tenant)
             return CostRepository(session, tenant.id).totals_by_model() if tenant else []
 
-    def events(self, run_id: uuid.UUID | str) -> list[EventView]:
-        """The run's event log, oldest first."""
+    def events(
+        self, run_id: uuid.UUID | str, since: uuid.UUID | str | None = None
+    ) -> list[EventView]:
+        """The run's event log, oldest first; after event ``since`` when given."""
         rid = parse_id(run_id, "run_id")
+        after = parse_id(since, "since") if since is not None else None
         with transaction(self.runtime.engine) as session:
-            return list(RunRepository(session, self._tenant_id(session, rid)).events(rid))
+            repo = RunRepository(session, self._tenant_id(session, rid))
+            return list(repo.events(rid, since=after))
 
     def register_definition(
         self, spec: WorkflowSpec | dict[str, Any] | str, project: str = "default"

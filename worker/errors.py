@@ -123,6 +123,13 @@ class NotFound(CairnError):
     retryable = False
 
 
+class Unauthorized(CairnError):
+    """The request carries no valid API key; make one with `cairn api-keys create`."""
+
+    code = "unauthorized"
+    retryable = False
+
+
 class DefinitionError(CairnError):
     """A workflow definition or its inputs are invalid."""
 

@@ -13,7 +13,15 @@ from typing import Any
 
 from sqlalchemy import Column, Numeric, String
 
-from db.models import Artifact, CostRecord, Project, Tenant, WorkflowDefinition, WorkflowRun
+from db.models import (
+    Artifact,
+    CostRecord,
+    Project,
+    Schedule,
+    Tenant,
+    WorkflowDefinition,
+    WorkflowRun,
+)
 from worker.errors import DefinitionError
 from worker.serialization import text_problem
 
@@ -38,6 +46,9 @@ COST_PROVIDER_MAX = _length(_columns(CostRecord).provider)
 COST_MODEL_MAX = _length(_columns(CostRecord).model)
 CONTENT_TYPE_MAX = _length(_columns(Artifact).content_type)
 #: Free text kept inside JSON (a definition's description, a non_retryable name).
+SCHEDULE_NAME_MAX = _length(_columns(Schedule).name)
+TIMEZONE_MAX = _length(_columns(Schedule).timezone)
+CRON_MAX = _length(_columns(Schedule).cron)
 DESCRIPTION_MAX = 2000
 #: Integer columns (a definition's version) are 32-bit on PostgreSQL.
 INT_MAX = 2**31 - 1

@@ -9,6 +9,7 @@ server that is away is an outage the run waits out, not a configuration error.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -60,6 +61,45 @@ def check_beat(settings: Settings) -> None:
     """What beat needs: the database and the store retention deletes from."""
     check_database(settings)
     check_artifacts(settings)
+
+
+def check_api(settings: Settings) -> None:
+    """What the API needs: its async driver, the store it streams artifacts from, and a
+    listening address that does not send API keys over a network in clear."""
+    check_database(settings)
+    url = settings.async_db_url
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the API needs the async driver {url.drivername!r} for CAIRN_DATABASE_URL, "
+            f"which does not import ({exc.name or exc}); reinstall cairn"
+        ) from None
+    check_artifacts(settings)
+    check_api_address(settings)
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_address(settings: Settings) -> None:
+    """Refuse to listen off loopback unless a TLS-terminating proxy is declared.
+
+    API keys travel in a header: in clear on a network they can be read and replayed.
+    """
+    if not is_loopback(settings.api_host) and not settings.api_behind_tls_proxy:
+        raise ConfigurationError(
+            f"the API would listen on {settings.api_host} without TLS; put a TLS-terminating "
+            "proxy in front and set CAIRN_API_BEHIND_TLS_PROXY=true, or bind it to 127.0.0.1 "
+            "(CAIRN_API_HOST)"
+        )
 
 
 def _check_folder(folder: Path, variable: str, *, create: bool) -> None:

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     #: Basic auth password for Flower; `cairn flower` refuses to start without one
     #: unless bound to loopback.
     flower_password: SecretStr | None = None
+    # --- HTTP API (`cairn api`) ---------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+    #: uvicorn worker processes.
+    api_workers: int = Field(1, ge=1, le=64)
+    #: Set when a TLS-terminating proxy sits in front of the API: `cairn api` refuses to
+    #: listen off loopback without it, since API keys would cross the network in clear.
+    api_behind_tls_proxy: bool = False
     #: Tenant used when a caller names none (single-tenant installs).
     default_tenant: str = "default"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -162,6 +170,14 @@ class Settings(BaseSettings):
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg2")
         return url
+
+    @property
+    def async_db_url(self) -> URL:
+        """The database URL for the API's async sessions: asyncpg or aiosqlite."""
+        url = self.db_url
+        if url.get_backend_name() == "postgresql":
+            return url.set(drivername="postgresql+asyncpg")
+        return url.set(drivername="sqlite+aiosqlite")
 
     @property
     def is_sqlite(self) -> bool:

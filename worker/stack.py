@@ -1,4 +1,4 @@
-"""A local stack of real cairn processes: workers, beat and Flower, supervised by pid.
+"""A local stack of real cairn processes: workers, beat, Flower and the API, by pid.
 
 Used by the integration tests, the chaos suite and the benchmarks (a benchmark is a user of
 cairn, so what it needs to start and kill workers lives in the package, not in tests/).
@@ -187,16 +187,14 @@ class Stack:
         env = {"CAIRN_FLOWER_PORT": str(port), "CAIRN_FLOWER_PASSWORD": password}
         argv = [os.path.join(os.path.dirname(sys.executable), "cairn"), "flower"]
         proc = self._spawn("flower", argv, extra_env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                break
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1):
-                    return proc
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"flower did not answer; log:\n{proc.log.read_text()[-3000:]}")
+        return _wait_http(proc, f"http://127.0.0.1:{port}/healthcheck")
+
+    def start_api(self, port: int, workers: int = 1, env: dict[str, str] | None = None) -> Proc:
+        """Start ``cairn api`` on loopback and wait until ``/healthz`` answers."""
+        self._count += 1
+        argv = [_cairn(), "api", "--port", str(port), "--workers", str(workers)]
+        proc = self._spawn(f"api{self._count}", argv, extra_env=env)
+        return _wait_http(proc, f"http://127.0.0.1:{port}/healthz")
 
     def stop(self) -> None:
         """Stop every process this stack started."""
@@ -275,6 +273,21 @@ class Stack:
                 )
             time.sleep(0.1)
         return proc
+
+
+def _wait_http(proc: Proc, url: str, timeout: float = 30.0) -> Proc:
+    """``proc`` once ``url`` answers 200; its log in the error if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            break
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback http
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"{proc.name} did not answer {url}; log:\n{proc.log.read_text()[-3000:]}")
 
 
 def _cairn() -> str:

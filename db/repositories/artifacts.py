@@ -48,6 +48,13 @@ class ArtifactRepository(TenantRepository):
             raise NotFound(f"several steps of run {run_id} made {name!r}; name the step")
         return found[0]
 
+    def stored(self, run_id: uuid.UUID, name: str, step_key: str | None = None) -> Artifact:
+        """:meth:`get`, for reading its object: :class:`NotFound` once retention deleted it."""
+        row = self.get(run_id, name, step_key)
+        if row.deleted_at is not None:
+            raise NotFound(f"artifact {name!r} of run {run_id} was deleted by retention")
+        return row
+
     def mark_deleted(self, artifact_id: uuid.UUID, when: datetime) -> None:
         """Record that the artifact's object was deleted; :class:`NotFound` if foreign."""
         owned = select(WorkflowRun.id).where(WorkflowRun.tenant_id == self.tenant_id)

@@ -74,6 +74,15 @@ class ProjectRepository(TenantRepository):
         ).all()
         return [DefinitionView.of(d) for d in rows]
 
+    def schedule(self, schedule_id: uuid.UUID) -> ScheduleView:
+        """One of the tenant's schedules; :class:`NotFound` if missing or another tenant's."""
+        row = self.session.scalar(
+            select(Schedule).where(Schedule.id == schedule_id, Schedule.tenant_id == self.tenant_id)
+        )
+        if row is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        return ScheduleView.of(row)
+
     def schedules(self) -> Sequence[ScheduleView]:
         """The tenant's schedules, by name."""
         rows = self.session.scalars(

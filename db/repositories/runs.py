@@ -66,8 +66,13 @@ class RunRepository(TenantRepository):
         workflow: str | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        before: uuid.UUID | None = None,
     ) -> Sequence[RunSummary]:
-        """The tenant's runs as summaries, newest first (filters as :meth:`list`)."""
+        """The tenant's runs as summaries, newest first (filters as :meth:`list`).
+
+        ``before`` is a cursor: the id of the last run of the previous page (run ids are
+        time-ordered UUIDv7, so "older" is "smaller").
+        """
         query = (
             select(WorkflowRun, WorkflowDefinition.name, WorkflowDefinition.version)
             .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
@@ -79,25 +84,37 @@ class RunRepository(TenantRepository):
             query = query.where(WorkflowDefinition.name == workflow)
         if since is not None:
             query = query.where(WorkflowRun.created_at >= since)
+        if before is not None:
+            query = query.where(WorkflowRun.id < before)
         rows = self.session.execute(query.order_by(WorkflowRun.id.desc()).limit(limit)).all()
         return [RunSummary.of(run, name, version) for run, name, version in rows]
 
-    def events(self, run_id: uuid.UUID) -> Sequence[EventView]:
-        """The run's event log, oldest first; :class:`NotFound` if foreign."""
+    def events(
+        self, run_id: uuid.UUID, *, since: uuid.UUID | None = None, limit: int | None = None
+    ) -> Sequence[EventView]:
+        """The run's event log, oldest first, after event ``since`` when given.
+
+        :class:`NotFound` if the run is foreign.
+        """
         self.get(run_id)
-        rows = self.session.execute(
+        query = (
             select(
                 RunEvent.created_at,
                 RunEvent.kind,
                 WorkflowStep.key,
                 RunEvent.attempt,
                 RunEvent.data,
+                RunEvent.id,
             )
             .outerjoin(WorkflowStep, WorkflowStep.id == RunEvent.step_id)
             .where(RunEvent.run_id == run_id)
             .order_by(RunEvent.id)
-        ).all()
-        return [EventView(*row) for row in rows]
+        )
+        if since is not None:
+            query = query.where(RunEvent.id > since)
+        if limit is not None:
+            query = query.limit(limit)
+        return [EventView(*row) for row in self.session.execute(query).all()]
 
     def _steps(self, run_id: uuid.UUID) -> Sequence[WorkflowStep]:
         return self.session.scalars(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from db.models import Project, Schedule, Tenant
 from db.repositories import ProjectRepository, ensure_tenant
 from db.states import MissedPolicy, ScheduleStatus
+from worker import limits
 from worker.cron import check_cron, due_slots, next_slot
 from worker.errors import DefinitionError, NotFound
 
@@ -57,9 +58,14 @@ def add_schedule(
     catch_up_max: int = 0,
 ) -> uuid.UUID:
     """Store a schedule; its first slot is the first one after ``now``."""
+    limits.check_text("name", name, limits.SCHEDULE_NAME_MAX)
+    limits.check_text("workflow", workflow, limits.WORKFLOW_NAME_MAX)
+    limits.check_text("timezone", timezone, limits.TIMEZONE_MAX)
+    limits.check_text("cron", cron, limits.CRON_MAX)
+    if version is not None:
+        limits.check_int("version", version, 1)
     check_cron(cron, timezone)
-    if catch_up_max < 0:
-        raise DefinitionError("catch_up_max", "cannot be negative")
+    limits.check_int("catch_up_max", catch_up_max, 0)
     t = ensure_tenant(session, tenant)
     p = ProjectRepository(session, t.id).ensure(project)
     if session.scalar(

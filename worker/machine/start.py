@@ -15,11 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.repositories import ProjectRepository, ensure_tenant
-from db.session import run_transaction
+from db.session import run_transaction, run_transaction_async, upsert
 from db.states import RunStatus, StepStatus
 from db.types import utcnow
 from worker import limits
@@ -30,7 +31,7 @@ from worker.ids import new_id, parse_id
 from worker.machine.definitions import find_definition, spec_of, store_definition
 from worker.machine.events import add_event
 from worker.machine.messages import StepMessage
-from worker.serialization import encode_checked
+from worker.serialization import checksum, encode_checked
 from worker.settings import Settings
 
 
@@ -134,6 +135,38 @@ def check_request(
     return spec
 
 
+@dataclass(frozen=True)
+class StartPlan:
+    """A checked request with its run id fixed: the work of one start transaction.
+
+    The id is fixed before the first try: a transaction run again after a commit whose
+    outcome was lost finds the run it made, instead of making a second one.
+    """
+
+    settings: Settings
+    request: StartRequest
+    spec: WorkflowSpec | None
+    registered: Collection[str] | None
+
+    def __call__(self, session: Session) -> StartedRun:
+        """Create the run in ``session`` (or find the one this request already made)."""
+        return _start(session, self.settings, self.request, self.spec, self.registered)
+
+
+#: A start that loses a unique-index race to a concurrent caller runs again this many times.
+_START_TRIES = 3
+
+
+def plan_start(
+    settings: Settings, request: StartRequest, registered: Collection[str] | None = None
+) -> StartPlan:
+    """Refuse a bad request before any row is written; the plan of its transaction."""
+    spec = check_request(request, settings, registered)
+    if request.run_id is None:
+        request = request.model_copy(update={"run_id": new_id()})
+    return StartPlan(settings, request, spec, registered)
+
+
 def start_run(
     engine: Engine,
     settings: Settings,
@@ -145,23 +178,95 @@ def start_run(
     Twenty callers racing with one idempotency key get one run: the loser of the unique
     index race runs again and finds the winner's run.
     """
-    spec = check_request(request, settings, registered)
-    if request.run_id is None:
-        # The id is fixed before the first try: a transaction run again after a commit
-        # whose outcome was lost finds the run it made, instead of making a second one.
-        request = request.model_copy(update={"run_id": new_id()})
-
-    def work(session: Session) -> StartedRun:
-        return _start(session, settings, request, spec, registered)
-
-    for tries in range(3):
+    plan = plan_start(settings, request, registered)
+    for tries in range(_START_TRIES):
         try:
-            return run_transaction(engine, work)
+            return run_transaction(engine, plan)
         except IntegrityError:
-            if tries == 2:
+            if tries == _START_TRIES - 1:
                 raise
             # A concurrent caller created the tenant, project or run first: look again.
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def start_run_async(engine: AsyncEngine, plan: StartPlan) -> StartedRun:
+    """:func:`start_run` on an async engine (the HTTP API), same transaction, same rules."""
+    for tries in range(_START_TRIES):
+        try:
+            return await run_transaction_async(engine, plan)
+        except IntegrityError:
+            if tries == _START_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class _Definition:
+    """What a start needs of a stored definition."""
+
+    id: uuid.UUID
+    name: str
+    version: int
+    spec: WorkflowSpec
+
+
+class _Ids:
+    """Ids this process has seen committed: tenants, projects, definitions by checksum.
+
+    Rows are immutable but may be deleted (cascades from a tenant or project). A stale id
+    makes the run's INSERT fail its foreign key: the start clears this cache and runs
+    again (``start_run`` retries an IntegrityError), so a deletion costs one retry, never
+    a wrong row. Latest versions are never cached: another process may register one.
+    """
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, uuid.UUID] = {}
+        self.projects: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+        self.definitions: dict[tuple[uuid.UUID, str, int | None], _Definition] = {}
+
+    def clear(self) -> None:
+        """Forget everything (after a foreign key said an id is gone)."""
+        self.tenants.clear()
+        self.projects.clear()
+        self.definitions.clear()
+
+    def tenant(self, session: Session, name: str) -> uuid.UUID:
+        found = self.tenants.get(name)
+        if found is None:
+            found = self.tenants[name] = ensure_tenant(session, name).id
+        return found
+
+    def project(self, session: Session, tenant_id: uuid.UUID, name: str) -> uuid.UUID:
+        found = self.projects.get((tenant_id, name))
+        if found is None:
+            found = ProjectRepository(session, tenant_id).ensure(name).id
+            self.projects[(tenant_id, name)] = found
+        return found
+
+    def stored(
+        self, session: Session, tenant_id: uuid.UUID, project_id: uuid.UUID, spec: WorkflowSpec
+    ) -> _Definition:
+        key = (project_id, checksum(spec.body()), spec.version)
+        found = self.definitions.get(key)
+        if found is None:
+            row = store_definition(session, tenant_id, project_id, spec)
+            found = self.definitions[key] = _Definition(row.id, row.name, row.version, spec)
+        return found
+
+    def named(
+        self, session: Session, project_id: uuid.UUID, name: str, version: int | None
+    ) -> _Definition:
+        key = (project_id, f"name:{name}", version)
+        found = self.definitions.get(key) if version is not None else None
+        if found is None:
+            row = find_definition(session, project_id, name, version)
+            found = _Definition(row.id, row.name, row.version, spec_of(row))
+            if version is not None:
+                self.definitions[key] = found
+        return found
+
+
+_ids = _Ids()
 
 
 def _start(
@@ -171,27 +276,42 @@ def _start(
     spec: WorkflowSpec | None,
     registered: Collection[str] | None,
 ) -> StartedRun:
-    tenant = ensure_tenant(session, request.tenant)
-    existing = _existing_run(session, tenant.id, request)
-    if existing is not None:
-        return StartedRun(existing, False, [])
-    project = ProjectRepository(session, tenant.id).ensure(request.project)
+    try:
+        return _insert_run(session, settings, request, spec, registered)
+    except IntegrityError:
+        _ids.clear()  # a cached id may be gone; the caller runs the start again
+        raise
+
+
+def _insert_run(
+    session: Session,
+    settings: Settings,
+    request: StartRequest,
+    spec: WorkflowSpec | None,
+    registered: Collection[str] | None,
+) -> StartedRun:
+    tenant_id = _ids.tenant(session, request.tenant)
+    project_id = _ids.project(session, tenant_id, request.project)
     if spec is not None:
-        definition = store_definition(session, tenant.id, project.id, spec)
+        definition = _ids.stored(session, tenant_id, project_id, spec)
     else:
         assert request.workflow is not None
-        definition = find_definition(session, project.id, request.workflow, request.version)
-        spec = spec_of(definition)
+        definition = _ids.named(session, project_id, request.workflow, request.version)
+        spec = definition.spec
         validate_spec(spec, registered)
         _check_inputs_against(spec, request.inputs)
 
     now = utcnow()
     run_id = request.run_id or new_id()
-    session.execute(
-        insert(WorkflowRun).values(
+    conn = session.connection()
+    # Idempotency by the unique keys (run id; tenant + idempotency key), not a read first:
+    # the INSERT that loses to an existing run inserts nothing, and that run is returned.
+    inserted = conn.execute(
+        upsert(conn, WorkflowRun)
+        .values(
             id=run_id,
-            tenant_id=tenant.id,
-            project_id=project.id,
+            tenant_id=tenant_id,
+            project_id=project_id,
             definition_id=definition.id,
             status=RunStatus.QUEUED,
             inputs=request.inputs,
@@ -201,7 +321,14 @@ def _start(
             created_at=now,
             updated_at=now,
         )
-    )
+        .on_conflict_do_nothing()
+        .returning(WorkflowRun.id)
+    ).first()
+    if inserted is None:
+        existing = _existing_run(session, tenant_id, request)
+        if existing is None:  # pragma: no cover - the conflict names one of the two keys
+            raise NotFound(f"run {run_id} conflicts with a run that is gone; start again")
+        return StartedRun(existing, False, [])
     by_key = {s.key: s for s in spec.steps}
     ids = {key: new_id() for key in topological_order({s.key: s.after for s in spec.steps})}
     rows = []
@@ -231,14 +358,14 @@ def _start(
         )
         if root:
             messages.append(StepMessage(step_id, 1, run_id, key, step.task, queue, step.priority))
-    session.execute(insert(WorkflowStep), rows)
+    conn.execute(insert(WorkflowStep), rows)
     edges = [
         {"id": new_id(), "run_id": run_id, "upstream_id": ids[dep], "downstream_id": ids[s.key]}
         for s in spec.steps
         for dep in s.after
     ]
     if edges:
-        session.execute(insert(StepEdge), edges)
+        conn.execute(insert(StepEdge), edges)
     add_event(
         session,
         run_id,
