@@ -96,6 +96,7 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
             ("throughput", lambda: workloads.throughput(b, 50, 1)),
             ("fan-out", lambda: workloads.fan_out(b, 50)),
             ("status read", lambda: workloads.scale_of_state(b, 10_000, 50)),
+            ("http api", lambda: workloads.http_api(b, reads=50, starts=100, clients=10)),
             ("recovery", lambda: workloads.recovery(b, observe_s=8)),
         ]
     return [
@@ -171,6 +172,11 @@ def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
         if f.workload.startswith("recovery") and f.variant == "cairn" and f.samples:
             value = f.median / lease_s
             ratios.append(Ratio("recovery: seconds / lease", value, "<= 2", value <= 2))
+        if f.workload.startswith("HTTP status read") and f.samples:
+            p99 = statistics.quantiles(f.samples, n=100)[98] if len(f.samples) >= 2 else f.median
+            ratios.append(Ratio(f"{f.workload}: p99 ms", p99, "<= 10 ms", p99 <= 10))
+        if f.workload.startswith("HTTP starts") and f.samples:
+            ratios.append(Ratio(f"{f.workload}: per s", f.median, ">= 300", f.median >= 300))
         if f.workload.startswith("status read") and f.samples:
             p99 = statistics.quantiles(f.samples, n=100)[98] if len(f.samples) >= 2 else f.median
             ratios.append(

@@ -1,18 +1,24 @@
-"""The five workloads. Each returns Figures; variants are interleaved in the same run."""
+"""The workloads. Each returns Figures; variants are interleaved in the same run."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import redis
 from celery import Celery, chain
 from sqlalchemy import Engine, text
 
 from bench.report import Figure
+from db.session import run_transaction
+from db.types import utcnow
+from worker.apikeys import create_key
 from worker.client import Client
+from worker.devstack import free_port
 from worker.settings import Settings
 from worker.stack import Stack
 
@@ -281,3 +287,61 @@ def scale_of_state(b: Bench, rows: int, reads: int) -> list[Figure]:
         b.client.get_run(target)
         latency.samples.append((time.perf_counter() - start) * 1000)
     return [latency]
+
+
+#: A queue no benchmark worker consumes: the HTTP start workload measures the API and
+#: the database, not how fast workers drain what it starts.
+HTTP_IDLE_QUEUE = "bench-http-idle"
+
+
+def http_api(b: Bench, reads: int, starts: int, clients: int) -> list[Figure]:
+    """The HTTP API with 2 uvicorn workers: status read latency and starts per second.
+
+    Run after the status read workload, so the read is among its million step rows.
+    """
+    port = free_port()
+    api = b.stack.start_api(port, workers=2)
+    try:
+        _, key = run_transaction(
+            b.engine, lambda s: create_key(s, b.client.tenant, "bench", utcnow())
+        )
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        target = b.client.start_run(spec=chain_spec(10))
+        _wait_status(b.engine, target)
+        with b.engine.connect() as conn:
+            total = conn.execute(text("SELECT count(*) FROM workflow_steps")).scalar()
+        read = Figure(
+            f"HTTP status read, {total:,} step rows", "cairn", "ms", note="GET /v1/runs/{id}"
+        )
+        with httpx.Client(base_url=base, headers=headers) as http:
+            for _ in range(20):
+                http.get(f"/v1/runs/{target}").raise_for_status()
+            for _ in range(reads):
+                start = time.perf_counter()
+                http.get(f"/v1/runs/{target}").raise_for_status()
+                read.samples.append((time.perf_counter() - start) * 1000)
+        spec = {
+            "name": "bench-http-one",
+            "steps": [{"key": "s", "task": "bench.noop", "queue": HTTP_IDLE_QUEUE}],
+        }
+        started = Figure(f"HTTP starts, {clients} clients", "cairn", "per s", note="POST /v1/runs")
+        per_client = max(1, starts // clients)
+        pool = [httpx.Client(base_url=base, headers=headers, timeout=60) for _ in range(clients)]
+
+        def starter(http: httpx.Client) -> None:
+            for _ in range(per_client):
+                http.post("/v1/runs", json={"spec": spec}).raise_for_status()
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+                list(ex.map(lambda h: h.post("/v1/runs", json={"spec": spec}), pool))  # warm
+                begin = time.perf_counter()
+                list(ex.map(starter, pool))
+                started.samples.append(per_client * clients / (time.perf_counter() - begin))
+        finally:
+            for http in pool:
+                http.close()
+        return [read, started]
+    finally:
+        api.stop()

@@ -16,6 +16,14 @@ from db.models import Artifact, Schedule, Worker, WorkflowDefinition, WorkflowRu
 from db.states import TERMINAL_RUN
 
 
+def money(value: Decimal | int | str | None) -> Decimal:
+    """An amount in its plainest form: ``0.03``, not ``0.03000000``; ``0``, not ``0E-8``."""
+    amount = Decimal(value or 0)
+    if amount == amount.to_integral_value():
+        return amount.quantize(Decimal(1))
+    return amount.normalize()
+
+
 @dataclass(frozen=True)
 class StepView:
     """One step of a run."""
@@ -83,7 +91,7 @@ class RunView:
             run.inputs,
             run.outputs,
             run.error,
-            run.cost_usd,
+            money(run.cost_usd),
             run.created_at,
             run.finished_at,
             tuple(StepView.of(s) for s in steps),
@@ -106,7 +114,13 @@ class RunSummary:
     def of(cls, run: WorkflowRun, workflow: str, version: int) -> RunSummary:
         """The summary of a run row and its definition's name and version."""
         return cls(
-            run.id, run.status, workflow, version, run.cost_usd, run.created_at, run.finished_at
+            run.id,
+            run.status,
+            workflow,
+            version,
+            money(run.cost_usd),
+            run.created_at,
+            run.finished_at,
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Column, Numeric, String
 
 from db.models import (
+    ApiKey,
     Artifact,
     CostRecord,
     Project,
@@ -46,6 +47,7 @@ COST_PROVIDER_MAX = _length(_columns(CostRecord).provider)
 COST_MODEL_MAX = _length(_columns(CostRecord).model)
 CONTENT_TYPE_MAX = _length(_columns(Artifact).content_type)
 #: Free text kept inside JSON (a definition's description, a non_retryable name).
+API_KEY_NAME_MAX = _length(_columns(ApiKey).name)
 SCHEDULE_NAME_MAX = _length(_columns(Schedule).name)
 TIMEZONE_MAX = _length(_columns(Schedule).timezone)
 CRON_MAX = _length(_columns(Schedule).cron)

@@ -1,5 +1,6 @@
 """Every table of cairn. Importing this package registers them all on ``Base.metadata``."""
 
+from db.models.apikeys import ApiKey
 from db.models.approvals import ApprovalRequest
 from db.models.artifacts import Artifact
 from db.models.definitions import WorkflowDefinition
@@ -11,6 +12,7 @@ from db.models.tenancy import Project, Tenant
 from db.models.workers import Worker
 
 __all__ = [
+    "ApiKey",
     "ApprovalRequest",
     "Artifact",
     "Branch",

@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, select
 
 from db.models import CostRecord, WorkflowRun, WorkflowStep
 from db.repositories.base import TenantRepository
-from db.views import CostSummary, CostTotal, StepCost
+from db.views import CostSummary, CostTotal, StepCost, money
 
 
 class CostRepository(TenantRepository):
@@ -47,7 +47,7 @@ class CostRepository(TenantRepository):
         if run_id is not None:
             query = query.where(CostRecord.run_id == run_id)
         return [
-            CostTotal(p, m, int(i or 0), int(o or 0), Decimal(u or 0), int(n))
+            CostTotal(p, m, int(i or 0), int(o or 0), money(u), int(n))
             for p, m, i, o, u, n in self.session.execute(query)
         ]
 
@@ -74,7 +74,7 @@ class CostRepository(TenantRepository):
         ).all()
         return CostSummary(
             run_id=run_id,
-            total_usd=total_usd,
-            steps=tuple(StepCost(k, int(i), int(o), Decimal(u)) for k, i, o, u in per_step),
+            total_usd=money(total_usd),
+            steps=tuple(StepCost(k, int(i), int(o), money(u)) for k, i, o, u in per_step),
             by_model=tuple(self.totals_by_model(run_id)),
         )

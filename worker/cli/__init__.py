@@ -11,7 +11,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from worker.cli import artifacts, definitions, processes, runs, schedules  # noqa: F401
+from worker.cli import apikeys, artifacts, definitions, processes, runs, schedules  # noqa: F401
 from worker.cli.base import app, printable
 
 

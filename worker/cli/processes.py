@@ -1,8 +1,7 @@
-"""Commands that run cairn's processes: migrate, worker, beat, flower."""
+"""Commands that run cairn's processes: migrate, worker, beat, flower, api."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import socket
@@ -139,12 +138,32 @@ def flower() -> None:
 
 
 def _is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+    from worker.preflight import is_loopback
+
+    return is_loopback(address)
+
+
+@app.command()
+@one_line_errors
+def api(
+    host: str | None = typer.Option(None, help="Address to listen on [CAIRN_API_HOST]"),
+    port: int | None = typer.Option(None, help="Port [CAIRN_API_PORT]"),
+    workers: int | None = typer.Option(None, help="uvicorn processes [CAIRN_API_WORKERS]"),
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs), on loopback unless TLS is in front."""
+    from worker import preflight
+    from worker.api.server import serve
+
+    overrides = {"api_host": host, "api_port": port, "api_workers": workers}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    s = settings()
+    if given:
+        s = Settings.model_validate({**s.model_dump(), **given})
+        # uvicorn's processes read their settings from the environment.
+        for field, value in given.items():
+            os.environ[f"CAIRN_{field.upper()}"] = str(value)
+    preflight.check_api(s)
+    serve(s)
 
 
 #: The module of the demo workflow's steps, loaded by ``cairn dev``.
@@ -177,11 +196,14 @@ def dev(
         s = s.model_copy(update={"broker_url": broker})
         migrations.upgrade(s)
         port = s.flower_port if _port_free(s.flower_port) else free_port()
+        api_port = s.api_port if _port_free(s.api_port) else free_port()
         env = {
             **os.environ,
             "CAIRN_BROKER_URL": broker,
             "CAIRN_FLOWER_PORT": str(port),
             "CAIRN_FLOWER_ADDRESS": "127.0.0.1",
+            "CAIRN_API_PORT": str(api_port),
+            "CAIRN_API_HOST": "127.0.0.1",
             "CAIRN_STEP_MODULES": ",".join(s.step_modules),
         }
         node = f"dev-{os.getpid()}@{socket.gethostname()}"
@@ -189,14 +211,20 @@ def dev(
             ("worker", cairn_argv("worker", "--hostname", node)),
             ("beat", cairn_argv("beat")),
             ("flower", cairn_argv("flower")),
+            ("api", cairn_argv("api")),
         ):
             supervisor.spawn(name, argv, env)
         for name, child in supervisor.children:
             typer.echo(f"started {name} (pid {child.pid}, log {log_dir / (name + '.log')})")
         _wait_for_worker(make_celery(s), node, supervisor)
+        _wait_for_http(f"http://127.0.0.1:{api_port}/healthz", "the API", supervisor)
         flower_url = f"http://127.0.0.1:{port}"
         typer.echo(f"broker {s.safe_broker_url}, database {s.safe_database_url}")
         typer.echo(f"Flower: {flower_url}")
+        typer.echo(
+            f"HTTP API: http://127.0.0.1:{api_port} (OpenAPI at /docs; make a key with "
+            "`cairn api-keys create --tenant default`)"
+        )
         if demo:
             code = _run_demo(s, flower_url)
             raise typer.Exit(code)
@@ -234,6 +262,20 @@ def _wait_for_worker(celery_app: Any, node: str, supervisor: Any, timeout: float
         raise ConfigurationError(f"the worker did not answer within {timeout:g} s; see its log")
     finally:
         celery_app.close()
+
+
+def _wait_for_http(url: str, what: str, supervisor: Any, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        supervisor.check_alive()
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback http
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise ConfigurationError(f"{what} did not answer {url} within {timeout:g} s; see its log")
 
 
 def _run_demo(s: Settings, flower_url: str) -> int:

@@ -37,10 +37,11 @@ def test_dev_demo_runs_on_a_private_redis_and_stops_everything(tmp_path: Path) -
     assert re.search(r"artifact report\.md from combine: \d+ bytes", output), output
     assert list((tmp_path / "cairn-artifacts").rglob("report.md"))
     assert "Flower: http://127.0.0.1:" in output
+    assert "HTTP API: http://127.0.0.1:" in output  # printed once /healthz answered
     assert "all processes stopped" in output
 
     pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)", output)]
-    assert len(pids) == 4  # redis, worker, beat, flower
+    assert len(pids) == 5  # redis, worker, beat, flower, api
     for pid in pids:
         try:
             os.kill(pid, 0)

@@ -17,7 +17,7 @@ from worker.settings import Settings
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "infra" / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "infra" / ".env.example"
-APP_SERVICES = {"migrate", "worker", "beat", "flower"}
+APP_SERVICES = {"migrate", "worker", "beat", "flower", "api"}
 
 
 def compose_binary() -> Path:

@@ -1,0 +1,147 @@
+"""Runs: start, list, read (steps, costs, events), cancel and retry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from db.repositories import CostRepository, RunRepository
+from db.states import RunStatus
+from db.types import utcnow
+from db.views import CostSummary, RunView, StepView
+from worker import blobs
+from worker.api.bodies import (
+    CancelBody,
+    CancelledBody,
+    EventPage,
+    RetriedBody,
+    RunPage,
+    StartBody,
+    StartedBody,
+)
+from worker.api.state import ApiState, Caller, State
+from worker.machine.cancel import cancel_run
+from worker.machine.retry_run import retry_run
+from worker.machine.start import StartRequest, plan_start, start_run_async
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+RunId = Annotated[uuid.UUID, "the run's id"]
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"model": StartedBody, "description": "The run this key already made"}},
+)
+async def start_run(
+    body: StartBody, state: State, caller: Caller, response: Response
+) -> StartedBody:
+    """Start a run; it is committed before any step is sent to a worker.
+
+    The same ``idempotency_key`` (or ``run_id``) returns the run it first made, with 200.
+    """
+    fields = body.model_dump(exclude_unset=True)
+    request = StartRequest.parse({**fields, "tenant": caller.tenant})
+    plan = plan_start(state.settings, request, await state.step_names())
+    started = await start_run_async(state.engine, plan)
+    await state.send(started.messages)
+    if not started.created:
+        response.status_code = 200
+    return StartedBody(run_id=started.run_id, created=started.created)
+
+
+@router.get("")
+async def list_runs(
+    state: State,
+    caller: Caller,
+    status: RunStatus | None = None,
+    workflow: Annotated[str | None, Query(max_length=200)] = None,
+    since: Annotated[datetime | None, Query(description="Runs created at or after")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[uuid.UUID | None, Query(description="`next_cursor` of a page")] = None,
+) -> RunPage:
+    """The tenant's runs, newest first, a page at a time."""
+
+    def work(session: Session) -> RunPage:
+        rows = RunRepository(session, caller.tenant_id).summaries(
+            status=status, workflow=workflow, since=since, limit=limit + 1, before=cursor
+        )
+        page = list(rows[:limit])
+        return RunPage(page, page[-1].id if len(rows) > limit else None)
+
+    return await state.read(work)
+
+
+@router.get("/{run_id}")
+async def get_run(run_id: RunId, state: State, caller: Caller) -> RunView:
+    """The run with its steps; outputs kept in the artifact store are fetched and verified."""
+    return await _run_view(state, caller.tenant_id, run_id)
+
+
+@router.get("/{run_id}/steps")
+async def list_steps(run_id: RunId, state: State, caller: Caller) -> list[StepView]:
+    """The run's steps in creation (topological) order."""
+    return list((await _run_view(state, caller.tenant_id, run_id)).steps)
+
+
+@router.get("/{run_id}/costs")
+async def run_costs(run_id: RunId, state: State, caller: Caller) -> CostSummary:
+    """The run's costs per step, by provider and model, and in total."""
+
+    def work(session: Session) -> CostSummary:
+        run = RunRepository(session, caller.tenant_id).get(run_id)
+        return CostRepository(session, caller.tenant_id).summary(run_id, run.cost_usd)
+
+    return await state.read(work)
+
+
+@router.get("/{run_id}/events")
+async def run_events(
+    run_id: RunId,
+    state: State,
+    caller: Caller,
+    since: Annotated[
+        uuid.UUID | None, Query(description="`next_since` of the last page: events after it")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> EventPage:
+    """The run's event log, oldest first; poll with ``since`` to follow a live run."""
+
+    def work(session: Session) -> EventPage:
+        events = list(
+            RunRepository(session, caller.tenant_id).events(run_id, since=since, limit=limit)
+        )
+        return EventPage(events, events[-1].id if events else since)
+
+    return await state.read(work)
+
+
+@router.post("/{run_id}/cancel")
+async def cancel(
+    run_id: RunId, state: State, caller: Caller, body: CancelBody | None = None
+) -> CancelledBody:
+    """Cancel the run; running attempts are told to stop. False if it had already ended."""
+    reason = body.reason if body else ""
+    done = await state.write(lambda s: cancel_run(s, caller.tenant_id, run_id, utcnow(), reason))
+    return CancelledBody(cancelled=done)
+
+
+@router.post("/{run_id}/retry")
+async def retry(run_id: RunId, state: State, caller: Caller) -> RetriedBody:
+    """Re-run a failed or cancelled run from the steps that did not succeed."""
+    messages = await state.write(lambda s: retry_run(s, caller.tenant_id, run_id, utcnow()))
+    await state.send(messages)
+    return RetriedBody(queued=len(messages))
+
+
+async def _run_view(state: ApiState, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunView:
+    view, steps = await state.read(lambda s: RunRepository(s, tenant_id).view(run_id))
+    if not any(s.output_blob_key for s in steps):
+        return view
+    return await run_in_threadpool(blobs.resolve_run, state.store, view, steps)

@@ -1,0 +1,107 @@
+"""What the API process holds (engine, broker, store) and who a request acts for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from db.repositories import WorkerRepository
+from db.session import async_transaction, run_transaction_async
+from db.states import WorkerStatus
+from db.types import utcnow
+from worker.apikeys import Principal, authenticate
+from worker.artifacts import ArtifactStore, make_store
+from worker.dispatch import Dispatcher
+from worker.errors import Unauthorized
+from worker.machine.messages import StepMessage
+from worker.settings import Settings
+
+T = TypeVar("T")
+#: How long the step names of running workers are reused before they are read again.
+_STEP_NAMES_TTL_S = 5.0
+
+
+@dataclass
+class ApiState:
+    """The per-process objects of one API server."""
+
+    settings: Settings
+    engine: AsyncEngine
+    dispatcher: Dispatcher
+    _step_names: tuple[float, frozenset[str] | None] = field(default=(0.0, None))
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        """The artifact store (made on first use: a run read never needs it)."""
+        return make_store(self.settings)
+
+    async def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction, again while the database asks for it."""
+        return await run_transaction_async(
+            self.engine, work, retry_for_s=min(self.settings.server_retry_s, 10.0)
+        )
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        """Run the read ``work`` in one transaction."""
+        async with async_transaction(self.engine) as session:
+            return await session.run_sync(work)
+
+    async def send(self, messages: list[StepMessage]) -> None:
+        """Send step messages after the commit (kombu is sync: off the event loop)."""
+        if messages:
+            await run_in_threadpool(self.dispatcher.send, messages)
+
+    async def step_names(self) -> frozenset[str] | None:
+        """The step names the running workers know, or None (no check) when none run.
+
+        A definition naming a step no worker has is refused at once, as the Client does.
+        """
+        read_at, names = self._step_names
+        if time.monotonic() - read_at < _STEP_NAMES_TTL_S:
+            return names
+        workers = await self.read(lambda s: WorkerRepository(s).views())
+        found = frozenset(
+            n for w in workers if w.status == WorkerStatus.RUNNING for n in w.step_names
+        )
+        names = found or None
+        self._step_names = (time.monotonic(), names)
+        return names
+
+
+def get_state(request: Request) -> ApiState:
+    """The API state of the application serving ``request``."""
+    state: ApiState = request.app.state.cairn
+    return state
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key made by `cairn api-keys create --tenant T`; it names the tenant.",
+)
+
+
+async def get_principal(
+    state: Annotated[ApiState, Depends(get_state)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The tenant the request's API key belongs to; 401 without a valid key."""
+    if credentials is None:
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    token = credentials.credentials
+    found = await state.write(lambda s: authenticate(s, token, utcnow()))
+    if found is None:
+        raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")
+    return found
+
+
+State = Annotated[ApiState, Depends(get_state)]
+Caller = Annotated[Principal, Depends(get_principal)]
