@@ -35,6 +35,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated workloads to run (sequential, throughput, fan-out, "
+        "status read, http api, recovery); all by default",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     settings = _prepare(lease_s=3.0 if args.smoke else 5.0)
@@ -66,8 +72,10 @@ def main() -> int:
         stack.start_worker(concurrency=2, env={"CAIRN_INLINE_CONTINUATION": "false"})
         stack.start_worker(concurrency=1, queue=workloads.INLINE_QUEUE)
         stack.start_worker(concurrency=2, app="bench.baseline_app", queue="baseline")
+        chosen = {n.strip() for n in args.only.split(",") if n.strip()}
         for name, workload in _workloads(b, args.smoke):
-            run(name, workload)
+            if not chosen or name in chosen:
+                run(name, workload)
     finally:
         stack.stop()
         client.close()
@@ -104,6 +112,7 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
         ("throughput", lambda: workloads.throughput(b, 2000, 1)),
         ("fan-out", lambda: workloads.fan_out(b, 1000)),
         ("status read", lambda: workloads.scale_of_state(b, 1_000_000, 500)),
+        ("http api", lambda: workloads.http_api(b, reads=500, starts=3000, clients=50)),
         ("recovery", lambda: workloads.recovery(b, observe_s=60)),
     ]
 

@@ -46,11 +46,11 @@ IDEMPOTENCY_KEY_MAX = _length(_columns(WorkflowRun).idempotency_key)
 COST_PROVIDER_MAX = _length(_columns(CostRecord).provider)
 COST_MODEL_MAX = _length(_columns(CostRecord).model)
 CONTENT_TYPE_MAX = _length(_columns(Artifact).content_type)
-#: Free text kept inside JSON (a definition's description, a non_retryable name).
 API_KEY_NAME_MAX = _length(_columns(ApiKey).name)
 SCHEDULE_NAME_MAX = _length(_columns(Schedule).name)
 TIMEZONE_MAX = _length(_columns(Schedule).timezone)
 CRON_MAX = _length(_columns(Schedule).cron)
+#: Free text kept inside JSON (a definition's description, a non_retryable name).
 DESCRIPTION_MAX = 2000
 #: Integer columns (a definition's version) are 32-bit on PostgreSQL.
 INT_MAX = 2**31 - 1

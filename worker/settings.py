@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     #: Set when a TLS-terminating proxy sits in front of the API: `cairn api` refuses to
     #: listen off loopback without it, since API keys would cross the network in clear.
     api_behind_tls_proxy: bool = False
+    #: Seconds a checked API key is trusted without reading the database again; a revoked
+    #: key stops working within this long. 0 checks every request.
+    api_key_cache_s: float = Field(5.0, ge=0, le=300)
     #: Tenant used when a caller names none (single-tenant installs).
     default_tenant: str = "default"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

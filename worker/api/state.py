@@ -18,7 +18,7 @@ from db.repositories import WorkerRepository
 from db.session import async_transaction, run_transaction_async
 from db.states import WorkerStatus
 from db.types import utcnow
-from worker.apikeys import Principal, authenticate
+from worker.apikeys import Principal, authenticate, hash_secret
 from worker.artifacts import ArtifactStore, make_store
 from worker.dispatch import Dispatcher
 from worker.errors import Unauthorized
@@ -28,6 +28,8 @@ from worker.settings import Settings
 T = TypeVar("T")
 #: How long the step names of running workers are reused before they are read again.
 _STEP_NAMES_TTL_S = 5.0
+#: Checked keys kept at most (only valid keys are kept: a flood of wrong ones adds none).
+_KEY_CACHE_MAX = 10_000
 
 
 @dataclass
@@ -38,6 +40,25 @@ class ApiState:
     engine: AsyncEngine
     dispatcher: Dispatcher
     _step_names: tuple[float, frozenset[str] | None] = field(default=(0.0, None))
+    #: sha256 of a checked key -> (when it was checked, whom it names).
+    _keys: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+
+    async def principal(self, token: str) -> Principal | None:
+        """The tenant of ``token``: checked in the database, then trusted for
+        ``api_key_cache_s`` seconds (a revoked key stops working within that time)."""
+        digest = hash_secret(token)
+        ttl = self.settings.api_key_cache_s
+        cached = self._keys.get(digest)
+        if cached is not None and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+        found = await self.write(lambda s: authenticate(s, token, utcnow()))
+        if found is None:
+            self._keys.pop(digest, None)
+        elif ttl > 0:
+            if len(self._keys) >= _KEY_CACHE_MAX:
+                self._keys.clear()  # bounded; a burst of new keys costs one lookup each
+            self._keys[digest] = (time.monotonic(), found)
+        return found
 
     @cached_property
     def store(self) -> ArtifactStore:
@@ -96,8 +117,7 @@ async def get_principal(
     """The tenant the request's API key belongs to; 401 without a valid key."""
     if credentials is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    token = credentials.credentials
-    found = await state.write(lambda s: authenticate(s, token, utcnow()))
+    found = await state.principal(credentials.credentials)
     if found is None:
         raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")
     return found

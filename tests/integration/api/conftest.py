@@ -25,6 +25,7 @@ from worker.devstack import free_port
 from worker.settings import Settings
 
 KeyMaker = Callable[..., str]
+KEY_CACHE_S = 1.0
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -63,7 +64,8 @@ def api_stack(api_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
 def api_url(api_stack: Stack) -> str:
     """The base URL of the module's API server (stopped with the stack)."""
     port = free_port()
-    api_stack.start_api(port)
+    # Keys are trusted for a second once checked: the revocation test waits that long.
+    api_stack.start_api(port, env={"CAIRN_API_KEY_CACHE_S": str(KEY_CACHE_S)})
     return f"http://127.0.0.1:{port}"
 
 

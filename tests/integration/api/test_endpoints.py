@@ -10,7 +10,10 @@ from typing import Any
 
 import httpx
 
-from tests.integration.api.conftest import KeyMaker
+from db.session import make_engine, run_transaction
+from db.types import utcnow
+from tests.integration.api.conftest import KEY_CACHE_S, KeyMaker
+from worker.apikeys import revoke_key
 
 CHAIN = {
     "name": "chain",
@@ -71,6 +74,24 @@ def test_health_needs_no_key_and_everything_else_does(api_url: str, make_key: Ke
     key = make_key()
     wrong_secret = key[: key.rindex("_") + 1] + "x" * 43
     refused = httpx.get(f"{api_url}/v1/runs", headers={"Authorization": f"Bearer {wrong_secret}"})
+    assert error_of(refused, 401)["code"] == "unauthorized"
+
+
+def test_a_revoked_key_is_refused_within_the_cache_time(
+    api_url: str, api_settings: Any, make_key: KeyMaker
+) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    key = make_key(tenant)
+    headers = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{api_url}/v1/runs", headers=headers).status_code == 200
+    engine = make_engine(api_settings)
+    try:
+        prefix = key.split("_")[1]
+        run_transaction(engine, lambda s: revoke_key(s, tenant, prefix, utcnow()))
+    finally:
+        engine.dispose()
+    time.sleep(KEY_CACHE_S + 0.2)
+    refused = httpx.get(f"{api_url}/v1/runs", headers=headers)
     assert error_of(refused, 401)["code"] == "unauthorized"
 
 
