@@ -39,7 +39,7 @@ def main() -> int:
         "--only",
         default="",
         help="comma-separated workloads to run (sequential, throughput, fan-out, "
-        "status read, http api, recovery); all by default",
+        "status read, http api, enqueuers, recovery); all by default",
     )
     args = parser.parse_args()
     started = time.monotonic()
@@ -49,7 +49,8 @@ def main() -> int:
     r = redis.Redis.from_url(REDIS_URL)
     baseline = make_celery(settings)
     client = Client(settings)
-    b = workloads.Bench(settings, stack, client, r, baseline)
+    dbos_url = ADMIN_URL.replace("+psycopg2", "").rsplit("/", 1)[0] + f"/{DB}_dbos"
+    b = workloads.Bench(settings, stack, client, r, baseline, dbos_url)
     figures: list[Figure] = []
     failed: list[str] = []
 
@@ -105,6 +106,7 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
             ("fan-out", lambda: workloads.fan_out(b, 50)),
             ("status read", lambda: workloads.scale_of_state(b, 10_000, 50)),
             ("http api", lambda: workloads.http_api(b, reads=50, starts=100, clients=10)),
+            ("enqueuers", lambda: workloads.enqueuers(b, clients=10, starts=100)),
             ("recovery", lambda: workloads.recovery(b, observe_s=8)),
         ]
     return [
@@ -113,6 +115,7 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
         ("fan-out", lambda: workloads.fan_out(b, 1000)),
         ("status read", lambda: workloads.scale_of_state(b, 1_000_000, 500)),
         ("http api", lambda: workloads.http_api(b, reads=500, starts=3000, clients=50)),
+        ("enqueuers", lambda: workloads.enqueuers(b, clients=50, starts=5000)),
         ("recovery", lambda: workloads.recovery(b, observe_s=60)),
     ]
 
@@ -122,6 +125,7 @@ def _prepare(lease_s: float) -> Settings:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{DB}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB}_dbos" WITH (FORCE)'))
     admin.dispose()
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB}"
     settings = Settings(  # type: ignore[call-arg]
@@ -158,6 +162,10 @@ def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
             ratios.append(
                 Ratio(f"{f.workload}: inline ms/step", f.median, "<= 2 ms", f.median <= 2)
             )
+            dbos = by.get((f.workload, "dbos", "ms/step"))
+            if dbos is not None and dbos.samples:
+                value = f.median / dbos.median
+                ratios.append(Ratio(f"{f.workload}: inline / dbos", value, "<= 0.5", value <= 0.5))
     seq = [f for f in figures if f.workload.startswith("sequential") and f.variant == "cairn"]
     for f in seq:
         base = by[(f.workload, "celery chain", "ms/step")]
@@ -181,16 +189,34 @@ def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
         if f.workload.startswith("recovery") and f.variant == "cairn" and f.samples:
             value = f.median / lease_s
             ratios.append(Ratio("recovery: seconds / lease", value, "<= 2", value <= 2))
-        if f.workload.startswith("HTTP status read") and f.samples:
-            p99 = statistics.quantiles(f.samples, n=100)[98] if len(f.samples) >= 2 else f.median
-            ratios.append(Ratio(f"{f.workload}: p99 ms", p99, "<= 10 ms", p99 <= 10))
-        if f.workload.startswith("HTTP starts") and f.samples:
-            ratios.append(Ratio(f"{f.workload}: per s", f.median, ">= 300", f.median >= 300))
         if f.workload.startswith("status read") and f.samples:
             p99 = statistics.quantiles(f.samples, n=100)[98] if len(f.samples) >= 2 else f.median
             ratios.append(
                 Ratio(f"{f.workload}: p99 ms (p50 {f.median:.2f})", p99, "<= 5 ms", p99 <= 5)
             )
+    return ratios + _start_ratios(figures)
+
+
+def _p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98] if len(samples) >= 2 else samples[0]
+
+
+def _start_ratios(figures: list[Figure]) -> list[Ratio]:
+    """Targets of starting and reading runs: by the Client and over HTTP."""
+    ratios = []
+    for f in figures:
+        if not f.samples:
+            continue
+        if f.workload.startswith("HTTP status read"):
+            p99 = _p99(f.samples)
+            ratios.append(Ratio(f"{f.workload}: p99 ms", p99, "<= 10 ms", p99 <= 10))
+        elif f.workload.startswith("HTTP starts"):
+            ratios.append(Ratio(f"{f.workload}: per s", f.median, ">= 300", f.median >= 300))
+        elif f.workload.startswith("enqueuers") and f.unit == "per s":
+            ratios.append(Ratio(f"{f.workload}: per s", f.median, ">= 500", f.median >= 500))
+        elif f.workload.startswith("enqueuers"):
+            p99 = _p99(f.samples)
+            ratios.append(Ratio(f"{f.workload}: p99 ms", p99, "<= 50 ms", p99 <= 50))
     return ratios
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,6 +41,8 @@ class Bench:
     client: Client
     redis: redis.Redis
     baseline: Celery
+    #: A PostgreSQL URL (plain ``postgresql://``) for DBOS's system database.
+    dbos_url: str = ""
 
     @property
     def engine(self) -> Engine:
@@ -79,7 +84,8 @@ def chain_spec(n: int, queue: str | None = None) -> dict[str, Any]:
 
 
 def sequential(b: Bench, lengths: list[int], reps: dict[int, int]) -> list[Figure]:
-    """ms per step of a chain of trivial steps: bare Celery chain vs a cairn workflow."""
+    """ms per step of a chain of trivial steps: a bare Celery chain, a cairn workflow by
+    the broker and with inline continuation, and DBOS Transact."""
     figures = []
     for n in lengths:
         base = Figure(f"sequential {n} steps", "celery chain", "ms/step")
@@ -91,8 +97,25 @@ def sequential(b: Bench, lengths: list[int], reps: dict[int, int]) -> list[Figur
             base.samples.append(_celery_chain(b, n) / n * 1000)
             durable.samples.append(_cairn_chain(b, n) / n * 1000)
             inline.samples.append(_cairn_chain(b, n, INLINE_QUEUE) / n * 1000)
-        figures += [base, durable, inline]
+        figures += [base, durable, inline, _dbos_chain(b, n, reps[n])]
     return figures
+
+
+def _dbos_chain(b: Bench, n: int, reps: int) -> Figure:
+    """DBOS Transact's ms/step on the same PostgreSQL, in its own process."""
+    figure = Figure(f"sequential {n} steps", "dbos", "ms/step", note="DBOS Transact, in process")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.dbos_baseline", b.dbos_url, str(n), str(reps)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the DBOS baseline failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    figure.samples = json.loads(lines[-1])["ms_per_step"]
+    return figure
 
 
 def _celery_chain(b: Bench, n: int) -> float:
@@ -345,3 +368,37 @@ def http_api(b: Bench, reads: int, starts: int, clients: int) -> list[Figure]:
         return [read, started]
     finally:
         api.stop()
+
+
+def enqueuers(b: Bench, clients: int, starts: int) -> list[Figure]:
+    """``clients`` threads starting one-step runs at once through one Client each:
+    starts per second, and each start's latency (committed and sent)."""
+    spec = {
+        "name": "bench-enqueue",
+        "steps": [{"key": "s", "task": "bench.noop", "queue": HTTP_IDLE_QUEUE}],
+    }
+    rate = Figure(f"enqueuers, {clients} at once", "cairn", "per s", note="Client.start_run")
+    latency = Figure(f"enqueuers, {clients} at once", "cairn", "ms", note="per start")
+    per_client = max(1, starts // clients)
+    pool = [Client(b.settings) for _ in range(clients)]
+
+    def enqueue(client: Client) -> list[float]:
+        taken = []
+        for _ in range(per_client):
+            begin = time.perf_counter()
+            client.start_run(spec=spec)
+            taken.append((time.perf_counter() - begin) * 1000)
+        return taken
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+            list(ex.map(lambda c: c.start_run(spec=spec), pool))  # warm: pools, ids
+            begin = time.perf_counter()
+            for taken in ex.map(enqueue, pool):
+                latency.samples.extend(taken)
+            rate.samples.append(per_client * clients / (time.perf_counter() - begin))
+    finally:
+        for client in pool:
+            client.close()
+        b.redis.delete(HTTP_IDLE_QUEUE)
+    return [rate, latency]

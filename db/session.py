@@ -349,6 +349,11 @@ def is_transient(exc: DBAPIError) -> bool:
     return "database is locked" in str(exc.orig)
 
 
+def is_foreign_key_violation(exc: DBAPIError) -> bool:
+    """True when a row names a parent that does not exist (or no longer does)."""
+    return getattr(exc.orig, "pgcode", None) == "23503" or "FOREIGN KEY constraint" in str(exc.orig)
+
+
 def is_disconnect(exc: DBAPIError) -> bool:
     """True when the connection to the server was lost or refused (not a bad statement)."""
     if exc.connection_invalidated:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Tenant
+from db.session import upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +25,16 @@ class TenantRepository:
 
 
 def ensure_tenant(session: Session, name: str) -> Tenant:
-    """The tenant called ``name``, created when missing (flushed, not committed)."""
+    """The tenant called ``name``, created when missing (not committed).
+
+    Concurrent callers creating one tenant do not fail: the INSERT that loses the race on
+    the unique name inserts nothing, and the winner's row is read.
+    """
     tenant = session.scalar(select(Tenant).where(Tenant.name == name))
     if tenant is None:
-        tenant = Tenant(name=name)
-        session.add(tenant)
-        session.flush()
+        conn = session.connection()
+        conn.execute(upsert(conn, Tenant).values(name=name).on_conflict_do_nothing())
+        tenant = session.scalars(select(Tenant).where(Tenant.name == name)).one()
     return tenant
 
 

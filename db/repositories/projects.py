@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 
 from db.models import Project, Schedule, WorkflowDefinition
 from db.repositories.base import TenantRepository
+from db.session import upsert
 from db.views import DefinitionView, ScheduleView
 from worker.errors import NotFound
 
@@ -34,10 +35,15 @@ class ProjectRepository(TenantRepository):
     def ensure(self, name: str) -> Project:
         """The project called ``name``, created when missing."""
         project = self.find(name)
-        if project is None:
-            project = Project(tenant_id=self.tenant_id, name=name)
-            self.session.add(project)
-            self.session.flush()
+        if project is None:  # a concurrent creator's row wins the unique index, not an error
+            conn = self.session.connection()
+            conn.execute(
+                upsert(conn, Project)
+                .values(tenant_id=self.tenant_id, name=name)
+                .on_conflict_do_nothing()
+            )
+            project = self.find(name)
+            assert project is not None  # inserted, or inserted by the winner
         return project
 
     def list(self) -> Sequence[Project]:

@@ -19,6 +19,7 @@ from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
 from worker.definitions.dag import sinks
 from worker.errors import StaleAttempt
+from worker.machine.complete_pg import complete_row
 from worker.machine.ending import ACTIVE_RUN
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
@@ -48,6 +49,38 @@ def complete_step(
     A large output arrives as a :class:`BlobRef` (already uploaded); the row keeps its key
     and sha256.
     """
+    if session.connection().dialect.name == "postgresql":
+        row = complete_row(session, fence, output, records.usd(), now)
+        if row is None:
+            raise _stale(fence)
+        steps_left, run_status = row.steps_left, row.status
+        write_records(session, fence, records, now)
+    else:
+        steps_left, run_status = _record_success(session, fence, output, records, now)
+    if run_status not in ACTIVE_RUN:
+        return Completion([], run_status)  # cancelled or failed meanwhile: start nothing
+    messages = release_dependents(session, fence, now)
+    if steps_left == 0:
+        _finish_run(session, fence, now)
+        run_status = RunStatus.SUCCEEDED
+    return Completion(messages, run_status)
+
+
+def _stale(fence: Fence) -> StaleAttempt:
+    return StaleAttempt(
+        f"step {fence.step_id} attempt {fence.attempt} lost its lease; its result was not recorded"
+    )
+
+
+def _record_success(
+    session: Session,
+    fence: Fence,
+    output: dict[str, Any] | BlobRef,
+    records: Records,
+    now: datetime,
+) -> tuple[int, str]:
+    """The fenced writes of a success as separate statements (what ``complete_pg`` does
+    in one on PostgreSQL): ``(steps_left, run status)`` after the run's counter moved."""
     blob = output if isinstance(output, BlobRef) else None
     row = (
         session.connection()
@@ -68,10 +101,7 @@ def complete_step(
         .first()
     )
     if row is None:
-        raise StaleAttempt(
-            f"step {fence.step_id} attempt {fence.attempt} lost its lease; its result was "
-            "not recorded"
-        )
+        raise _stale(fence)
     started_at, queued_at = row
     started_at = started_at or now  # a running step always has one; keep mypy honest
     usd = write_records(session, fence, records, now)
@@ -111,13 +141,7 @@ def complete_step(
         )
         .one()
     )
-    if run_status not in ACTIVE_RUN:
-        return Completion([], run_status)  # cancelled or failed meanwhile: start nothing
-    messages = release_dependents(session, fence, now)
-    if steps_left == 0:
-        _finish_run(session, fence, now)
-        run_status = RunStatus.SUCCEEDED
-    return Completion(messages, run_status)
+    return int(steps_left), str(run_status)
 
 
 def verify_completion(session: Session, fence: Fence) -> Completion | None:

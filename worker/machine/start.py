@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.repositories import ProjectRepository, ensure_tenant
-from db.session import run_transaction, run_transaction_async, upsert
+from db.session import is_foreign_key_violation, run_transaction, run_transaction_async, upsert
 from db.states import RunStatus, StepStatus
 from db.types import utcnow
 from worker import limits
@@ -154,7 +154,7 @@ class StartPlan:
 
 
 #: A start that loses a unique-index race to a concurrent caller runs again this many times.
-_START_TRIES = 3
+_START_TRIES = 5
 
 
 def plan_start(
@@ -278,8 +278,9 @@ def _start(
 ) -> StartedRun:
     try:
         return _insert_run(session, settings, request, spec, registered)
-    except IntegrityError:
-        _ids.clear()  # a cached id may be gone; the caller runs the start again
+    except IntegrityError as exc:
+        if is_foreign_key_violation(exc):
+            _ids.clear()  # a cached id is gone; the caller runs the start again
         raise
 
 
