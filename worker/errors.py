@@ -202,6 +202,12 @@ class PayloadTooLarge(CairnError):
 
     code = "payload_too_large"
     retryable = False
+    #: The argument that is too large, when one is named (``inputs``, a step's output).
+    field: str | None = None
+
+    def __init__(self, message: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class StepTimeout(CairnError):

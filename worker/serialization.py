@@ -90,6 +90,7 @@ def encode_checked(value: Any, field: str, *, max_depth: int, limit_bytes: int) 
     if len(data) > limit_bytes:
         raise PayloadTooLarge(
             f"{field}: {len(data)} bytes is over the inline limit of {limit_bytes} bytes "
-            "(CAIRN_INLINE_LIMIT_BYTES); store large data as an artifact"
+            "(CAIRN_INLINE_LIMIT_BYTES); store large data as an artifact",
+            field=field,
         )
     return data

@@ -321,6 +321,10 @@ def test_bad_requests_name_the_field_and_write_nothing(http: httpx.Client) -> No
         headers={"Content-Type": "application/json"},
     )
     assert error_of(huge, 413)["code"] == "payload_too_large"
+    too_big = http.post("/v1/runs", json={"spec": CHAIN, "inputs": {"big": "x" * 300_000}})
+    big_error = error_of(too_big, 413)
+    assert (big_error["code"], big_error["field"]) == ("payload_too_large", "inputs")
+    assert "CAIRN_INLINE_LIMIT_BYTES" in big_error["message"]
 
 
 # --- tenants ------------------------------------------------------------------------------
