@@ -14,6 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import URL
+
 from worker.artifacts import make_store
 from worker.errors import ConfigurationError
 from worker.registry import StepRegistry
@@ -23,13 +25,11 @@ from worker.settings import Settings
 def check_database(settings: Settings) -> None:
     """The driver imports; an SQLite file's folder exists and is writable."""
     url = settings.db_url
-    try:
-        url.get_dialect().import_dbapi()
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"CAIRN_DATABASE_URL needs the driver {url.drivername!r}, which does not "
-            f"import ({exc.name or exc}); install it or use postgresql:// (psycopg2)"
-        ) from None
+    _check_driver(
+        url,
+        "CAIRN_DATABASE_URL needs the driver {driver}, which does not import ({missing}); "
+        "install it or use postgresql:// (psycopg2)",
+    )
     if settings.is_sqlite and url.database and url.database != ":memory:":
         _check_folder(Path(url.database).resolve().parent, "CAIRN_DATABASE_URL", create=False)
 
@@ -67,14 +67,11 @@ def check_api(settings: Settings) -> None:
     """What the API needs: its async driver, the store it streams artifacts from, and a
     listening address that does not send API keys over a network in clear."""
     check_database(settings)
-    url = settings.async_db_url
-    try:
-        url.get_dialect().import_dbapi()
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the API needs the async driver {url.drivername!r} for CAIRN_DATABASE_URL, "
-            f"which does not import ({exc.name or exc}); reinstall cairn"
-        ) from None
+    _check_driver(
+        settings.async_db_url,
+        "the API needs the async driver {driver} for CAIRN_DATABASE_URL, which does not "
+        "import ({missing}); reinstall cairn",
+    )
     check_artifacts(settings)
     check_api_address(settings)
 
@@ -100,6 +97,16 @@ def check_api_address(settings: Settings) -> None:
             "proxy in front and set CAIRN_API_BEHIND_TLS_PROXY=true, or bind it to 127.0.0.1 "
             "(CAIRN_API_HOST)"
         )
+
+
+def _check_driver(url: URL, message: str) -> None:
+    """:class:`ConfigurationError` with ``message`` unless ``url``'s driver imports."""
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise ConfigurationError(
+            message.format(driver=repr(url.drivername), missing=exc.name or exc)
+        ) from None
 
 
 def _check_folder(folder: Path, variable: str, *, create: bool) -> None:
