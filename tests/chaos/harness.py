@@ -99,16 +99,27 @@ class RedisServer:
             self.popen.kill()
             self.popen.wait(10)
 
-    def restart_empty(self) -> int:
-        """Crash the server (SIGKILL) and start it again; keys it holds after (0: empty)."""
+    def restart_empty(self) -> bool:
+        """Crash the server (SIGKILL) and start it again; whether it came back empty.
+
+        A marker written just before the crash tells: the workers and beat reconnect within
+        milliseconds and write keys of their own, so counting keys after the restart would
+        race them.
+        """
+        marker = f"chaos:before-restart:{self.restarts}"
+        before = redis.Redis.from_url(self.url)
+        try:
+            before.set(marker, "1")
+        finally:
+            before.close()
         self.stop(signal.SIGKILL)
         self.start()
         self.restarts += 1
-        client = redis.Redis.from_url(self.url)
+        after = redis.Redis.from_url(self.url)
         try:
-            return int(client.dbsize())
+            return not after.exists(marker)
         finally:
-            client.close()
+            after.close()
 
 
 def redis_binary() -> str:
