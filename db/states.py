@@ -17,6 +17,9 @@ class RunStatus(enum.StrEnum):
 
     QUEUED = "queued"  #: created and committed; no step has started yet
     RUNNING = "running"  #: at least one step has been claimed
+    #: its spend crossed a budget (the run's, or its tenant's daily or monthly limit): no
+    #: step runs on until a person approves a new budget (or rejects: the run is cancelled)
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"  #: every step succeeded; outputs are final
     FAILED = "failed"  #: a step failed for good; the rest were cancelled
     CANCELLED = "cancelled"  #: someone cancelled it; running attempts are told to stop
@@ -29,6 +32,9 @@ class StepStatus(enum.StrEnum):
     QUEUED = "queued"  #: ready; a message was (or is about to be) sent to run it
     RUNNING = "running"  #: claimed by a worker that holds its lease
     RETRYING = "retrying"  #: an attempt failed; waiting for next_attempt_at before requeue
+    #: its attempt ended waiting for something outside (an approval, a signal, the end of a
+    #: sleep, a paused run's new budget); no worker holds it; queued again when it comes
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"  #: finished; its output is committed and never recomputed
     FAILED = "failed"  #: failed for good (non-retryable error or attempts exhausted)
     CANCELLED = "cancelled"  #: will not run (run cancelled or failed before it started)
@@ -49,7 +55,39 @@ class ApprovalStatus(enum.StrEnum):
     PENDING = "pending"  #: waiting for a decision
     APPROVED = "approved"  #: approved; the step continues
     REJECTED = "rejected"  #: rejected; the step fails
-    EXPIRED = "expired"  #: nobody decided before expires_at
+    EXPIRED = "expired"  #: nobody decided before expires_at; its on_timeout policy applied
+    CANCELLED = "cancelled"  #: its run ended before anyone decided
+
+
+class WaitKind(enum.StrEnum):
+    """What a waiting step waits for."""
+
+    APPROVAL = "approval"  #: a person's decision on an approval request
+    SIGNAL = "signal"  #: a named signal sent to the run
+    SLEEP = "sleep"  #: a point in time
+    BUDGET = "budget"  #: a new budget for its paused run (not one of the step's own waits)
+
+
+class WaitStatus(enum.StrEnum):
+    """One wait of a step."""
+
+    WAITING = "waiting"  #: not resolved yet
+    DONE = "done"  #: resolved; its result is what the step's call returns on replay
+
+
+class ApprovalKind(enum.StrEnum):
+    """Who raised an approval request."""
+
+    STEP = "step"  #: a step's ctx.wait_for_approval, or a definition's approve gate
+    BUDGET = "budget"  #: a run's spend crossed a budget: "raise the budget?"
+
+
+class TimeoutPolicy(enum.StrEnum):
+    """What an approval request nobody decided in time does."""
+
+    FAIL = "fail"  #: the step fails (ApprovalExpired)
+    APPROVE = "approve"  #: it is approved by cairn
+    ESCALATE = "escalate"  #: a new request goes to the escalate_to group, and is notified
 
 
 class ScheduleStatus(enum.StrEnum):
@@ -70,7 +108,13 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset(
         {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
     ),
-    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.RUNNING: frozenset(
+        {RunStatus.PAUSED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+    ),
+    # Steps already running when the run paused may still finish it, or fail it.
+    RunStatus.PAUSED: frozenset(
+        {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+    ),
     RunStatus.SUCCEEDED: frozenset(),
     # A failed or cancelled run may be retried from its failed steps.
     RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
@@ -87,9 +131,11 @@ STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
             StepStatus.RETRYING,
             StepStatus.QUEUED,  # the reaper re-queues an expired lease with attempt + 1
             StepStatus.CANCELLED,
+            StepStatus.WAITING,
         }
     ),
     StepStatus.RETRYING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED}),
+    StepStatus.WAITING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED}),
     StepStatus.SUCCEEDED: frozenset(),
     # A run retry puts failed steps back in the queue and cancelled ones back to pending.
     StepStatus.FAILED: frozenset({StepStatus.QUEUED}),

@@ -12,7 +12,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from db.models import Artifact, Schedule, Worker, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.models import (
+    ApprovalRequest,
+    Artifact,
+    Schedule,
+    Worker,
+    WorkflowDefinition,
+    WorkflowRun,
+    WorkflowStep,
+)
 from db.states import TERMINAL_RUN
 
 
@@ -57,6 +65,54 @@ class StepView:
 
 
 @dataclass(frozen=True)
+class ApprovalView:
+    """An approval request: who asked what, when it expires, who decided, how."""
+
+    id: uuid.UUID
+    run_id: uuid.UUID
+    step_key: str | None
+    kind: str
+    status: str
+    title: str
+    details: dict[str, Any] | None
+    requested_by: str
+    group: str | None
+    on_timeout: str
+    escalate_to: str | None
+    escalated_from_id: uuid.UUID | None
+    created_at: datetime
+    expires_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    comment: str | None
+    new_budget_usd: Decimal | None
+
+    @classmethod
+    def of(cls, row: ApprovalRequest, step_key: str | None) -> ApprovalView:
+        """The view of a request row (and the key of the step that asked)."""
+        return cls(
+            row.id,
+            row.run_id,
+            step_key,
+            row.kind,
+            row.status,
+            row.title,
+            row.details,
+            row.requested_by,
+            row.group_name,
+            row.on_timeout,
+            row.escalate_to,
+            row.escalated_from_id,
+            row.created_at,
+            row.expires_at,
+            row.decided_by,
+            row.decided_at,
+            row.comment,
+            None if row.new_budget_usd is None else money(row.new_budget_usd),
+        )
+
+
+@dataclass(frozen=True)
 class RunView:
     """A run with its steps."""
 
@@ -69,6 +125,10 @@ class RunView:
     created_at: datetime
     finished_at: datetime | None
     steps: tuple[StepView, ...]
+    budget_usd: Decimal | None = None
+    #: Why a paused run paused: the budget crossed (``reason``, ``limit_usd``,
+    #: ``spent_usd``, ``message``) and the ``approval_id`` that resumes it.
+    paused: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -83,8 +143,10 @@ class RunView:
         raise KeyError(key)
 
     @classmethod
-    def of(cls, run: WorkflowRun, steps: list[WorkflowStep]) -> RunView:
-        """The view of a run row and its step rows."""
+    def of(
+        cls, run: WorkflowRun, steps: list[WorkflowStep], paused: dict[str, Any] | None = None
+    ) -> RunView:
+        """The view of a run row and its step rows (and why it paused, when it did)."""
         return cls(
             run.id,
             run.status,
@@ -95,6 +157,8 @@ class RunView:
             run.created_at,
             run.finished_at,
             tuple(StepView.of(s) for s in steps),
+            None if run.budget_usd is None else money(run.budget_usd),
+            paused,
         )
 
 

@@ -18,7 +18,7 @@ from worker import wire
 
 #: Periodic tasks beat runs itself rather than sending (retention, which may list a whole
 #: bucket, goes to a worker so it never holds up the reaper).
-IN_PROCESS = frozenset({wire.REAP, wire.RECONCILE, wire.TICK_SCHEDULES})
+IN_PROCESS = frozenset({wire.REAP, wire.RECONCILE, wire.TICK_SCHEDULES, wire.TICK_WAITS})
 
 
 class Scheduler(beat.Scheduler):

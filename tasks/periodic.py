@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
 
-from worker import maintenance, wire
+from celery import Celery, Task
+
+from worker import maintenance, notify, wire
 from worker.runtime import Runtime
 
 
@@ -27,3 +29,14 @@ def register(app: Celery, runtime: Runtime) -> None:
     @app.task(name=wire.TICK_SCHEDULES, ignore_result=True)
     def tick_schedules() -> None:
         maintenance.tick_schedules(runtime)
+
+    @app.task(name=wire.TICK_WAITS, ignore_result=True)
+    def tick_waits() -> None:
+        maintenance.tick_waits(runtime)
+
+    @app.task(name=wire.NOTIFY, bind=True, ignore_result=True, max_retries=notify.MAX_TRIES)
+    def send_notice(self: Task[Any, None], event: str, data: dict[str, Any]) -> None:
+        try:
+            notify.post(runtime.settings, event, data)
+        except notify.HookFailed as exc:
+            raise self.retry(countdown=notify.backoff_s(self.request.retries)) from exc

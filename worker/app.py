@@ -82,6 +82,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     | cairn.retention | retention_interval_s (1 h)           | old artifacts, orphan objects |
     | cairn.tick_     | schedule_tick_s (1 s)                | due cron slots -> runs        |
     | schedules       |                                      |                               |
+    | cairn.tick_     | schedule_tick_s (1 s)                | sleeps over, timeouts passed, |
+    | waits           |                                      | signals matched -> queued;    |
+    |                 |                                      | notifications sent            |
     """
     every = timedelta(seconds=settings.recovery_interval_s)
     # cairn's beat (tasks/beat.py) runs these itself; should a plain Celery scheduler send
@@ -106,4 +109,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": tick,
             "options": tick_options,
         },
+        wire.TICK_WAITS: {"task": wire.TICK_WAITS, "schedule": tick, "options": tick_options},
     }

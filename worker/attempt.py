@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from db.session import run_transaction
+from db.states import WaitKind
+from db.types import utcnow
 from worker.artifacts import object_key
-from worker.errors import RunCancelled, StaleAttempt, StepTimeout
+from worker.errors import RunCancelled, StaleAttempt, StepSuspended, StepTimeout
 from worker.logs import BoundLogger
+from worker.machine.budgets import budget_left
 from worker.machine.claim import ClaimedStep
 from worker.machine.records import ArtifactEntry, CostEntry, MessageEntry, Records
+from worker.machine.waits import (
+    WaitRequest,
+    begin_wait,
+    verify_budget_wait,
+    verify_wait,
+    wait_for_budget,
+)
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -30,6 +43,8 @@ class Attempt:
         self.claimed = claimed
         self.resume_state = claimed.resume_state
         self.checkpoint_seq = claimed.last_checkpoint_seq
+        #: Wait calls made by this attempt: call n replays the step's wait ``seq`` n.
+        self.wait_seq = 0
         self._lock = threading.Lock()
         self._records = Records()
         self._cost_seq = 0
@@ -81,6 +96,87 @@ class Attempt:
             r.costs = r.costs[len(committed.costs) :]
             r.messages = r.messages[len(committed.messages) :]
             r.artifacts = r.artifacts[len(committed.artifacts) :]
+
+    # --- waits -----------------------------------------------------------------------
+    def wait_for_approval(self, ask: dict[str, Any]) -> dict[str, Any]:
+        """The decision recorded for this wait call, or end the attempt waiting for it."""
+        timeout = ask.get("timeout_s")
+        return self._wait(WaitKind.APPROVAL, timeout=timeout, approval=ask)
+
+    def wait_for_signal(self, name: str, timeout: float | None) -> dict[str, Any]:
+        """The signal delivered to this wait call, or end the attempt waiting for it."""
+        return self._wait(WaitKind.SIGNAL, name=name, timeout=timeout)
+
+    def sleep(self, seconds: float) -> dict[str, Any]:
+        """Return once the sleep of this wait call is over; end the attempt until then."""
+        return self._wait(WaitKind.SLEEP, timeout=seconds)
+
+    def _wait(
+        self,
+        kind: WaitKind,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        approval: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        self.raise_if_stopped()
+        self.wait_seq += 1
+        now = utcnow()
+        request = WaitRequest(
+            seq=self.wait_seq,
+            kind=kind,
+            name=name,
+            wake_at=now + timedelta(seconds=timeout) if timeout is not None else None,
+            approval=approval,
+        )
+        records = self.pending_records()
+        fence, key = self.claimed.fence, self.claimed.key
+        outcome = run_transaction(
+            self.runtime.engine,
+            lambda session: begin_wait(session, fence, key, request, records, utcnow()),
+            verify=lambda session: verify_wait(session, fence, request.seq),
+            retry_for_s=self.runtime.settings.server_retry_s,
+        )
+        if outcome.result is not None:
+            return outcome.result
+        self.clear_records(records)
+        what = f"{kind} {name!r}" if name else str(kind)
+        self.log.info(
+            "step waiting for %s; its worker is free",
+            what,
+            extra={"action": "wait_step", "seq": request.seq, "approval_id": outcome.approval_id},
+        )
+        raise StepSuspended(what)
+
+    def wait_for_budget(self) -> None:
+        """End the attempt waiting for its paused run's new budget (raises
+        :class:`StepSuspended`); return if the run is no longer paused."""
+        records = self.pending_records()
+        fence = self.claimed.fence
+        waiting = run_transaction(
+            self.runtime.engine,
+            lambda session: wait_for_budget(session, fence, records, utcnow()),
+            verify=lambda session: verify_budget_wait(session, fence),
+            retry_for_s=self.runtime.settings.server_retry_s,
+        )
+        if not waiting:
+            return
+        self.clear_records(records)
+        self.log.info(
+            "step waiting: its run is paused for a new budget; its worker is free",
+            extra={"action": "wait_step", "kind": "budget"},
+        )
+        raise StepSuspended("budget")
+
+    def budget_left(self) -> Decimal | None:
+        """Money left under the run's budgets, less costs recorded and not committed yet."""
+        run_id = self.claimed.fence.run_id
+        left = run_transaction(
+            self.runtime.engine,
+            lambda session: budget_left(session, run_id, utcnow()),
+            retry_for_s=self.runtime.settings.server_retry_s,
+        )
+        return None if left is None else left - self.pending_records().usd()
 
     def blob_key(self, name: str) -> str:
         """The object key of a value this attempt stores (outputs, checkpoint states)."""

@@ -23,6 +23,7 @@ from db.models import (
     WorkflowRun,
 )
 from db.repositories import (
+    ApprovalRepository,
     ArtifactRepository,
     CostRepository,
     ProjectRepository,
@@ -32,9 +33,10 @@ from db.repositories import (
     find_tenant,
 )
 from db.session import run_transaction, transaction
-from db.states import MissedPolicy, ScheduleStatus, WorkerStatus
+from db.states import ApprovalStatus, MissedPolicy, ScheduleStatus, WorkerStatus
 from db.types import utcnow
 from db.views import (
+    ApprovalView,
     ArtifactView,
     CostSummary,
     CostTotal,
@@ -51,8 +53,11 @@ from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.dispatch import Dispatcher
 from worker.errors import DefinitionError, NotFound, RunNotFinished
 from worker.ids import parse_id
+from worker.machine.approvals import DecisionInput, decide
+from worker.machine.budgets import SpendLimits, spend_limits
 from worker.machine.cancel import cancel_run
 from worker.machine.definitions import find_definition, store_definition
+from worker.machine.messages import StepMessage
 from worker.machine.retention import (
     DeletedRun,
     count_ended_runs,
@@ -63,6 +68,7 @@ from worker.machine.retention import (
 from worker.machine.retry_run import retry_run
 from worker.machine.schedules import add_schedule, delete_schedule, set_status
 from worker.machine.start import StartRequest, start_run
+from worker.machine.waits import check_signal, signal_run
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
 from worker.settings import Settings, get_settings
@@ -225,6 +231,132 @@ class Client:
         )
         self.runtime.dispatcher.send(messages)
         return len(messages)
+
+    # --- approvals, signals, spend limits -------------------------------------------
+    def list_approvals(
+        self,
+        status: str | None = "pending",
+        *,
+        run_id: uuid.UUID | str | None = None,
+        group: str | None = None,
+        limit: int = 100,
+    ) -> list[ApprovalView]:
+        """Approval requests, newest first (pending ones unless ``status`` says otherwise;
+        None lists every status)."""
+        if status is not None and status not in set(ApprovalStatus):
+            raise DefinitionError("status", f"must be one of {sorted(ApprovalStatus)}")
+        rid = parse_id(run_id, "run_id") if run_id is not None else None
+        limits.check_int("limit", limit, 1, 1000)
+
+        def work(session: Session) -> list[ApprovalView]:
+            repo = ApprovalRepository(session, self._tenant_id(session))
+            return list(repo.list(status=status, run_id=rid, group=group, limit=limit))
+
+        return run_transaction(self.runtime.engine, work)
+
+    def get_approval(self, approval_id: uuid.UUID | str) -> ApprovalView:
+        """One approval request."""
+        aid = parse_id(approval_id, "approval_id")
+        return run_transaction(
+            self.runtime.engine,
+            lambda s: ApprovalRepository(s, self._tenant_id(s)).get(aid),
+        )
+
+    def approve(
+        self,
+        approval_id: uuid.UUID | str,
+        *,
+        by: str,
+        comment: str | None = None,
+        budget_usd: Decimal | str | float | None = None,
+    ) -> ApprovalView:
+        """Approve a pending request; the step (or the paused run) goes on.
+
+        A budget request ("raise the budget?") needs ``budget_usd``: the run's new budget,
+        or the tenant's new daily or monthly limit, whichever the run crossed. Deciding a
+        request that is not pending raises :class:`AlreadyDecided`, naming who did.
+        """
+        return self._decide(approval_id, True, by, comment, budget_usd)
+
+    def reject(
+        self, approval_id: uuid.UUID | str, *, by: str, comment: str | None = None
+    ) -> ApprovalView:
+        """Reject a pending request: the step raises ApprovalRejected (a budget request:
+        the run is cancelled)."""
+        return self._decide(approval_id, False, by, comment, None)
+
+    def _decide(
+        self,
+        approval_id: uuid.UUID | str,
+        approve: bool,
+        by: str,
+        comment: str | None,
+        budget_usd: Decimal | str | float | None,
+    ) -> ApprovalView:
+        aid = parse_id(approval_id, "approval_id")
+        ask = DecisionInput.check(by, comment, budget_usd)
+
+        def work(session: Session) -> tuple[list[StepMessage], ApprovalView]:
+            tenant_id = self._tenant_id(session)
+            decided = decide(
+                session,
+                tenant_id,
+                aid,
+                approve,
+                ask.by,
+                ask.comment,
+                utcnow(),
+                budget_usd=ask.budget_usd,
+            )
+            return decided.messages, ApprovalRepository(session, tenant_id).get(aid)
+
+        messages, view = run_transaction(self.runtime.engine, work)
+        self.runtime.dispatcher.send(messages)
+        return view
+
+    def signal(self, run_id: uuid.UUID | str, name: str, payload: Any = None) -> uuid.UUID:
+        """Send signal ``name`` with a JSON ``payload`` to a run; its id.
+
+        Stored durably and delivered exactly once: to the step waiting for ``name`` now,
+        or kept for the next step that waits for it.
+        """
+        rid = parse_id(run_id, "run_id")
+        settings = self.settings
+        signal_name, body = check_signal(name, payload, settings)
+
+        def work(session: Session) -> tuple[uuid.UUID, list[StepMessage]]:
+            return signal_run(
+                session, self._tenant_id(session, rid), rid, signal_name, body, utcnow()
+            )
+
+        signal_id, messages = run_transaction(self.runtime.engine, work)
+        self.runtime.dispatcher.send(messages)
+        return signal_id
+
+    def set_spend_limits(
+        self,
+        *,
+        daily_usd: Decimal | str | float | None = None,
+        monthly_usd: Decimal | str | float | None = None,
+    ) -> SpendLimits:
+        """Set the tenant's spend limits per UTC day and month (None removes one): a run
+        whose costs would cross one pauses and asks for a new limit."""
+        daily = None if daily_usd is None else limits.check_money("daily_usd", daily_usd)
+        monthly = None if monthly_usd is None else limits.check_money("monthly_usd", monthly_usd)
+
+        def work(session: Session) -> SpendLimits:
+            tenant = ensure_tenant(session, self.tenant)
+            tenant.daily_limit_usd, tenant.monthly_limit_usd = daily, monthly
+            session.flush()
+            return spend_limits(session, tenant.id, utcnow())
+
+        return run_transaction(self.runtime.engine, work)
+
+    def spend_limits(self) -> SpendLimits:
+        """The tenant's spend limits and what it spent today and this month."""
+        return run_transaction(
+            self.runtime.engine, lambda s: spend_limits(s, self._tenant_id(s), utcnow())
+        )
 
     def list_runs(
         self,

@@ -9,8 +9,9 @@ to the run, step and attempt.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from db.models import Artifact
 from db.repositories import ArtifactRepository
@@ -19,15 +20,50 @@ from db.types import utcnow
 from worker import blobs, limits
 from worker.artifacts import Source, object_key, validate_name
 from worker.attempt import Attempt
-from worker.errors import DefinitionError
+from worker.definitions.spec import ApprovalGate
+from worker.errors import (
+    ApprovalExpired,
+    ApprovalRejected,
+    DefinitionError,
+    SignalTimeout,
+    StepSuspended,
+)
 from worker.machine.progress import record_checkpoint, verify_checkpoint
 from worker.machine.records import ArtifactEntry
+from worker.machine.start import gate_columns
 from worker.serialization import encode_checked
 
-if TYPE_CHECKING:
-    pass
-
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+#: The longest sleep or wait timeout: 366 days.
+MAX_WAIT_S = 366 * 86400.0
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approval a step waited for, as decided."""
+
+    approval_id: str
+    #: Who approved: a person, or ``cairn (on_timeout=approve)``.
+    by: str | None
+    comment: str | None
+    decided_at: str
+
+    @classmethod
+    def of(cls, result: dict[str, Any], title: str) -> Approval:
+        """The decision recorded for a wait; raises if it was not an approval."""
+        status = result.get("status")
+        who = f" by {result['by']}" if result.get("by") else ""
+        note = f": {result['comment']}" if result.get("comment") else ""
+        if status == "rejected":
+            raise ApprovalRejected(f"{title!r} was rejected{who}{note}")
+        if status != "approved":
+            raise ApprovalExpired(f"nobody decided {title!r} in time")
+        return cls(
+            str(result.get("approval_id")),
+            result.get("by"),
+            result.get("comment"),
+            str(result.get("decided_at")),
+        )
 
 
 class StepContext:
@@ -123,7 +159,9 @@ class StepContext:
 
         One fenced transaction: if this attempt lost its lease, nothing is written and
         :class:`StaleAttempt` is raised. If the run was cancelled, the checkpoint is kept
-        and :class:`RunCancelled` is raised so the step ends.
+        and :class:`RunCancelled` is raised so the step ends. If the run is paused (its
+        spend crossed a budget), the checkpoint is kept and the attempt ends waiting: the
+        step resumes from this checkpoint once a new budget is approved.
         """
         attempt = self._attempt
         attempt.raise_if_stopped()
@@ -143,7 +181,7 @@ class StepContext:
             stored = blobs.offload(self._runtime.step_store, key, data)
         records = attempt.pending_records()
         fence = self._claimed.fence
-        cancel = run_transaction(
+        told = run_transaction(
             self._runtime.engine,
             lambda session: record_checkpoint(
                 session, fence, seq, stored, records, settings.lease_s, utcnow()
@@ -153,9 +191,74 @@ class StepContext:
         )
         attempt.checkpoint_seq = seq
         attempt.clear_records(records)
-        if cancel:
+        if told.waiting:
+            attempt.log.info(
+                "step waiting: its run is paused for a new budget; it resumes from checkpoint %d",
+                seq,
+                extra={"action": "wait_step", "kind": "budget"},
+            )
+            raise StepSuspended("budget")
+        if told.cancel:
             attempt.cancelled = True
         attempt.raise_if_stopped()
+
+    # --- waiting without a worker --------------------------------------------------
+    def wait_for_approval(
+        self,
+        title: str,
+        details: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        on_timeout: str = "fail",
+        *,
+        group: str | None = None,
+        escalate_to: str | None = None,
+    ) -> Approval:
+        """Ask a person to approve; the step's attempt ends and its worker is freed.
+
+        The step runs again (from the top, or its checkpoint) once someone decides, and
+        this call then returns the decision at once. Rejected: raises
+        :class:`ApprovalRejected`; nobody decided in ``timeout`` seconds: ``on_timeout``
+        (``fail`` raises :class:`ApprovalExpired`, ``approve`` approves, ``escalate``
+        asks the ``escalate_to`` group, once). Checkpoint before it what must not be
+        done twice: the code before a wait runs again when the step resumes.
+        """
+        gate = ApprovalGate.model_validate(
+            {
+                "title": title,
+                "details": details,
+                "timeout_s": None if timeout is None else float(timeout),
+                "on_timeout": on_timeout,
+                "group": group,
+                "escalate_to": escalate_to,
+            }
+        )
+        if details is not None:
+            self._check(details, "approval.details")
+        return Approval.of(self._attempt.wait_for_approval(gate_columns(gate)), title)
+
+    def wait_for_signal(self, name: str, timeout: float | None = None) -> Any:
+        """Wait for the signal ``name`` sent to this run (``Client.signal``) and return its
+        JSON payload. A signal sent before the wait is kept for it; each signal is
+        delivered once. No signal in ``timeout`` seconds: :class:`SignalTimeout`."""
+        limits.check_text("signal name", name, limits.SIGNAL_NAME_MAX)
+        result = self._attempt.wait_for_signal(name, _seconds("timeout", timeout))
+        if result.get("timed_out"):
+            raise SignalTimeout(f"no signal {name!r} came within {timeout:g} s")
+        return result.get("payload")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep durably: the worker is freed and the step resumes after ``seconds``,
+        whatever restarts in between."""
+        length = _seconds("seconds", seconds)
+        assert length is not None
+        self._attempt.sleep(length)
+
+    @property
+    def budget_left(self) -> Decimal | None:
+        """Money left before the run pauses (the least of its budget and its tenant's
+        daily and monthly limits, less what this attempt recorded and did not commit
+        yet); None when no budget applies."""
+        return self._attempt.budget_left()
 
     def raise_if_stopped(self) -> None:
         """Raise if this attempt must end (cancelled, lease lost, over its timeout): a
@@ -167,6 +270,16 @@ class StepContext:
         encode_checked(
             value, field, max_depth=settings.max_json_depth, limit_bytes=settings.inline_limit_bytes
         )
+
+
+def _seconds(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DefinitionError(name, f"must be a number of seconds, not {type(value).__name__}")
+    if not 0 <= value <= MAX_WAIT_S:
+        raise DefinitionError(name, f"must be between 0 and {MAX_WAIT_S:g} seconds (366 days)")
+    return float(value)
 
 
 class StepArtifacts:

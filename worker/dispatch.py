@@ -77,6 +77,10 @@ class Dispatcher:
                 )
         return sent
 
+    def send_task(self, name: str, kwargs: dict[str, Any], queue: str | None = None) -> None:
+        """Send any task by name (a notification hook's); raises if the broker refuses."""
+        self._app.send_task(name, kwargs=kwargs, queue=queue)
+
     def send_requeue(self, step_id: uuid.UUID, attempt: int, eta: datetime, queue: str) -> None:
         """Ask for a retrying step to be queued again at ``eta`` (the reconciler is the
         fallback if this message is lost)."""

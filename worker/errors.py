@@ -244,6 +244,57 @@ class ArtifactMissing(NotFound):
     retryable = False  # a deleted object does not come back
 
 
+# --- waits, approvals, signals, budgets ------------------------------------------------
+
+
+class StepSuspended(BaseException):
+    """The attempt ended waiting (committed); the runner lets it go. A BaseException, so
+    a step's ``except Exception`` does not swallow it."""
+
+
+class NonDeterministicWait(CairnError):
+    """A step's n-th wait call differs from the one it made before it waited: waits are
+    replayed by their order, so a step must make the same calls in the same order."""
+
+    code = "non_deterministic_wait"
+    retryable = False
+
+
+class ApprovalRejected(CairnError):
+    """A person rejected the approval the step waited for."""
+
+    code = "approval_rejected"
+    retryable = False
+
+
+class ApprovalExpired(CairnError):
+    """Nobody decided the approval in time and its on_timeout policy is ``fail``."""
+
+    code = "approval_expired"
+    retryable = False
+
+
+class SignalTimeout(CairnError):
+    """No signal of that name came before the wait's timeout."""
+
+    code = "signal_timeout"
+    retryable = False
+
+
+class AlreadyDecided(CairnError):
+    """The approval request was decided already (or expired, or its run ended)."""
+
+    code = "already_decided"
+    retryable = False
+
+
+class RunEnded(CairnError):
+    """The run has ended: it takes no signal and no decision any more."""
+
+    code = "run_ended"
+    retryable = False
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether an attempt that raised ``exc`` may succeed if run again: a cairn error says
     so itself; any other error (the step's own) is retryable unless its policy says not."""

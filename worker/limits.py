@@ -15,10 +15,12 @@ from sqlalchemy import Column, Numeric, String
 
 from db.models import (
     ApiKey,
+    ApprovalRequest,
     Artifact,
     CostRecord,
     Project,
     Schedule,
+    Signal,
     Tenant,
     WorkflowDefinition,
     WorkflowRun,
@@ -49,6 +51,10 @@ CONTENT_TYPE_MAX = _length(_columns(Artifact).content_type)
 API_KEY_NAME_MAX = _length(_columns(ApiKey).name)
 SCHEDULE_NAME_MAX = _length(_columns(Schedule).name)
 TIMEZONE_MAX = _length(_columns(Schedule).timezone)
+SIGNAL_NAME_MAX = _length(_columns(Signal).name)
+DECIDED_BY_MAX = _length(_columns(ApprovalRequest).decided_by)
+#: A decision's comment: a Text column, held to what a person writes.
+COMMENT_MAX = 10_000
 CRON_MAX = _length(_columns(Schedule).cron)
 #: Free text kept inside JSON (a definition's description, a non_retryable name).
 DESCRIPTION_MAX = 2000

@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 
 from db.session import run_transaction
 from db.types import utcnow
+from worker import notify
 from worker.errors import CairnError
+from worker.machine.approvals import expire_due
 from worker.machine.recovery import (
     mark_silent_workers,
     reap_expired,
@@ -24,6 +26,7 @@ from worker.machine.recovery import (
 from worker.machine.retention import expired_artifacts, mark_deleted, purge_runs, referenced
 from worker.machine.schedules import Fire, advance_schedule, due_fires
 from worker.machine.start import StartRequest, start_run
+from worker.machine.waits import match_stray_signals
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.recovery")
@@ -78,6 +81,22 @@ def reconcile(runtime: Runtime) -> None:
     # again would crowd them out.
     runtime.dispatcher.send(stale)
     runtime.dispatcher.send(due)
+
+
+def tick_waits(runtime: Runtime) -> None:
+    """Waiting steps whose time came are queued (sleeps over, timeouts and approval
+    policies applied, signals kept for them delivered); then the notices are sent."""
+    now = utcnow()
+    due = run_transaction(runtime.engine, lambda s: expire_due(s, now))
+    stray = run_transaction(runtime.engine, lambda s: match_stray_signals(s, now))
+    if due or stray:
+        log.info(
+            "timer: %d waiting steps queued",
+            len(due) + len(stray),
+            extra={"action": "tick_waits"},
+        )
+    runtime.dispatcher.send(due + stray)
+    notify.send_pending(runtime)
 
 
 def retention(runtime: Runtime) -> None:

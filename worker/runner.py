@@ -16,18 +16,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from db.session import run_transaction
-from db.states import StepStatus
+from db.states import RunStatus, StepStatus
 from db.types import utcnow
 from worker import blobs
 from worker.attempt import Attempt
 from worker.blobs import BlobRef
-from worker.context import StepContext
+from worker.context import Approval, StepContext
 from worker.errors import (
     DefinitionError,
     RunCancelled,
     ServerUnavailable,
     StaleAttempt,
     StepNotClaimable,
+    StepSuspended,
     StepTimeout,
     error_record,
     error_types,
@@ -128,8 +129,14 @@ def _run_and_record(
         fn = runtime.registry.get(claimed.task)
         inputs = {k: blobs.resolve(store, v) for k, v in claimed.inputs.items()}
         att.resume_state = blobs.resolve(store, claimed.resume_state)
+        ctx = StepContext(att)
+        if claimed.run_status == RunStatus.PAUSED:
+            att.wait_for_budget()
+        if claimed.approve:
+            gate = claimed.approve
+            Approval.of(att.wait_for_approval(gate), gate["title"])
         with _time_limit(claimed.timeout_s):
-            result = _call(fn, StepContext(att), inputs)
+            result = _call(fn, ctx, inputs)
         output = _store_output(runtime, att, result)
         records = att.pending_records()
         inline = inline_now()
@@ -139,6 +146,8 @@ def _run_and_record(
             verify=lambda s: verify_continued(s, fence, inline),
             retry_for_s=runtime.settings.server_retry_s,
         )
+    except StepSuspended:
+        return NOTHING  # committed: the step waits, holding no worker
     except StaleAttempt as exc:
         att.log.warning(
             "attempt superseded, nothing recorded: %s", exc, extra={"action": "lose_lease"}

@@ -122,9 +122,28 @@ class Settings(BaseSettings):
     #: Seconds a checked API key is trusted without reading the database again; a revoked
     #: key stops working within this long. 0 checks every request.
     api_key_cache_s: float = Field(5.0, ge=0, le=300)
+    # --- notifications -------------------------------------------------------------
+    #: Told of approvals requested, decided and expired, and of budgets reached: a URL
+    #: (``https://...``, POSTed JSON ``{"event", "data"}`` with retries) or ``task:NAME``
+    #: (a Celery task sent ``event`` and ``data`` kwargs). Treated as a secret: webhook
+    #: URLs carry tokens. Unset: nothing is sent.
+    notify_hook: SecretStr | None = None
     #: Tenant used when a caller names none (single-tenant installs).
     default_tenant: str = "default"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("notify_hook")
+    @classmethod
+    def _hook_kind(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        hook = value.get_secret_value()
+        if hook.startswith(("http://", "https://")) or (
+            hook.startswith("task:") and len(hook) > len("task:")
+        ):
+            return value
+        # The value itself is not repeated: it may hold a token.
+        raise ValueError("must be an http(s):// URL or task:<celery task name>")
 
     @field_validator("database_url")
     @classmethod
@@ -200,7 +219,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret cairn knows of, to mask in error records and logs."""
         found = [self.db_url.password, make_url_password(self.broker_url)]
-        keys = (self.s3_access_key, self.s3_secret_key, self.flower_password)
+        keys = (self.s3_access_key, self.s3_secret_key, self.flower_password, self.notify_hook)
         found += [s.get_secret_value() for s in keys if s]
         return [str(value) for value in found if value]
 

@@ -60,6 +60,8 @@ def stack_env(settings: Settings, step_modules: str, cwd: Path | None = None) ->
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if settings.notify_hook is not None:
+        env["CAIRN_NOTIFY_HOOK"] = settings.notify_hook.get_secret_value()
     return env
 
 

@@ -17,3 +17,7 @@ REAP = "cairn.reap"
 RECONCILE = "cairn.reconcile"
 RETENTION = "cairn.retention"
 TICK_SCHEDULES = "cairn.tick_schedules"
+#: Beat's timer of waiting steps: sleeps over, timeouts passed, signals matched, notices.
+TICK_WAITS = "cairn.tick_waits"
+#: Call the webhook of CAIRN_NOTIFY_HOOK: kwargs ``event``, ``data``.
+NOTIFY = "cairn.notify"

@@ -9,6 +9,7 @@ from db.models.runs import Branch, RunEvent, WorkflowMetric, WorkflowRun
 from db.models.schedules import Schedule
 from db.models.steps import StepEdge, WorkflowStep
 from db.models.tenancy import Project, Tenant
+from db.models.waits import Notification, Signal, StepWait
 from db.models.workers import Worker
 
 __all__ = [
@@ -19,10 +20,13 @@ __all__ = [
     "Checkpoint",
     "CostRecord",
     "Message",
+    "Notification",
     "Project",
     "RunEvent",
     "Schedule",
+    "Signal",
     "StepEdge",
+    "StepWait",
     "Tenant",
     "Worker",
     "WorkflowDefinition",

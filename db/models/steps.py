@@ -27,6 +27,7 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
         CheckConstraint("attempt >= 0", name="attempt_non_negative"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
         CheckConstraint("server_releases >= 0", name="server_releases_non_negative"),
+        CheckConstraint("wait_resumes >= 0", name="wait_resumes_non_negative"),
         CheckConstraint("pending_upstream >= 0", name="pending_upstream_non_negative"),
         CheckConstraint("priority BETWEEN 0 AND 9", name="priority_range"),
         # The reaper: running steps by lease expiry.
@@ -49,6 +50,11 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
     #: Attempts that ended for a fault of cairn's servers (database, artifact store) and
     #: were released unspent: ``attempt - server_releases`` is what the retry policy counts.
     server_releases: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: Attempts that ended waiting (an approval, a signal, a sleep, a budget): the retry
+    #: policy does not count them either.
+    wait_resumes: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: The definition's ``approve`` gate: an approval asked before the step's code runs.
+    approve: Mapped[dict[str, Any] | None]
     #: Upstream steps not yet succeeded; the join is queued by the update that makes it 0.
     pending_upstream: Mapped[int] = mapped_column(default=0)
     #: Retry policy and timeout, copied from the pinned definition.

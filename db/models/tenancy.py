@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, CreatedMixin, IdMixin
@@ -16,6 +17,10 @@ class Tenant(IdMixin, CreatedMixin, Base):
     __tablename__ = "tenants"
 
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: Spend limits over all the tenant's runs, per UTC day and month: a run whose costs
+    #: would cross one pauses (see worker/machine/budgets.py). None: no limit.
+    daily_limit_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    monthly_limit_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
 
 
 class Project(IdMixin, CreatedMixin, Base):

@@ -1,5 +1,6 @@
 """Tenant-scoped queries. They take a session and never commit."""
 
+from db.repositories.approvals import ApprovalRepository
 from db.repositories.artifacts import ArtifactRepository
 from db.repositories.base import TenantRepository, ensure_tenant, find_tenant
 from db.repositories.costs import CostRepository
@@ -8,6 +9,7 @@ from db.repositories.runs import RunRepository
 from db.repositories.workers import WorkerRepository
 
 __all__ = [
+    "ApprovalRepository",
     "ArtifactRepository",
     "CostRepository",
     "ProjectRepository",

@@ -8,8 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import Select, delete, select
 
-from db.models import RunEvent, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.models import ApprovalRequest, RunEvent, WorkflowDefinition, WorkflowRun, WorkflowStep
 from db.repositories.base import TenantRepository
+from db.states import ApprovalKind, ApprovalStatus, RunStatus
 from db.views import EventView, RunSummary, RunView
 from worker.errors import NotFound
 
@@ -57,7 +58,18 @@ class RunRepository(TenantRepository):
         """The run with its steps as a view (and the step rows, for stored outputs)."""
         run = self.get(run_id)
         steps = self._steps(run_id)
-        return RunView.of(run, list(steps)), steps
+        paused = None
+        if run.status == RunStatus.PAUSED:
+            found = self.session.execute(
+                select(ApprovalRequest.id, ApprovalRequest.details).where(
+                    ApprovalRequest.run_id == run_id,
+                    ApprovalRequest.kind == ApprovalKind.BUDGET,
+                    ApprovalRequest.status == ApprovalStatus.PENDING,
+                )
+            ).first()
+            if found is not None:
+                paused = dict(found.details or {}) | {"approval_id": str(found.id)}
+        return RunView.of(run, list(steps), paused), steps
 
     def summaries(
         self,

@@ -187,3 +187,75 @@ def big_checkpoint(ctx: StepContext, n: int = 10_000) -> dict[str, Any]:
 
 
 from tests.support import bad_steps as _bad_steps  # noqa: E402, F401  (misbehaving steps)
+
+
+# --- waits, approvals, signals, budgets ---------------------------------------------------
+
+
+@step("t.approval")
+def approval(
+    ctx: StepContext,
+    title: str = "Ship it?",
+    timeout: float | None = None,
+    on_timeout: str = "fail",
+    escalate_to: str | None = None,
+    catch: bool = False,
+    trace_dir: str | None = None,
+) -> dict[str, Any]:
+    """Waits for an approval; traces each execution before and after the wait."""
+    _trace(trace_dir, f"approval before {ctx.attempt}")
+    try:
+        decided = ctx.wait_for_approval(
+            title,
+            {"why": "a test"},
+            timeout=timeout,
+            on_timeout=on_timeout,
+            escalate_to=escalate_to,
+        )
+    except Exception as exc:
+        if not catch:
+            raise
+        _trace(trace_dir, f"approval refused {type(exc).__name__}")
+        return {"refused": type(exc).__name__}
+    _trace(trace_dir, f"approval after {ctx.attempt} {decided.by}")
+    return {"approved_by": decided.by, "comment": decided.comment}
+
+
+@step("t.signal")
+def wait_signal(
+    ctx: StepContext,
+    name: str = "go",
+    timeout: float | None = None,
+    times: int = 1,
+    trace_dir: str | None = None,
+) -> dict[str, Any]:
+    """Waits for ``times`` signals ``name`` in a row; returns their payloads."""
+    _trace(trace_dir, f"signal before {ctx.attempt}")
+    payloads = [ctx.wait_for_signal(name, timeout=timeout) for _ in range(times)]
+    _trace(trace_dir, f"signal after {ctx.attempt}")
+    return {"payloads": payloads}
+
+
+@step("t.nap")
+def nap(ctx: StepContext, seconds: float = 2.0, trace_dir: str | None = None) -> dict[str, Any]:
+    """Sleeps durably, then waits for a signal: two waits replayed in order."""
+    _trace(trace_dir, f"nap before {ctx.attempt} {time.time()}")
+    ctx.sleep(seconds)
+    _trace(trace_dir, f"nap slept {ctx.attempt} {time.time()}")
+    payload = ctx.wait_for_signal("after-nap", timeout=60)
+    _trace(trace_dir, f"nap after {ctx.attempt}")
+    return {"payload": payload}
+
+
+@step("t.spend")
+def spend(
+    ctx: StepContext, rounds: int = 5, usd: str = "1", trace_dir: str | None = None
+) -> dict[str, Any]:
+    """Spends ``usd`` and checkpoints, ``rounds`` times, resuming from its checkpoint."""
+    done = (ctx.resume_state or {}).get("done", 0)
+    _trace(trace_dir, f"spend start {ctx.attempt} at {done} left {ctx.budget_left}")
+    for i in range(done, rounds):
+        ctx.cost("llm", "model-x", input_tokens=10, usd=usd)
+        ctx.checkpoint({"done": i + 1})
+        _trace(trace_dir, f"spend round {i + 1}")
+    return {"rounds": rounds}

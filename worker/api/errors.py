@@ -27,6 +27,8 @@ _STATUS: dict[type[errors.CairnError], int] = {
     errors.DefinitionError: 422,
     errors.PayloadTooLarge: 413,
     errors.RunNotEnded: 409,
+    errors.AlreadyDecided: 409,
+    errors.RunEnded: 409,
     errors.IllegalTransition: 409,
     errors.ConfigurationError: 409,
     errors.ArtifactIntegrityError: 502,

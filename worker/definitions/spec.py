@@ -11,7 +11,7 @@ A definition is a JSON or YAML document, or built in Python with these classes::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -82,6 +82,33 @@ class RetryPolicy(_Strict):
         return self
 
 
+class ApprovalGate(_Strict):
+    """An approval asked before a step's code runs, declared in the definition."""
+
+    title: StrictStr = Field(min_length=1, max_length=500)
+    details: dict[str, Any] | None = None
+    #: Nobody decided in this long: ``on_timeout`` applies. None: it waits for ever.
+    timeout_s: StrictFloat | None = Field(None, gt=0, le=366 * 86400)
+    #: ``fail`` the step, ``approve`` it, or ``escalate`` to the ``escalate_to`` group.
+    on_timeout: Literal["fail", "approve", "escalate"] = "fail"
+    #: The group asked to decide.
+    group: StrictStr | None = Field(None, min_length=1, max_length=200)
+    escalate_to: StrictStr | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("title")
+    @classmethod
+    def _title_storable(cls, value: str) -> str:
+        return _storable(value)
+
+    @model_validator(mode="after")
+    def _escalation_named(self) -> ApprovalGate:
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise ValueError("on_timeout 'escalate' needs escalate_to, the group to escalate to")
+        if self.on_timeout != "fail" and self.timeout_s is None:
+            raise ValueError(f"on_timeout {self.on_timeout!r} needs timeout_s")
+        return self
+
+
 class StepSpec(_Strict):
     """One step of a workflow: which function runs, after which steps, and how."""
 
@@ -96,6 +123,8 @@ class StepSpec(_Strict):
     queue: StrictStr | None = Field(None, pattern=NAME_PATTERN)
     #: 0 (lowest) to 9 (highest).
     priority: StrictInt = Field(5, ge=0, le=9)
+    #: Ask a person before the step runs (no code needed); the run waits, holding no worker.
+    approve: ApprovalGate | None = None
 
 
 class WorkflowSpec(_Strict):
@@ -114,4 +143,9 @@ class WorkflowSpec(_Strict):
 
     def body(self) -> dict[str, Any]:
         """The spec as JSON, without ``version``: what the checksum is taken of."""
-        return self.model_dump(mode="json", exclude={"version"})
+        body = self.model_dump(mode="json", exclude={"version"})
+        for step in body["steps"]:
+            # Specs from before gates existed keep their checksum (and so their version).
+            if step.get("approve") is None:
+                step.pop("approve", None)
+        return body

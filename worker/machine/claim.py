@@ -43,6 +43,12 @@ class ClaimedStep:
     max_attempts: int
     #: Earlier attempts released for server faults: they do not count against the policy.
     server_releases: int
+    #: Earlier attempts that ended waiting: they do not count either.
+    wait_resumes: int
+    #: The definition's approve gate, asked before the step's code runs.
+    approve: dict[str, Any] | None
+    #: The run's status at the claim: a paused run's step waits for its new budget.
+    run_status: str
     timeout_s: float | None
     queued_at: datetime | None
     started_at: datetime
@@ -52,14 +58,14 @@ class ClaimedStep:
         cls,
         fence: Fence,
         step: Any,
-        run: tuple[dict[str, Any], str, uuid.UUID],
+        run: tuple[dict[str, Any], str, uuid.UUID, str],
         upstream: Iterable[Sequence[Any]],
         checkpoint: Sequence[Any] | None,
     ) -> ClaimedStep:
         """Build the claimed attempt from what the claim read: the step row (its columns
-        by name), the run's ``(inputs, workflow name, tenant id)``, the upstream steps'
+        by name), the run's ``(inputs, workflow name, tenant id, status)``, the upstream steps'
         ``(key, output, blob key, sha256)`` and the last ``(seq, state, blob key, sha256)``."""
-        run_inputs, workflow, tenant_id = run
+        run_inputs, workflow, tenant_id, run_status = run
         return cls(
             fence=fence,
             tenant_id=tenant_id,
@@ -73,6 +79,9 @@ class ClaimedStep:
             retry=RetryPolicy.model_validate(step.retry),
             max_attempts=step.max_attempts,
             server_releases=step.server_releases,
+            wait_resumes=step.wait_resumes,
+            approve=step.approve,
+            run_status=run_status,
             timeout_s=step.timeout_s,
             queued_at=step.queued_at,
             started_at=step.started_at,
@@ -80,8 +89,9 @@ class ClaimedStep:
 
     @property
     def own_attempt(self) -> int:
-        """This attempt's number as the retry policy counts it (server faults left out)."""
-        return self.fence.attempt - self.server_releases
+        """This attempt's number as the retry policy counts it (server faults and waits
+        left out)."""
+        return self.fence.attempt - self.server_releases - self.wait_resumes
 
 
 def claim_step(
@@ -101,7 +111,7 @@ def claim_step(
         if found is None:
             raise StepNotClaimable(_why_not(session, step_id, attempt))
         fence = Fence(step_id, found.run_id, attempt, owner)
-        run = (found.inputs, found.workflow, found.tenant_id)
+        run = (found.inputs, found.workflow, found.tenant_id, found.run_status)
         return ClaimedStep.of(fence, found, run, found.upstream, found.checkpoint)
     row = (
         session.connection()
@@ -159,6 +169,8 @@ def verify_claim(
                 WorkflowStep.retry,
                 WorkflowStep.max_attempts,
                 WorkflowStep.server_releases,
+                WorkflowStep.wait_resumes,
+                WorkflowStep.approve,
                 WorkflowStep.timeout_s,
                 WorkflowStep.queued_at,
                 WorkflowStep.started_at,
@@ -173,10 +185,15 @@ def verify_claim(
     )
     if step is None:
         return None
-    run_inputs, workflow, tenant_id = (
+    run_inputs, workflow, tenant_id, run_status = (
         session.connection()
         .execute(
-            select(WorkflowRun.inputs, WorkflowDefinition.name, WorkflowRun.tenant_id)
+            select(
+                WorkflowRun.inputs,
+                WorkflowDefinition.name,
+                WorkflowRun.tenant_id,
+                WorkflowRun.status,
+            )
             .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
             .where(WorkflowRun.id == step.run_id)
         )
@@ -206,7 +223,7 @@ def verify_claim(
         )
         .first()
     )
-    run = (run_inputs, workflow, tenant_id)
+    run = (run_inputs, workflow, tenant_id, run_status)
     fence = Fence(step_id, step.run_id, attempt, owner)
     return ClaimedStep.of(fence, step, run, upstream, checkpoint)
 

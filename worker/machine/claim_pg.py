@@ -26,8 +26,8 @@ WITH claimed AS (
        SET status = :claim_target, lease_owner = :owner, lease_expires_at = :lease_until,
            started_at = :now, finished_at = NULL, cancel_requested = false
      WHERE id = :step_id AND status = :claim_source AND attempt = :attempt
- RETURNING id, run_id, key, task, retry, max_attempts, server_releases, timeout_s,
-           queued_at, started_at
+ RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
+           timeout_s, queued_at, started_at, approve
 ), started AS (
     UPDATE workflow_runs
        SET status = :start_target, started_at = :now, updated_at = :now
@@ -38,8 +38,9 @@ WITH claimed AS (
     SELECT :event_id, run_id, 'claim_step', id, :attempt, :event_data, :now FROM claimed
  RETURNING id
 )
-SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.timeout_s,
-       c.queued_at, c.started_at, r.inputs, r.tenant_id, d.name AS workflow,
+SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wait_resumes,
+       c.timeout_s, c.queued_at, c.started_at, c.approve, r.inputs, r.tenant_id,
+       r.status AS run_status, d.name AS workflow,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(u.key, u.output, u.output_blob_key,
                                                     u.output_sha256)), '[]'::jsonb)
           FROM step_edges e JOIN workflow_steps u ON u.id = e.upstream_id
@@ -69,6 +70,7 @@ STATEMENT = (
         queued_at=UTCDateTime(),
         started_at=UTCDateTime(),
         retry=JSON(),
+        approve=JSON(),
         inputs=JSON(),
         upstream=JSON(),
         checkpoint=JSON(),

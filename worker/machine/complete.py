@@ -19,8 +19,9 @@ from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
 from worker.definitions.dag import sinks
 from worker.errors import StaleAttempt
+from worker.machine.budgets import check_budgets
 from worker.machine.complete_pg import complete_row
-from worker.machine.ending import ACTIVE_RUN
+from worker.machine.ending import ACTIVE_RUN, close_waits
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
 from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
@@ -59,6 +60,9 @@ def complete_step(
         steps_left, run_status = _record_success(session, fence, output, records, now)
     if run_status not in ACTIVE_RUN:
         return Completion([], run_status)  # cancelled or failed meanwhile: start nothing
+    if records.usd():
+        # The last step's completion finishes the run: nothing is left to pause.
+        check_budgets(session, fence.run_id, now, may_pause=steps_left > 0)
     messages = release_dependents(session, fence, now)
     if steps_left == 0:
         _finish_run(session, fence, now)
@@ -247,4 +251,5 @@ def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
         .where(WorkflowRun.id == fence.run_id, FINISH_RUN.guard())
         .values(status=FINISH_RUN.target, outputs=outputs, finished_at=now, updated_at=now)
     )
+    close_waits(session, fence.run_id, now, "finish_run")
     add_event(session, fence.run_id, "finish_run", now, data={"status": "succeeded"})

@@ -9,12 +9,14 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from db.models import WorkflowRun, WorkflowStep
-from db.states import RunStatus, StepStatus
+from db.models import ApprovalRequest, WorkflowRun, WorkflowStep
+from db.states import ApprovalStatus, RunStatus, StepStatus
 from worker.machine.events import add_event
 from worker.machine.transitions import CANCEL_NOT_STARTED, CANCEL_RUN, FAIL_RUN
+from worker.machine.waits import drop_run_waits
 
-ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
+#: A run in one of these may still start steps (a paused run's steps wait at their claim).
+ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
 NOT_STARTED = (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING)
 
 
@@ -58,5 +60,17 @@ def end_run(
         .where(WorkflowStep.run_id == run_id, WorkflowStep.status == StepStatus.RUNNING)
         .values(cancel_requested=True)
     )
+    close_waits(session, run_id, now, kind)
     add_event(session, run_id, kind, now, data={"status": str(status), "error": error})
     return True
+
+
+def close_waits(session: Session, run_id: uuid.UUID, now: datetime, why: str) -> None:
+    """A run ended: nothing waits for a decision or a signal of it any more (its waits are
+    forgotten, so a retry of the run waits anew), and its pending requests are cancelled."""
+    drop_run_waits(session, run_id)
+    session.connection().execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.run_id == run_id, ApprovalRequest.status == ApprovalStatus.PENDING)
+        .values(status=ApprovalStatus.CANCELLED, decided_at=now, decided_by=f"cairn ({why})")
+    )

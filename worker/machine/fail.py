@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 from db.models import WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.errors import StaleAttempt
+from worker.machine.budgets import add_spend
 from worker.machine.ending import end_run
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
 from worker.machine.records import Records, write_records
 from worker.machine.retry import RetryDecision
-from worker.machine.transitions import FAIL, RETRY_LATER, STOP, add_spend, lease_cleared
+from worker.machine.transitions import FAIL, RETRY_LATER, STOP, lease_cleared
 
 
 def fail_step(

@@ -6,6 +6,7 @@ writes are rolled back with the transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +16,11 @@ from sqlalchemy.orm import Session
 from db.models import Checkpoint, WorkflowStep
 from db.states import StepStatus
 from worker.blobs import BlobRef
+from worker.machine.budgets import add_spend
 from worker.machine.events import add_event
 from worker.machine.lease import Fence, extend_lease
 from worker.machine.records import Records, write_records
-from worker.machine.transitions import add_spend
+from worker.machine.waits import wait_for_budget
 
 
 def record_checkpoint(
@@ -29,10 +31,12 @@ def record_checkpoint(
     records: Records,
     lease_s: float,
     now: datetime,
-) -> bool:
+) -> Checkpointed:
     """Commit a checkpoint with the costs and messages recorded since the last one.
 
-    Returns whether the step was asked to stop.
+    Returns whether the step was asked to stop, and whether it now waits: when its run is
+    paused (by these costs or others), the checkpoint is kept and the attempt ends waiting
+    for the new budget, to resume from this checkpoint.
     """
     cancel_requested = extend_lease(session, fence, lease_s, now)
     session.connection().execute(
@@ -58,12 +62,23 @@ def record_checkpoint(
         attempt=fence.attempt,
         data={"seq": seq},
     )
-    return cancel_requested
+    waiting = wait_for_budget(session, fence, Records(), now)
+    return Checkpointed(cancel_requested, waiting)
 
 
-def verify_checkpoint(session: Session, fence: Fence, seq: int) -> bool | None:
-    """Whether the step was asked to stop, if checkpoint ``seq`` of this attempt was
-    committed; None if it was not (resolves a COMMIT that lost its connection)."""
+@dataclass(frozen=True)
+class Checkpointed:
+    """What a committed checkpoint tells its attempt."""
+
+    #: The run was cancelled or failed: end the step.
+    cancel: bool
+    #: The run is paused for a new budget: the attempt ended waiting for it.
+    waiting: bool
+
+
+def verify_checkpoint(session: Session, fence: Fence, seq: int) -> Checkpointed | None:
+    """What checkpoint ``seq`` of this attempt told it, if it was committed; None if it
+    was not (resolves a COMMIT that lost its connection)."""
     found = (
         session.connection()
         .execute(
@@ -77,9 +92,18 @@ def verify_checkpoint(session: Session, fence: Fence, seq: int) -> bool | None:
     )
     if found is None:
         return None
-    cancel = session.connection().scalar(
-        select(WorkflowStep.cancel_requested).where(
-            WorkflowStep.id == fence.step_id, WorkflowStep.status == StepStatus.RUNNING
+    step = (
+        session.connection()
+        .execute(
+            select(WorkflowStep.status, WorkflowStep.cancel_requested).where(
+                WorkflowStep.id == fence.step_id, WorkflowStep.attempt == fence.attempt
+            )
         )
+        .first()
     )
-    return bool(cancel)
+    if step is None:
+        return Checkpointed(False, False)
+    return Checkpointed(
+        bool(step.cancel_requested) and step.status == StepStatus.RUNNING,
+        step.status == StepStatus.WAITING,
+    )

@@ -55,7 +55,7 @@ def reap_expired(
             WorkflowStep.run_id,
             WorkflowStep.key,
             WorkflowStep.cancel_requested,
-            WorkflowStep.server_releases,
+            WorkflowStep.server_releases + WorkflowStep.wait_resumes,
         )
         .where(WorkflowStep.status == StepStatus.RUNNING, WorkflowStep.lease_expires_at < now)
         .order_by(WorkflowStep.lease_expires_at)

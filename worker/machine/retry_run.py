@@ -50,6 +50,7 @@ def retry_run(
             WorkflowStep.status,
             WorkflowStep.attempt,
             WorkflowStep.server_releases,
+            WorkflowStep.wait_resumes,
             WorkflowStep.retry,
         ).where(WorkflowStep.run_id == run_id)
     ).all()
@@ -74,9 +75,10 @@ def retry_run(
             "finished_at": None,
             "cancel_requested": False,
             # A fresh budget: as many attempts of its own as the policy gives (those
-            # released for server faults never counted).
+            # released for server faults, or ended waiting, never counted).
             "max_attempts": step.attempt
             - step.server_releases
+            - step.wait_resumes
             + int(step.retry.get("max_attempts", 1)),
         }
         if ready:

@@ -26,6 +26,7 @@ from db.types import utcnow
 from worker import limits
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.definitions.dag import topological_order
+from worker.definitions.spec import ApprovalGate
 from worker.errors import DefinitionError, NotFound
 from worker.ids import new_id, parse_id
 from worker.machine.definitions import find_definition, spec_of, store_definition
@@ -297,7 +298,15 @@ def _insert_run(
         definition = _ids.stored(session, tenant_id, project_id, spec)
     else:
         assert request.workflow is not None
-        definition = _ids.named(session, project_id, request.workflow, request.version)
+        try:
+            definition = _ids.named(session, project_id, request.workflow, request.version)
+        except DefinitionError:
+            # The cached project may be gone (deleted, or the database replaced): look the
+            # names up again before saying the workflow is not registered.
+            _ids.clear()
+            tenant_id = _ids.tenant(session, request.tenant)
+            project_id = _ids.project(session, tenant_id, request.project)
+            definition = _ids.named(session, project_id, request.workflow, request.version)
         spec = definition.spec
         validate_spec(spec, registered)
         _check_inputs_against(spec, request.inputs)
@@ -352,6 +361,7 @@ def _insert_run(
                 "timeout_s": step.timeout_s,
                 "queue": queue,
                 "priority": step.priority,
+                "approve": gate_columns(step.approve) if step.approve else None,
                 "queued_at": now if root else None,
                 "dispatched_at": now if root else None,
                 "created_at": now,
@@ -409,3 +419,15 @@ def _check_inputs_against(spec: WorkflowSpec, inputs: dict[str, Any]) -> None:
             raise DefinitionError(
                 f"inputs.{name}", "has the name of a step, whose output is passed under it"
             )
+
+
+def gate_columns(gate: ApprovalGate) -> dict[str, Any]:
+    """An approval gate as stored and asked: the columns of its approval request."""
+    return {
+        "title": gate.title,
+        "details": gate.details,
+        "timeout_s": gate.timeout_s,
+        "on_timeout": gate.on_timeout,
+        "group_name": gate.group,
+        "escalate_to": gate.escalate_to,
+    }

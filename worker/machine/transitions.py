@@ -9,14 +9,11 @@ forbids. The column values that several verbs write the same way ("queue a step"
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement
 
 from db.models import WorkflowRun, WorkflowStep
 from db.states import (
@@ -75,8 +72,14 @@ REQUEUE_EXPIRED = StepMove("requeue_expired", (S.RUNNING,), S.QUEUED)
 REQUEUE_DUE = StepMove("requeue_due", (S.RETRYING,), S.QUEUED)
 #: The last upstream of a pending step succeeded.
 RELEASE = StepMove("release", (S.PENDING,), S.QUEUED)
-#: Steps that had not started when their run ended.
-CANCEL_NOT_STARTED = StepMove("cancel_not_started", (S.PENDING, S.QUEUED, S.RETRYING), S.CANCELLED)
+#: The attempt ended waiting (an approval, a signal, a sleep, its paused run's budget).
+SUSPEND = StepMove("suspend", (S.RUNNING,), S.WAITING)
+#: What a waiting step waited for came: it is queued again with attempt + 1.
+WAKE = StepMove("wake", (S.WAITING,), S.QUEUED)
+#: Steps that had not started (or were waiting) when their run ended.
+CANCEL_NOT_STARTED = StepMove(
+    "cancel_not_started", (S.PENDING, S.QUEUED, S.RETRYING, S.WAITING), S.CANCELLED
+)
 #: A run retry re-opens its failed and cancelled steps: ready ones queued, others pending.
 REOPEN_READY = StepMove("reopen_ready", (S.FAILED, S.CANCELLED), S.QUEUED)
 REOPEN_WAITING = StepMove("reopen_waiting", (S.CANCELLED,), S.PENDING)
@@ -84,11 +87,15 @@ REOPEN_WAITING = StepMove("reopen_waiting", (S.CANCELLED,), S.PENDING)
 R = RunStatus
 #: The first claim of a run's step.
 START_RUN = RunMove("start", (R.QUEUED,), R.RUNNING)
-#: The last step succeeded.
-FINISH_RUN = RunMove("finish", (R.QUEUED, R.RUNNING), R.SUCCEEDED)
-#: A step failed for good, or someone cancelled the run.
-FAIL_RUN = RunMove("fail", (R.QUEUED, R.RUNNING), R.FAILED)
-CANCEL_RUN = RunMove("cancel", (R.QUEUED, R.RUNNING), R.CANCELLED)
+#: Its spend crossed a budget.
+PAUSE_RUN = RunMove("pause", (R.RUNNING,), R.PAUSED)
+#: A person approved a new budget.
+RESUME_RUN = RunMove("resume", (R.PAUSED,), R.RUNNING)
+#: The last step succeeded (a step already running when the run paused may be the last).
+FINISH_RUN = RunMove("finish", (R.QUEUED, R.RUNNING, R.PAUSED), R.SUCCEEDED)
+#: A step failed for good, or someone cancelled the run (or rejected its new budget).
+FAIL_RUN = RunMove("fail", (R.QUEUED, R.RUNNING, R.PAUSED), R.FAILED)
+CANCEL_RUN = RunMove("cancel", (R.QUEUED, R.RUNNING, R.PAUSED), R.CANCELLED)
 #: ``cairn retry`` of a failed or cancelled run.
 REOPEN_RUN = RunMove("reopen", (R.FAILED, R.CANCELLED), R.RUNNING)
 
@@ -101,11 +108,13 @@ STEP_MOVES = (
     REQUEUE_EXPIRED,
     REQUEUE_DUE,
     RELEASE,
+    SUSPEND,
+    WAKE,
     CANCEL_NOT_STARTED,
     REOPEN_READY,
     REOPEN_WAITING,
 )
-RUN_MOVES = (START_RUN, FINISH_RUN, FAIL_RUN, CANCEL_RUN, REOPEN_RUN)
+RUN_MOVES = (START_RUN, PAUSE_RUN, RESUME_RUN, FINISH_RUN, FAIL_RUN, CANCEL_RUN, REOPEN_RUN)
 
 
 def queued(now: datetime) -> dict[str, Any]:
@@ -121,13 +130,3 @@ def queued(now: datetime) -> dict[str, Any]:
 def lease_cleared() -> dict[str, Any]:
     """The columns of a step whose attempt no longer holds a lease."""
     return {"lease_owner": None, "lease_expires_at": None}
-
-
-def add_spend(session: Session, run_id: uuid.UUID, usd: Decimal, now: datetime) -> None:
-    """Add money an attempt spent to its run's total (nothing when there is none)."""
-    if usd:
-        session.connection().execute(
-            update(WorkflowRun)
-            .where(WorkflowRun.id == run_id)
-            .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
-        )

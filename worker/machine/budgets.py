@@ -1,0 +1,258 @@
+"""Budgets: a run's ``budget_usd`` and its tenant's daily and monthly spend limits, checked
+in the transaction that records the costs (a checkpoint, a completion, a failure).
+
+Money already spent is a fact: the costs are always recorded. When they cross a budget, the
+run pauses and an approval request "raise the budget?" is raised; approving it with a new
+budget resumes the run, rejecting it cancels the run (see worker/machine/approvals.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from db.models import ApprovalRequest, CostRecord, Tenant, WorkflowRun
+from db.states import ApprovalKind, ApprovalStatus, RunStatus, TimeoutPolicy
+from db.views import money
+from worker.ids import new_id
+from worker.machine.events import add_event
+from worker.machine.notices import APPROVAL_REQUESTED, BUDGET_REACHED, add_notice
+from worker.machine.transitions import PAUSE_RUN
+
+#: Why a run paused: the budget it crossed.
+RUN_BUDGET = "run_budget"
+TENANT_DAILY = "tenant_daily"
+TENANT_MONTHLY = "tenant_monthly"
+REASONS = (RUN_BUDGET, TENANT_DAILY, TENANT_MONTHLY)
+#: What a budget request asks.
+TITLE = "Raise the budget?"
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A budget the recorded spend went past."""
+
+    reason: str
+    limit_usd: Decimal
+    spent_usd: Decimal
+
+    def describe(self) -> str:
+        """One line for people: what was crossed, by how much."""
+        what = {
+            RUN_BUDGET: "the run's budget",
+            TENANT_DAILY: "the tenant's daily spend limit",
+            TENANT_MONTHLY: "the tenant's monthly spend limit",
+        }[self.reason]
+        return f"spent ${self.spent_usd} of {what} of ${self.limit_usd}"
+
+
+def add_spend(
+    session: Session, run_id: uuid.UUID, usd: Decimal, now: datetime, *, may_pause: bool = True
+) -> Crossing | None:
+    """Add money an attempt spent to its run's total, then check the budgets.
+
+    Returns the budget crossed, if any (the run is then paused, unless ``may_pause`` is
+    False: the completion of a run's last step finishes it, nothing is left to stop).
+    """
+    if not usd:
+        return None
+    session.connection().execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id == run_id)
+        .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
+    )
+    return check_budgets(session, run_id, now, may_pause=may_pause)
+
+
+def check_budgets(
+    session: Session, run_id: uuid.UUID, now: datetime, *, may_pause: bool = True
+) -> Crossing | None:
+    """The first budget the run's recorded spend is over, pausing the run if it runs."""
+    row = (
+        session.connection()
+        .execute(
+            select(
+                WorkflowRun.cost_usd,
+                WorkflowRun.budget_usd,
+                WorkflowRun.status,
+                WorkflowRun.tenant_id,
+                Tenant.daily_limit_usd,
+                Tenant.monthly_limit_usd,
+            )
+            .join(Tenant, Tenant.id == WorkflowRun.tenant_id)
+            .where(WorkflowRun.id == run_id)
+        )
+        .one()
+    )
+    crossing = _crossing(session, row, now)
+    if crossing is None:
+        return None
+    if may_pause:
+        pause_run(session, run_id, row.status, crossing, now)
+    else:
+        add_event(session, run_id, "budget_exceeded", now, data=_data(crossing))
+    return crossing
+
+
+def _crossing(session: Session, row: object, now: datetime) -> Crossing | None:
+    cost, budget = row.cost_usd, row.budget_usd  # type: ignore[attr-defined]
+    if budget is not None and cost > budget:
+        return Crossing(RUN_BUDGET, budget, cost)
+    limits = (
+        (TENANT_DAILY, row.daily_limit_usd, now.replace(hour=0, minute=0, second=0, microsecond=0)),  # type: ignore[attr-defined]
+        (
+            TENANT_MONTHLY,
+            row.monthly_limit_usd,  # type: ignore[attr-defined]
+            now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
+        ),
+    )
+    for reason, limit, since in limits:
+        if limit is None:
+            continue
+        spent = tenant_spend(session, row.tenant_id, since)  # type: ignore[attr-defined]
+        if spent > limit:
+            return Crossing(reason, limit, spent)
+    return None
+
+
+def tenant_spend(session: Session, tenant_id: uuid.UUID, since: datetime) -> Decimal:
+    """Money recorded by every run of the tenant since ``since``."""
+    total = session.connection().scalar(
+        select(func.coalesce(func.sum(CostRecord.usd), 0))
+        .join(WorkflowRun, WorkflowRun.id == CostRecord.run_id)
+        .where(WorkflowRun.tenant_id == tenant_id, CostRecord.created_at >= since)
+    )
+    return Decimal(total or 0)
+
+
+def pause_run(
+    session: Session, run_id: uuid.UUID, status: str, crossing: Crossing, now: datetime
+) -> None:
+    """Pause a running run and ask "raise the budget?" (once: a paused run keeps its one
+    pending request, however many of its steps cross the budget after)."""
+    if status != RunStatus.RUNNING:
+        return
+    paused = (
+        session.connection()
+        .execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.id == run_id, PAUSE_RUN.guard())
+            .values(status=PAUSE_RUN.target, updated_at=now)
+            .returning(WorkflowRun.tenant_id)
+        )
+        .first()
+    )
+    if paused is None:
+        return
+    approval_id = new_id()
+    session.connection().execute(
+        insert(ApprovalRequest).values(
+            id=approval_id,
+            tenant_id=paused.tenant_id,
+            run_id=run_id,
+            step_id=None,
+            kind=ApprovalKind.BUDGET,
+            status=ApprovalStatus.PENDING,
+            title=TITLE,
+            details=_data(crossing),
+            requested_by="budget",
+            on_timeout=TimeoutPolicy.FAIL,
+            created_at=now,
+        )
+    )
+    data = _data(crossing) | {"approval_id": str(approval_id)}
+    add_event(session, run_id, "pause_run", now, data=data)
+    add_notice(session, run_id, BUDGET_REACHED, data, now)
+    add_notice(
+        session,
+        run_id,
+        APPROVAL_REQUESTED,
+        {"approval_id": str(approval_id), "kind": ApprovalKind.BUDGET, "title": TITLE},
+        now,
+    )
+
+
+def pending_budget_approval(session: Session, run_id: uuid.UUID) -> uuid.UUID | None:
+    """The pending "raise the budget?" request of a paused run."""
+    return session.connection().scalar(
+        select(ApprovalRequest.id).where(
+            ApprovalRequest.run_id == run_id,
+            ApprovalRequest.kind == ApprovalKind.BUDGET,
+            ApprovalRequest.status == ApprovalStatus.PENDING,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class SpendLimits:
+    """A tenant's spend limits and what it spent against them."""
+
+    tenant: str
+    daily_limit_usd: Decimal | None
+    monthly_limit_usd: Decimal | None
+    spent_today_usd: Decimal
+    spent_this_month_usd: Decimal
+
+
+def spend_limits(session: Session, tenant_id: uuid.UUID, now: datetime) -> SpendLimits:
+    """The tenant's limits and spend, the day and month taken in UTC."""
+    name, daily, monthly = (
+        session.connection()
+        .execute(
+            select(Tenant.name, Tenant.daily_limit_usd, Tenant.monthly_limit_usd).where(
+                Tenant.id == tenant_id
+            )
+        )
+        .one()
+    )
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return SpendLimits(
+        name,
+        None if daily is None else money(daily),
+        None if monthly is None else money(monthly),
+        money(tenant_spend(session, tenant_id, day)),
+        money(tenant_spend(session, tenant_id, day.replace(day=1))),
+    )
+
+
+def budget_left(session: Session, run_id: uuid.UUID, now: datetime) -> Decimal | None:
+    """The least money left under any budget of the run (None: no budget applies)."""
+    row = (
+        session.connection()
+        .execute(
+            select(
+                WorkflowRun.cost_usd,
+                WorkflowRun.budget_usd,
+                WorkflowRun.tenant_id,
+                Tenant.daily_limit_usd,
+                Tenant.monthly_limit_usd,
+            )
+            .join(Tenant, Tenant.id == WorkflowRun.tenant_id)
+            .where(WorkflowRun.id == run_id)
+        )
+        .one()
+    )
+    left: list[Decimal] = []
+    if row.budget_usd is not None:
+        left.append(row.budget_usd - row.cost_usd)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if row.daily_limit_usd is not None:
+        left.append(row.daily_limit_usd - tenant_spend(session, row.tenant_id, day))
+    if row.monthly_limit_usd is not None:
+        month = day.replace(day=1)
+        left.append(row.monthly_limit_usd - tenant_spend(session, row.tenant_id, month))
+    return min(left) if left else None
+
+
+def _data(crossing: Crossing) -> dict[str, str]:
+    return {
+        "reason": crossing.reason,
+        "limit_usd": str(crossing.limit_usd),
+        "spent_usd": str(crossing.spent_usd),
+        "message": crossing.describe(),
+    }
