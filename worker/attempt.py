@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from db.session import run_transaction
 from db.states import WaitKind
 from db.types import utcnow
+from db.views import money
 from worker.artifacts import object_key
 from worker.errors import RunCancelled, StaleAttempt, StepSuspended, StepTimeout
 from worker.logs import BoundLogger
@@ -176,7 +177,7 @@ class Attempt:
             lambda session: budget_left(session, run_id, utcnow()),
             retry_for_s=self.runtime.settings.server_retry_s,
         )
-        return None if left is None else left - self.pending_records().usd()
+        return None if left is None else money(left - self.pending_records().usd())
 
     def blob_key(self, name: str) -> str:
         """The object key of a value this attempt stores (outputs, checkpoint states)."""
