@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery, Task
 
 from worker import maintenance, notify, wire
+from worker.errors import HookFailed
 from worker.runtime import Runtime
 
 
@@ -38,5 +39,5 @@ def register(app: Celery, runtime: Runtime) -> None:
     def send_notice(self: Task[Any, None], event: str, data: dict[str, Any]) -> None:
         try:
             notify.post(runtime.settings, event, data)
-        except notify.HookFailed as exc:
+        except HookFailed as exc:
             raise self.retry(countdown=notify.backoff_s(self.request.retries)) from exc

@@ -54,7 +54,7 @@ from worker.dispatch import Dispatcher
 from worker.errors import DefinitionError, NotFound, RunNotFinished
 from worker.ids import parse_id
 from worker.machine.approvals import DecisionInput, decide
-from worker.machine.budgets import SpendLimits, spend_limits
+from worker.machine.budgets import SpendLimits, set_spend_limits, spend_limits
 from worker.machine.cancel import cancel_run
 from worker.machine.definitions import find_definition, store_definition
 from worker.machine.messages import StepMessage
@@ -343,14 +343,10 @@ class Client:
         whose costs would cross one pauses and asks for a new limit."""
         daily = None if daily_usd is None else limits.check_money("daily_usd", daily_usd)
         monthly = None if monthly_usd is None else limits.check_money("monthly_usd", monthly_usd)
-
-        def work(session: Session) -> SpendLimits:
-            tenant = ensure_tenant(session, self.tenant)
-            tenant.daily_limit_usd, tenant.monthly_limit_usd = daily, monthly
-            session.flush()
-            return spend_limits(session, tenant.id, utcnow())
-
-        return run_transaction(self.runtime.engine, work)
+        return run_transaction(
+            self.runtime.engine,
+            lambda s: set_spend_limits(s, self.tenant, daily, monthly, utcnow()),
+        )
 
     def spend_limits(self) -> SpendLimits:
         """The tenant's spend limits and what it spent today and this month."""

@@ -288,6 +288,12 @@ class AlreadyDecided(CairnError):
     retryable = False
 
 
+class HookFailed(CairnError):
+    """The notify webhook did not answer 2xx; the call is retried."""
+
+    code = "hook_failed"
+
+
 class RunEnded(CairnError):
     """The run has ended: it takes no signal and no decision any more."""
 

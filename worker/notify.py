@@ -21,7 +21,7 @@ from db.models import Notification
 from db.session import run_transaction
 from db.types import utcnow
 from worker import wire
-from worker.errors import CairnError
+from worker.errors import HookFailed
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -30,12 +30,6 @@ log = logging.getLogger("cairn.notify")
 MAX_TRIES = 12
 #: Notices handed on per tick.
 BATCH = 200
-
-
-class HookFailed(CairnError):
-    """The webhook did not answer 2xx; the call is retried."""
-
-    code = "hook_failed"
 
 
 def backoff_s(retries: int) -> float:

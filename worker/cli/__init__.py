@@ -11,7 +11,15 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from worker.cli import apikeys, artifacts, definitions, processes, runs, schedules  # noqa: F401
+from worker.cli import (  # noqa: F401
+    apikeys,
+    approvals,
+    artifacts,
+    definitions,
+    processes,
+    runs,
+    schedules,
+)
 from worker.cli.base import app, printable
 
 

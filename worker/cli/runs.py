@@ -175,8 +175,14 @@ def print_run(view: RunView) -> None:
         )
         table.add_row(s.key, s.task, s.status, str(s.attempt), duration)
     console.print(table)
+    if view.paused:
+        console.print(
+            f"[yellow]paused[/yellow]: {view.paused.get('message')}; approve a new budget with "
+            f"`cairn approvals approve {view.paused.get('approval_id')} --budget AMOUNT`"
+        )
     if view.error:
-        console.print(f"[red]error[/red]: {view.error.get('type')}: {view.error.get('message')}")
+        kind = view.error.get("type") or view.error.get("reason")
+        console.print(f"[red]error[/red]: {kind}: {view.error.get('message')}")
 
 
 @app.command()

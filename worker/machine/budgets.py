@@ -17,8 +17,10 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ApprovalRequest, CostRecord, Tenant, WorkflowRun
+from db.repositories.base import ensure_tenant
 from db.states import ApprovalKind, ApprovalStatus, RunStatus, TimeoutPolicy
 from db.views import money
+from worker import limits
 from worker.ids import new_id
 from worker.machine.events import add_event
 from worker.machine.notices import APPROVAL_REQUESTED, BUDGET_REACHED, add_notice
@@ -218,6 +220,24 @@ def spend_limits(session: Session, tenant_id: uuid.UUID, now: datetime) -> Spend
         money(tenant_spend(session, tenant_id, day)),
         money(tenant_spend(session, tenant_id, day.replace(day=1))),
     )
+
+
+def set_spend_limits(
+    session: Session, tenant: str, daily: Decimal | None, monthly: Decimal | None, now: datetime
+) -> SpendLimits:
+    """Set a tenant's limits (creating the tenant if it has no run yet); None removes one."""
+    limits.check_text("tenant", tenant, limits.TENANT_MAX)
+    checked = [
+        None if value is None else limits.check_money(field, value)
+        for field, value in (("daily_usd", daily), ("monthly_usd", monthly))
+    ]
+    tenant_id = ensure_tenant(session, tenant).id
+    session.connection().execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(daily_limit_usd=checked[0], monthly_limit_usd=checked[1])
+    )
+    return spend_limits(session, tenant_id, now)
 
 
 def budget_left(session: Session, run_id: uuid.UUID, now: datetime) -> Decimal | None:

@@ -22,6 +22,10 @@ def test_step_context_is_the_users_api_only() -> None:
         "artifacts",
         "checkpoint",
         "raise_if_stopped",
+        "wait_for_approval",
+        "wait_for_signal",
+        "sleep",
+        "budget_left",
     }
 
 
