@@ -114,7 +114,7 @@ class Client:
         idempotency_key: str | None = None,
         run_id: uuid.UUID | str | None = None,
         project: str = "default",
-        budget_usd: Decimal | None = None,
+        budget_usd: Decimal | str | float | None = None,
     ) -> uuid.UUID:
         """Start a run of ``workflow`` (a registered name) or of ``spec``; return its id.
 

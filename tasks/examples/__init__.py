@@ -67,3 +67,30 @@ def flaky(ctx: StepContext, fail_times: int = 1, **_: Any) -> dict[str, Any]:
     if ctx.attempt <= fail_times:
         raise ConnectionError(f"simulated rate limit on attempt {ctx.attempt}")
     return {"attempts": ctx.attempt}
+
+
+@step("examples.draft")
+def draft(
+    ctx: StepContext, topic: str = "durable workflows", sections: int = 5, **_: Any
+) -> dict[str, Any]:
+    """Write a draft section by section, paying for each; checkpoint after each.
+
+    Past the run's budget the checkpoint pauses the run: the step resumes from here once
+    a new budget is approved, and sections already paid for are not paid again.
+    """
+    state = ctx.resume_state or {"done": 0, "sections": []}
+    for i in range(state["done"], sections):
+        time.sleep(0.2)  # the "LLM call"
+        ctx.cost("demo-llm", "tiny-1", 400, 300, usd="0.30")
+        text = f"Section {i + 1} on {topic}."
+        state = {"done": i + 1, "sections": [*state["sections"], text]}
+        ctx.checkpoint(state)
+    return {"sections": state["sections"], "budget_left": str(ctx.budget_left)}
+
+
+@step("examples.publish")
+def publish(ctx: StepContext, **inputs: Any) -> dict[str, Any]:
+    """Publish the approved draft as an artifact."""
+    sections = inputs.get("draft", {}).get("sections", [])
+    ctx.artifacts.put("draft.md", "\n\n".join(sections).encode(), content_type="text/markdown")
+    return {"published": len(sections)}

@@ -66,6 +66,9 @@ def start(
     version: int | None = typer.Option(None, "--version", help="Version of a named workflow."),
     idempotency_key: str | None = typer.Option(None, "--idempotency-key", "-k"),
     project: str = typer.Option("default", "--project"),
+    budget: str | None = typer.Option(
+        None, "--budget", help="USD: past this, the run pauses and asks for a new budget."
+    ),
     watch_: bool = typer.Option(False, "--watch", "-w", help="Watch it until it ends."),
     as_json: bool = typer.Option(False, "--json"),
     check_steps: bool = typer.Option(True, help="Check step names against CAIRN_STEP_MODULES."),
@@ -80,6 +83,7 @@ def start(
                 inputs=inputs,
                 idempotency_key=idempotency_key,
                 project=project,
+                budget_usd=budget,
             )
         else:
             run_id = client.start_run(
@@ -88,6 +92,7 @@ def start(
                 inputs=inputs,
                 idempotency_key=idempotency_key,
                 project=project,
+                budget_usd=budget,
             )
         if as_json:
             print_json({"run_id": run_id})

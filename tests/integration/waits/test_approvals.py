@@ -66,7 +66,11 @@ def test_waiting_step_frees_its_worker_and_resumes_when_approved(
     assert view.status == "succeeded"
     assert view.step("ask").output == {"approved_by": "alice", "comment": "looks good"}
     # Ran twice: once to ask, once to go on with the decision replayed; never waited twice.
-    assert trace_lines(trace_dir) == ["approval before 1", "approval before 2", "approval after 2 alice"]
+    assert trace_lines(trace_dir) == [
+        "approval before 1",
+        "approval before 2",
+        "approval after 2 alice",
+    ]
     kinds = [e.kind for e in client.events(run_id)]
     assert "request_approval" in kinds and "wait_step" in kinds and "decide_approval" in kinds
 

@@ -60,9 +60,7 @@ def test_run_pauses_at_its_budget_and_resumes_from_its_checkpoint(
     assert costs.total_usd == Decimal(4)
 
 
-def test_rejecting_the_raise_cancels_the_run(
-    stack: Stack, client: Client, trace_dir: Path
-) -> None:
+def test_rejecting_the_raise_cancels_the_run(stack: Stack, client: Client, trace_dir: Path) -> None:
     stack.start_worker(concurrency=1)
     run_id = client.start_run(
         spec=SPEND, inputs={"trace_dir": str(trace_dir)}, budget_usd=Decimal("2.5")
