@@ -188,7 +188,6 @@ def big_checkpoint(ctx: StepContext, n: int = 10_000) -> dict[str, Any]:
 
 from tests.support import bad_steps as _bad_steps  # noqa: E402, F401  (misbehaving steps)
 
-
 # --- waits, approvals, signals, budgets ---------------------------------------------------
 
 

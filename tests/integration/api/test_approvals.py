@@ -34,8 +34,10 @@ def test_approve_over_http_resumes_the_run_and_a_second_decision_is_refused(
 ) -> None:
     run_id = start(http, spec=GATED, inputs={"x": 41})
     request = pending_of(http, run_id)
-    assert request["title"] == "Ship?" and request["group"] == "ops"
-    assert request["status"] == "pending" and request["step_key"] == "ship"
+    assert request["title"] == "Ship?"
+    assert request["group"] == "ops"
+    assert request["status"] == "pending"
+    assert request["step_key"] == "ship"
     assert http.get(f"/v1/approvals/{request['id']}").json() == request
     ops = http.get("/v1/approvals", params={"group": "ops", "run_id": run_id}).json()
     assert [a["id"] for a in ops] == [request["id"]]
@@ -44,7 +46,8 @@ def test_approve_over_http_resumes_the_run_and_a_second_decision_is_refused(
         f"/v1/approvals/{request['id']}/approve", json={"by": "alice", "comment": "go"}
     )
     assert decided.status_code == 200, decided.text
-    assert decided.json()["status"] == "approved" and decided.json()["decided_by"] == "alice"
+    assert decided.json()["status"] == "approved"
+    assert decided.json()["decided_by"] == "alice"
     run = wait_run(http, run_id)
     assert run["status"] == "succeeded"
     assert run["steps"][0]["output"] == {"x": 42}
@@ -87,15 +90,18 @@ def test_budget_pause_shows_why_and_approving_a_raise_resumes(http: httpx.Client
     raised = http.post(f"/v1/approvals/{request['id']}/approve", json={"budget_usd": "5"})
     assert raised.status_code == 200, raised.text
     run = wait_run(http, run_id)
-    assert run["status"] == "succeeded" and run["budget_usd"] == "5"
+    assert run["status"] == "succeeded"
+    assert run["budget_usd"] == "5"
 
 
 def test_spend_limits_are_read_and_set(http: httpx.Client) -> None:
     before = http.get("/v1/limits").raise_for_status().json()
     assert before["daily_limit_usd"] is None
     changed = http.put("/v1/limits", json={"daily_usd": "12.5", "monthly_usd": "100"}).json()
-    assert changed["daily_limit_usd"] == "12.5" and changed["monthly_limit_usd"] == "100"
+    assert changed["daily_limit_usd"] == "12.5"
+    assert changed["monthly_limit_usd"] == "100"
     negative = error_of(http.put("/v1/limits", json={"daily_usd": "-1"}), 422)
     assert negative["field"] == "daily_usd"
     cleared = http.put("/v1/limits", json={}).json()
-    assert cleared["daily_limit_usd"] is None and cleared["monthly_limit_usd"] is None
+    assert cleared["daily_limit_usd"] is None
+    assert cleared["monthly_limit_usd"] is None

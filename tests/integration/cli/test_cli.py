@@ -9,9 +9,6 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
-from tests.support import servers
 from tests.support.stack import ROOT, Stack, stack_env
 from worker.settings import Settings
 
@@ -40,20 +37,6 @@ def cairn(settings: Settings, *args: str, timeout: float = 60) -> subprocess.Com
         timeout=timeout,
         check=False,
     )
-
-
-@pytest.fixture
-def cli_settings(settings: Settings) -> Settings:
-    servers.redis_client().flushdb()
-    return settings.model_copy(update={"broker_url": servers.REDIS_URL})
-
-
-@pytest.fixture
-def cli_stack(cli_settings: Settings, tmp_path: Path) -> Stack:
-    stack = Stack(cli_settings, tmp_path)
-    stack.start_worker()
-    yield stack  # type: ignore[misc]
-    stack.stop()
 
 
 def test_start_watch_and_status(cli_stack: Stack, cli_settings: Settings, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.integration.cli.test_cli import cairn, cli_settings, cli_stack  # noqa: F401
+from tests.integration.cli.test_cli import cairn
 from tests.support.stack import ROOT, Stack
 from worker.settings import Settings
 
@@ -47,24 +47,29 @@ def test_review_demo_pauses_for_budget_then_waits_for_the_editor(
 
         budget = wait_pending(cli_settings, "budget")
         status = cairn(cli_settings, "status", run_id)
-        assert "paused" in status.stdout and "run's budget of $1" in status.stdout
+        assert "paused" in status.stdout
+        assert "run's budget of $1" in status.stdout
         shown = json.loads(cairn(cli_settings, "status", run_id, "--json").stdout)
         assert Decimal(shown["cost_usd"]) == Decimal("1.2")  # four sections of $0.30
         refused = cairn(cli_settings, "approvals", "approve", budget["id"])
-        assert refused.returncode == 1 and "--budget" in refused.stderr
+        assert refused.returncode == 1
+        assert "--budget" in refused.stderr
         raised = cairn(cli_settings, "approvals", "approve", budget["id"], "--budget", "3")
         assert raised.returncode == 0, raised.stderr
 
         gate = wait_pending(cli_settings, "step")
-        assert gate["title"] == "Publish the draft?" and gate["group"] == "editors"
+        assert gate["title"] == "Publish the draft?"
+        assert gate["group"] == "editors"
         show = cairn(cli_settings, "approvals", "show", gate["id"])
-        assert "Publish the draft?" in show.stdout and "step:publish" in show.stdout
+        assert "Publish the draft?" in show.stdout
+        assert "step:publish" in show.stdout
         approved = cairn(
             cli_settings, "approvals", "approve", gate["id"], "--by", "ed", "-m", "ship it"
         )
         assert approved.stdout.strip() == "approved by ed"
         again = cairn(cli_settings, "approvals", "reject", gate["id"])
-        assert again.returncode == 1 and "already approved by ed" in again.stderr
+        assert again.returncode == 1
+        assert "already approved by ed" in again.stderr
 
         watched = cairn(cli_settings, "watch", run_id, "--timeout", "60")
         assert watched.returncode == 0, watched.stdout + watched.stderr
@@ -88,12 +93,15 @@ def test_signal_and_limits_commands(cli_stack: Stack, cli_settings: Settings) ->
     assert sent.returncode == 0, sent.stderr
     assert cairn(cli_settings, "watch", run_id, "--timeout", "30").returncode == 0
     bad = cairn(cli_settings, "signal", run_id, "go", "--payload", "{nope")
-    assert bad.returncode == 1 and "--payload" in bad.stderr
+    assert bad.returncode == 1
+    assert "--payload" in bad.stderr
 
     set_ = cairn(cli_settings, "limits", "set", "--daily", "5")
-    assert set_.returncode == 0 and "today: spent $0 of $5" in set_.stdout
+    assert set_.returncode == 0
+    assert "today: spent $0 of $5" in set_.stdout
     shown = json.loads(cairn(cli_settings, "limits", "show", "--json").stdout)
-    assert shown["daily_limit_usd"] == "5" and shown["monthly_limit_usd"] is None
+    assert shown["daily_limit_usd"] == "5"
+    assert shown["monthly_limit_usd"] is None
 
 
 def spec_file(settings: Settings, text: str) -> str:

@@ -61,7 +61,8 @@ def test_waiting_step_frees_its_worker_and_resumes_when_approved(
     assert client.get_run(run_id).status == "running"
 
     decided = client.approve(request.id, by="alice", comment="looks good")
-    assert decided.status == "approved" and decided.decided_by == "alice"
+    assert decided.status == "approved"
+    assert decided.decided_by == "alice"
     view = client.wait(run_id, timeout=30)
     assert view.status == "succeeded"
     assert view.step("ask").output == {"approved_by": "alice", "comment": "looks good"}
@@ -72,7 +73,9 @@ def test_waiting_step_frees_its_worker_and_resumes_when_approved(
         "approval after 2 alice",
     ]
     kinds = [e.kind for e in client.events(run_id)]
-    assert "request_approval" in kinds and "wait_step" in kinds and "decide_approval" in kinds
+    assert "request_approval" in kinds
+    assert "wait_step" in kinds
+    assert "decide_approval" in kinds
 
     with pytest.raises(AlreadyDecided, match="already approved by alice"):
         client.reject(request.id, by="bob")
@@ -181,8 +184,10 @@ def test_expired_approval_escalates_to_another_group_once(
         what="the escalated request",
     )[0]
     first = client.get_approval(escalated.escalated_from_id)
-    assert first.status == "expired" and first.group is None
-    assert escalated.status == "pending" and escalated.on_timeout == "fail"
+    assert first.status == "expired"
+    assert first.group is None
+    assert escalated.status == "pending"
+    assert escalated.on_timeout == "fail"
     assert client.list_approvals(run_id=run_id, group="managers") == [escalated]
     client.approve(escalated.id, by="carol")
     view = client.wait(run_id, timeout=30)
@@ -226,7 +231,8 @@ def test_definition_gate_asks_before_the_step_runs(
     }
     run_id = client.start_run(spec=spec, inputs={"x": 1, "trace_dir": str(trace_dir)})
     request = wait_for(lambda: pending(client, run_id), what="the gate's request")
-    assert request.title == "Deploy to production?" and request.group == "ops"
+    assert request.title == "Deploy to production?"
+    assert request.group == "ops"
     time.sleep(0.5)
     assert trace_lines(trace_dir) == []  # the step's code has not run
     client.approve(request.id, by="erin")

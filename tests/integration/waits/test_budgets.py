@@ -80,7 +80,8 @@ def test_tenant_daily_limit_pauses_every_run_that_crosses_it(
 ) -> None:
     stack.start_worker(concurrency=2)
     limits = client.set_spend_limits(daily_usd="3")
-    assert limits.daily_limit_usd == Decimal(3) and limits.spent_today_usd == 0
+    assert limits.daily_limit_usd == Decimal(3)
+    assert limits.spent_today_usd == 0
     runs = [
         client.start_run(spec=SPEND, inputs={"rounds": 4, "trace_dir": str(trace_dir)})
         for _ in range(2)
