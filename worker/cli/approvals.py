@@ -53,12 +53,16 @@ def list_(
     if as_json:
         print_json(found)
         return
-    table = Table("id", "run", "asked by", "title", "group", "status", "expires")
+    # The id is what the next command needs: shown whole, never cut (`show` has the run).
+    table = Table("status", "request")
+    table.add_column("id", no_wrap=True, min_width=36)
     for a in found:
-        expires = a.expires_at.isoformat(timespec="seconds") if a.expires_at else ""
-        table.add_row(
-            str(a.id), str(a.run_id), a.requested_by, a.title, a.group or "", a.status, expires
-        )
+        about = [f"asked by {a.requested_by}"]
+        if a.group:
+            about.append(f"group {a.group}")
+        if a.expires_at:
+            about.append(f"expires {a.expires_at.isoformat(timespec='minutes')}")
+        table.add_row(a.status, f"{a.title}\n[dim]{', '.join(about)}[/dim]", str(a.id))
     console.print(table)
 
 

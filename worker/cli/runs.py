@@ -181,9 +181,10 @@ def print_run(view: RunView) -> None:
         table.add_row(s.key, s.task, s.status, str(s.attempt), duration)
     console.print(table)
     if view.paused:
+        console.print(f"[yellow]paused[/yellow]: {view.paused.get('message')}")
         console.print(
-            f"[yellow]paused[/yellow]: {view.paused.get('message')}; approve a new budget with "
-            f"`cairn approvals approve {view.paused.get('approval_id')} --budget AMOUNT`"
+            f"to go on: cairn approvals approve {view.paused.get('approval_id')} --budget AMOUNT",
+            soft_wrap=True,
         )
     if view.error:
         kind = view.error.get("type") or view.error.get("reason")

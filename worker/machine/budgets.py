@@ -50,7 +50,7 @@ class Crossing:
             TENANT_DAILY: "the tenant's daily spend limit",
             TENANT_MONTHLY: "the tenant's monthly spend limit",
         }[self.reason]
-        return f"spent ${self.spent_usd} of {what} of ${self.limit_usd}"
+        return f"spent ${money(self.spent_usd)} of {what} of ${money(self.limit_usd)}"
 
 
 def add_spend(
@@ -272,7 +272,7 @@ def budget_left(session: Session, run_id: uuid.UUID, now: datetime) -> Decimal |
 def _data(crossing: Crossing) -> dict[str, str]:
     return {
         "reason": crossing.reason,
-        "limit_usd": str(crossing.limit_usd),
-        "spent_usd": str(crossing.spent_usd),
+        "limit_usd": str(money(crossing.limit_usd)),
+        "spent_usd": str(money(crossing.spent_usd)),
         "message": crossing.describe(),
     }
