@@ -34,9 +34,9 @@ def record_checkpoint(
 ) -> Checkpointed:
     """Commit a checkpoint with the costs and messages recorded since the last one.
 
-    Returns whether the step was asked to stop, and whether it now waits: when its run is
-    paused (by these costs or others), the checkpoint is kept and the attempt ends waiting
-    for the new budget, to resume from this checkpoint.
+    Returns whether the step was asked to stop, and whether it now waits: when it records
+    costs and its run is paused (by these costs or others), the checkpoint is kept and the
+    attempt ends waiting for the new budget, to resume from this checkpoint.
     """
     cancel_requested = extend_lease(session, fence, lease_s, now)
     session.connection().execute(
@@ -52,7 +52,8 @@ def record_checkpoint(
             created_at=now,
         )
     )
-    add_spend(session, fence.run_id, write_records(session, fence, records, now), now)
+    usd = write_records(session, fence, records, now)
+    add_spend(session, fence.run_id, usd, now)
     add_event(
         session,
         fence.run_id,
@@ -62,7 +63,9 @@ def record_checkpoint(
         attempt=fence.attempt,
         data={"seq": seq},
     )
-    waiting = wait_for_budget(session, fence, Records(), now)
+    # Only a checkpoint that spends stops at a paused run: one that records no cost costs
+    # no money, and skipping the check keeps it off the run row (no lock, no round trip).
+    waiting = bool(usd) and wait_for_budget(session, fence, Records(), now)
     return Checkpointed(cancel_requested, waiting)
 
 
