@@ -37,7 +37,7 @@ TITLE = "Raise the budget?"
 
 @dataclass(frozen=True)
 class Crossing:
-    """A budget the recorded spend went past."""
+    """A budget and what was spent under it (crossed when the spend is over the limit)."""
 
     reason: str
     limit_usd: Decimal
@@ -75,6 +75,20 @@ def check_budgets(
     session: Session, run_id: uuid.UUID, now: datetime, *, may_pause: bool = True
 ) -> Crossing | None:
     """The first budget the run's recorded spend is over, pausing the run if it runs."""
+    status, budgets = _budgets(session, run_id, now)
+    crossing = next((b for b in budgets if b.spent_usd > b.limit_usd), None)
+    if crossing is None:
+        return None
+    if may_pause:
+        pause_run(session, run_id, status, crossing, now)
+    else:
+        add_event(session, run_id, "budget_exceeded", now, data=_data(crossing))
+    return crossing
+
+
+def _budgets(session: Session, run_id: uuid.UUID, now: datetime) -> tuple[str, list[Crossing]]:
+    """The run's status, and every budget that applies to it with what was spent under it
+    (the run's own first, then its tenant's day and month)."""
     row = (
         session.connection()
         .execute(
@@ -91,35 +105,18 @@ def check_budgets(
         )
         .one()
     )
-    crossing = _crossing(session, row, now)
-    if crossing is None:
-        return None
-    if may_pause:
-        pause_run(session, run_id, row.status, crossing, now)
-    else:
-        add_event(session, run_id, "budget_exceeded", now, data=_data(crossing))
-    return crossing
-
-
-def _crossing(session: Session, row: object, now: datetime) -> Crossing | None:
-    cost, budget = row.cost_usd, row.budget_usd  # type: ignore[attr-defined]
-    if budget is not None and cost > budget:
-        return Crossing(RUN_BUDGET, budget, cost)
-    limits = (
-        (TENANT_DAILY, row.daily_limit_usd, now.replace(hour=0, minute=0, second=0, microsecond=0)),  # type: ignore[attr-defined]
-        (
-            TENANT_MONTHLY,
-            row.monthly_limit_usd,  # type: ignore[attr-defined]
-            now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
-        ),
+    found: list[Crossing] = []
+    if row.budget_usd is not None:
+        found.append(Crossing(RUN_BUDGET, row.budget_usd, row.cost_usd))
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    tenant_limits = (
+        (TENANT_DAILY, row.daily_limit_usd, day),
+        (TENANT_MONTHLY, row.monthly_limit_usd, day.replace(day=1)),
     )
-    for reason, limit, since in limits:
-        if limit is None:
-            continue
-        spent = tenant_spend(session, row.tenant_id, since)  # type: ignore[attr-defined]
-        if spent > limit:
-            return Crossing(reason, limit, spent)
-    return None
+    for reason, limit, since in tenant_limits:
+        if limit is not None:
+            found.append(Crossing(reason, limit, tenant_spend(session, row.tenant_id, since)))
+    return str(row.status), found
 
 
 def tenant_spend(session: Session, tenant_id: uuid.UUID, since: datetime) -> Decimal:
@@ -242,31 +239,8 @@ def set_spend_limits(
 
 def budget_left(session: Session, run_id: uuid.UUID, now: datetime) -> Decimal | None:
     """The least money left under any budget of the run (None: no budget applies)."""
-    row = (
-        session.connection()
-        .execute(
-            select(
-                WorkflowRun.cost_usd,
-                WorkflowRun.budget_usd,
-                WorkflowRun.tenant_id,
-                Tenant.daily_limit_usd,
-                Tenant.monthly_limit_usd,
-            )
-            .join(Tenant, Tenant.id == WorkflowRun.tenant_id)
-            .where(WorkflowRun.id == run_id)
-        )
-        .one()
-    )
-    left: list[Decimal] = []
-    if row.budget_usd is not None:
-        left.append(row.budget_usd - row.cost_usd)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if row.daily_limit_usd is not None:
-        left.append(row.daily_limit_usd - tenant_spend(session, row.tenant_id, day))
-    if row.monthly_limit_usd is not None:
-        month = day.replace(day=1)
-        left.append(row.monthly_limit_usd - tenant_spend(session, row.tenant_id, month))
-    return min(left) if left else None
+    _, budgets = _budgets(session, run_id, now)
+    return min((b.limit_usd - b.spent_usd for b in budgets), default=None)
 
 
 def _data(crossing: Crossing) -> dict[str, str]:
