@@ -108,6 +108,13 @@ def _budgets(session: Session, run_id: uuid.UUID, now: datetime) -> tuple[str, l
     found: list[Crossing] = []
     if row.budget_usd is not None:
         found.append(Crossing(RUN_BUDGET, row.budget_usd, row.cost_usd))
+    if row.daily_limit_usd is not None or row.monthly_limit_usd is not None:
+        # The tenant's costs are summed under its row's lock: transactions that record
+        # its costs go one by one from here, so each sees every cost committed before it
+        # and a limit is crossed exactly once, not by several runs at once unseen.
+        session.connection().execute(
+            select(Tenant.id).where(Tenant.id == row.tenant_id).with_for_update()
+        )
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     tenant_limits = (
         (TENANT_DAILY, row.daily_limit_usd, day),
