@@ -255,3 +255,27 @@ def test_bad_decisions_are_refused_naming_the_field(
     with transaction(client.runtime.engine) as session:
         waits = session.scalars(select(StepWait.status)).all()
     assert waits == ["waiting"]
+
+
+def test_cancelling_a_waiting_run_cancels_its_request_and_a_retry_asks_anew(
+    stack: Stack, client: Client, trace_dir: Path
+) -> None:
+    stack.start_worker(concurrency=1)
+    client.register_definition(APPROVE)
+    run_id = client.start_run("gated", inputs={"trace_dir": str(trace_dir)})
+    first = wait_for(lambda: pending(client, run_id), what="the approval request")
+    assert client.cancel(run_id, "changed our minds")
+    view = client.get_run(run_id)
+    assert view.status == "cancelled"
+    assert view.step("ask").status == "cancelled"
+    assert client.get_approval(first.id).status == "cancelled"
+    with pytest.raises(AlreadyDecided, match="already cancelled"):
+        client.approve(first.id, by="late")
+
+    assert client.retry(run_id) == 1
+    second = wait_for(
+        lambda: [a for a in client.list_approvals(run_id=run_id) if a.id != first.id],
+        what="a new request",
+    )[0]
+    client.approve(second.id, by="frank")
+    assert client.wait(run_id, timeout=30).step("ask").output["approved_by"] == "frank"
