@@ -51,7 +51,7 @@ class ApprovalRequest(IdMixin, CreatedMixin, Base):
     escalate_to: Mapped[str | None] = mapped_column(String(200))
     #: The request this one replaced when it expired under ``escalate``.
     escalated_from_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("approval_requests.id", ondelete="SET NULL")
+        ForeignKey("approval_requests.id", ondelete="CASCADE"), index=True
     )
     timeout_s: Mapped[float | None]
     expires_at: Mapped[datetime | None]

@@ -45,7 +45,7 @@ class StepWait(IdMixin, CreatedMixin, Base):
     #: The signal's name.
     name: Mapped[str | None] = mapped_column(String(200))
     approval_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("approval_requests.id", ondelete="SET NULL"), index=True
+        ForeignKey("approval_requests.id", ondelete="CASCADE"), index=True
     )
     #: When a sleep ends, or a signal's or approval's timeout passes.
     wake_at: Mapped[datetime | None]
@@ -66,7 +66,7 @@ class Signal(IdMixin, CreatedMixin, Base):
     payload: Mapped[Any] = mapped_column(JSONValue, nullable=True)
     #: The wait it was delivered to; None while it is kept for a step yet to wait.
     wait_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("step_waits.id", ondelete="SET NULL"), unique=True
+        ForeignKey("step_waits.id", ondelete="CASCADE"), unique=True
     )
     delivered_at: Mapped[datetime | None]
 

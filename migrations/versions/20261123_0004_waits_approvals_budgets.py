@@ -112,12 +112,15 @@ def upgrade() -> None:
             ["escalated_from_id"],
             ["approval_requests.id"],
             name=op.f("fk_approval_requests_escalated_from_id_approval_requests"),
-            ondelete="SET NULL",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_approval_requests")),
     )
     op.create_index(op.f("ix_approval_requests_run_id"), "approval_requests", ["run_id"])
     op.create_index(op.f("ix_approval_requests_step_id"), "approval_requests", ["step_id"])
+    op.create_index(
+        op.f("ix_approval_requests_escalated_from_id"), "approval_requests", ["escalated_from_id"]
+    )
     op.create_index(
         op.f("ix_approval_requests_status_expires_at"),
         "approval_requests",
@@ -154,7 +157,7 @@ def upgrade() -> None:
             ["approval_id"],
             ["approval_requests.id"],
             name=op.f("fk_step_waits_approval_id_approval_requests"),
-            ondelete="SET NULL",
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["run_id"],
@@ -200,7 +203,7 @@ def upgrade() -> None:
             ["wait_id"],
             ["step_waits.id"],
             name=op.f("fk_signals_wait_id_step_waits"),
-            ondelete="SET NULL",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signals")),
         sa.UniqueConstraint("wait_id", name=op.f("uq_signals_wait_id")),

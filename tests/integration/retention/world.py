@@ -11,7 +11,16 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, select, update
 
 from db.base import Base
-from db.models import ApprovalRequest, Branch, WorkflowMetric, WorkflowRun, WorkflowStep
+from db.models import (
+    ApprovalRequest,
+    Branch,
+    Notification,
+    Signal,
+    StepWait,
+    WorkflowMetric,
+    WorkflowRun,
+    WorkflowStep,
+)
 from db.session import transaction
 from db.types import utcnow
 from tests.support.stack import Stack
@@ -53,6 +62,9 @@ OWNED = {
     "workflow_metrics",
     "artifacts",
     "run_events",
+    "step_waits",
+    "signals",
+    "notifications",
 }
 
 
@@ -126,7 +138,31 @@ def build_world(client: Client) -> tuple[uuid.UUID, uuid.UUID]:
             update(WorkflowRun).where(WorkflowRun.id == run_id).values(parent_run_id=parent_id)
         )
         session.add(Branch(parent_run_id=parent_id, child_run_id=run_id, from_step_id=parent_step))
-        session.add(ApprovalRequest(run_id=run_id, step_id=step.id, prompt="ship it?"))
+        tenant_id = session.scalar(select(WorkflowRun.tenant_id).where(WorkflowRun.id == run_id))
+        approval = ApprovalRequest(
+            tenant_id=tenant_id,
+            run_id=run_id,
+            step_id=step.id,
+            kind="step",
+            status="approved",
+            title="ship it?",
+            requested_by=f"step:{step.key}",
+            on_timeout="fail",
+        )
+        session.add(approval)
+        session.flush()
+        wait = StepWait(
+            run_id=run_id,
+            step_id=step.id,
+            seq=1,
+            kind="approval",
+            status="done",
+            approval_id=approval.id,
+        )
+        session.add(wait)
+        session.flush()
+        session.add(Signal(run_id=run_id, name="go", payload={"x": 1}, wait_id=wait.id))
+        session.add(Notification(run_id=run_id, event="approval.decided", data={}))
         session.add(WorkflowMetric(run_id=run_id, step_id=None, name="run_total_s", value=1.0))
     return run_id, parent_id
 
