@@ -65,6 +65,60 @@ class StepView:
 
 
 @dataclass(frozen=True)
+class StepDetail:
+    """A step with what its attempts recorded, for the dashboard's step panel."""
+
+    step: StepView
+    #: ``{seq, attempt, at, size, state}``; a state kept in the store shows as its size only.
+    checkpoints: tuple[dict[str, Any], ...]
+    #: ``{attempt, seq, role, content}``: the conversation, in order.
+    messages: tuple[dict[str, Any], ...]
+    #: ``{attempt, provider, model, input_tokens, output_tokens, usd}``.
+    costs: tuple[dict[str, Any], ...]
+    artifacts: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls,
+        step: WorkflowStep,
+        checkpoints: Any,
+        messages: Any,
+        costs: Any,
+        artifacts: list[str],
+    ) -> StepDetail:
+        """The detail of a step row and the rows of its records."""
+        return cls(
+            StepView.of(step),
+            tuple(
+                {
+                    "seq": c.seq,
+                    "attempt": c.attempt,
+                    "at": c.created_at,
+                    "size": c.blob_size,
+                    "state": c.state,
+                }
+                for c in checkpoints
+            ),
+            tuple(
+                {"attempt": m.attempt, "seq": m.seq, "role": m.role, "content": m.content}
+                for m in messages
+            ),
+            tuple(
+                {
+                    "attempt": c.attempt,
+                    "provider": c.provider,
+                    "model": c.model,
+                    "input_tokens": c.input_tokens,
+                    "output_tokens": c.output_tokens,
+                    "usd": money(c.usd),
+                }
+                for c in costs
+            ),
+            tuple(artifacts),
+        )
+
+
+@dataclass(frozen=True)
 class ApprovalView:
     """An approval request: who asked what, when it expires, who decided, how."""
 

@@ -7,11 +7,23 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, delete, select
+from sqlalchemy.orm import aliased
 
-from db.models import ApprovalRequest, RunEvent, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.models import (
+    ApprovalRequest,
+    Artifact,
+    Checkpoint,
+    CostRecord,
+    Message,
+    RunEvent,
+    StepEdge,
+    WorkflowDefinition,
+    WorkflowRun,
+    WorkflowStep,
+)
 from db.repositories.base import TenantRepository
 from db.states import ApprovalKind, ApprovalStatus, RunStatus
-from db.views import EventView, RunSummary, RunView
+from db.views import EventView, RunSummary, RunView, StepDetail
 from worker.errors import NotFound
 
 
@@ -127,6 +139,60 @@ class RunRepository(TenantRepository):
         if limit is not None:
             query = query.limit(limit)
         return [EventView(*row) for row in self.session.execute(query).all()]
+
+    def edges(self, run_id: uuid.UUID) -> Sequence[tuple[str, str]]:
+        """The run's DAG as ``(upstream key, downstream key)`` pairs."""
+        self.get(run_id)
+        up, down = aliased(WorkflowStep), aliased(WorkflowStep)
+        rows = self.session.execute(
+            select(up.key, down.key)
+            .select_from(StepEdge)
+            .join(up, up.id == StepEdge.upstream_id)
+            .join(down, down.id == StepEdge.downstream_id)
+            .where(StepEdge.run_id == run_id)
+        )
+        return [(a, b) for a, b in rows]
+
+    def step_detail(self, run_id: uuid.UUID, key: str) -> StepDetail:
+        """One step with its checkpoints, messages, costs and artifacts, every attempt."""
+        self.get(run_id)
+        step = self.session.scalar(
+            select(WorkflowStep).where(WorkflowStep.run_id == run_id, WorkflowStep.key == key)
+        )
+        if step is None:
+            raise NotFound(f"run {run_id} has no step {key!r}")
+        checkpoints = self.session.execute(
+            select(
+                Checkpoint.seq,
+                Checkpoint.attempt,
+                Checkpoint.created_at,
+                Checkpoint.blob_size,
+                Checkpoint.state,
+            )
+            .where(Checkpoint.step_id == step.id)
+            .order_by(Checkpoint.seq)
+        ).all()
+        messages = self.session.execute(
+            select(Message.attempt, Message.seq, Message.role, Message.content)
+            .where(Message.step_id == step.id)
+            .order_by(Message.attempt, Message.seq)
+        ).all()
+        costs = self.session.execute(
+            select(
+                CostRecord.attempt,
+                CostRecord.provider,
+                CostRecord.model,
+                CostRecord.input_tokens,
+                CostRecord.output_tokens,
+                CostRecord.usd,
+            )
+            .where(CostRecord.step_id == step.id)
+            .order_by(CostRecord.attempt, CostRecord.seq)
+        ).all()
+        artifacts = self.session.scalars(
+            select(Artifact.name).where(Artifact.step_id == step.id).order_by(Artifact.name)
+        ).all()
+        return StepDetail.of(step, checkpoints, messages, costs, [*artifacts])
 
     def _steps(self, run_id: uuid.UUID) -> Sequence[WorkflowStep]:
         return self.session.scalars(

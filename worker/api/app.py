@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from db.session import async_transaction, make_async_engine
 from worker import __version__
-from worker.api import approvals, artifacts, catalog, errors, runs
+from worker.api import approvals, artifacts, catalog, errors, runs, ui
 from worker.api.bodies import ERRORS, Health
 from worker.api.state import ApiState, State
 from worker.app import make_celery
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(_limit_body)
     for router in (runs.router, artifacts.router, catalog.router, approvals.router):
         app.include_router(router, responses=ERRORS)
+    ui.install(app)
     app.add_api_route(
         "/healthz", _health, methods=["GET"], tags=["health"], responses={503: ERRORS[503]}
     )

@@ -93,6 +93,12 @@ class CancelledBody(BaseModel):
     cancelled: bool
 
 
+class RunGraph(BaseModel):
+    """The DAG's edges as ``[upstream key, downstream key]`` pairs."""
+
+    edges: list[list[str]]
+
+
 class RetriedBody(BaseModel):
     """How many steps were queued at once by the retry."""
 

@@ -6,20 +6,21 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from db.repositories import CostRepository, RunRepository
 from db.states import RunStatus
 from db.types import utcnow
-from db.views import CostSummary, RunView, StepView
+from db.views import CostSummary, RunView, StepDetail, StepView
 from worker import blobs
 from worker.api.bodies import (
     CancelBody,
     CancelledBody,
     EventPage,
     RetriedBody,
+    RunGraph,
     RunPage,
     StartBody,
     StartedBody,
@@ -88,6 +89,21 @@ async def get_run(run_id: RunId, state: State, caller: Caller) -> RunView:
 async def list_steps(run_id: RunId, state: State, caller: Caller) -> list[StepView]:
     """The run's steps in creation (topological) order."""
     return list((await _run_view(state, caller.tenant_id, run_id)).steps)
+
+
+@router.get("/{run_id}/graph")
+async def run_graph(run_id: RunId, state: State, caller: Caller) -> RunGraph:
+    """The run's DAG: which step runs after which."""
+    edges = await state.read(lambda s: RunRepository(s, caller.tenant_id).edges(run_id))
+    return RunGraph(edges=[list(e) for e in edges])
+
+
+@router.get("/{run_id}/steps/{key}")
+async def step_detail(
+    run_id: RunId, key: Annotated[str, Path(max_length=200)], state: State, caller: Caller
+) -> StepDetail:
+    """One step with its checkpoints, messages (the conversation), costs and artifacts."""
+    return await state.read(lambda s: RunRepository(s, caller.tenant_id).step_detail(run_id, key))
 
 
 @router.get("/{run_id}/costs")

@@ -110,14 +110,23 @@ _bearer = HTTPBearer(
 )
 
 
+#: The dashboard's session cookie: the API key itself, HttpOnly and SameSite=Strict, set
+#: by the login page (worker/api/ui.py) so the page's own requests carry it.
+SESSION_COOKIE = "cairn_key"
+
+
 async def get_principal(
+    request: Request,
     state: Annotated[ApiState, Depends(get_state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The tenant the request's API key belongs to; 401 without a valid key."""
-    if credentials is None:
+    key = (
+        credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE)
+    )
+    if not key:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    found = await state.principal(credentials.credentials)
+    found = await state.principal(key)
     if found is None:
         raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")
     return found

@@ -1,0 +1,182 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real
+API process and a real worker: log in, the runs list, a run's steps turning green live, a
+step's messages and costs, an artifact downloaded, an approval decided, a run cancelled.
+
+Screenshots of each page are saved under test-artifacts/ui/ for a reviewer to look at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.integration.api.conftest import KeyMaker
+from tests.integration.api.test_endpoints import start
+from tests.support.stack import ROOT
+
+SHOTS = ROOT / "test-artifacts" / "ui"
+#: Chromium offline: no background calls to Google's hosts, which this network refuses.
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LIVE = {
+    "name": "ui-live",
+    "steps": [
+        {"key": "nap", "task": "t.sleep"},
+        {"key": "work", "task": "t.loop", "after": ["nap"]},
+        {"key": "make", "task": "t.artifact", "after": ["work"]},
+    ],
+}
+GATED = {
+    "name": "ui-gated",
+    "steps": [{"key": "ship", "task": "t.item", "approve": {"title": "Ship it?", "group": "ops"}}],
+}
+SLOW = {"name": "ui-slow", "steps": [{"key": "nap", "task": "t.sleep"}]}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:  # scripts/services installs it; never skip silently
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def key(make_key: KeyMaker) -> str:
+    return make_key()
+
+
+@pytest.fixture
+def http_of(api_url: str, key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def page(browser: Browser, api_url: str, key: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.goto(f"{api_url}/ui/runs")
+    expect(tab).to_have_url(f"{api_url}/ui/login")  # no session: the login page
+    tab.fill("#key", key)
+    tab.click("button[type=submit]")
+    expect(tab).to_have_url(f"{api_url}/ui/runs")
+    yield tab
+    context.close()
+    assert errors == [], errors  # no script error on any page
+
+
+def shot(page: Page, name: str, backend: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}-{backend}.png"), full_page=True)
+
+
+def backend_of(api_url: str, api_settings: Any) -> str:
+    return "sqlite" if api_settings.is_sqlite else "postgresql"
+
+
+def test_login_refuses_a_bad_key(browser: Browser, api_url: str) -> None:
+    tab = browser.new_page()
+    tab.goto(f"{api_url}/ui/login")
+    tab.fill("#key", "cairn_nope_nope")
+    tab.click("button[type=submit]")
+    expect(tab.locator(".notice.error")).to_contain_text("not valid")
+    tab.goto(f"{api_url}/ui/runs/whatever")
+    expect(tab).to_have_url(f"{api_url}/ui/login")
+    tab.close()
+
+
+def test_a_run_turns_green_live_and_its_step_shows_messages_costs_artifacts(
+    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+) -> None:
+    backend = backend_of(api_url, api_settings)
+    run_id = start(
+        http_of, spec=LIVE, inputs={"seconds": 2, "iterations": 3, "text": "hello dashboard"}
+    )
+    page.goto(f"{api_url}/ui/runs")
+    expect(page.locator(f"tr[data-run='{run_id}']")).to_be_visible()
+    shot(page, "runs-list", backend)
+    page.click(f"tr[data-run='{run_id}']")
+    expect(page).to_have_url(f"{api_url}/ui/runs/{run_id}")
+    # Seen not yet done, then green without a reload.
+    expect(page.locator("g.node[data-step=make]")).not_to_have_attribute("data-status", "succeeded")
+    shot(page, "run-live", backend)
+    expect(page.locator("g.node[data-step=make]")).to_have_attribute(
+        "data-status", "succeeded", timeout=30_000
+    )
+    expect(page.locator("#run-status [data-status]")).to_have_attribute("data-status", "succeeded")
+
+    page.click("g.node[data-step=work]")
+    expect(page.locator("[data-messages] .msg")).to_have_count(3)
+    expect(page.locator("[data-messages]")).to_contain_text("iteration 0")
+    expect(page.locator("[data-costs] tr")).to_have_count(4)  # a header and 3 costs
+    expect(page.locator("[data-total]")).to_have_attribute("data-total", "0.03")
+    shot(page, "run-step-panel", backend)
+
+    with page.expect_download() as info:
+        page.click("a[data-artifact='out.txt']")
+    downloaded = Path(info.value.path()).read_bytes()
+    listed = http_of.get(f"/v1/runs/{run_id}/artifacts").json()
+    assert hashlib.sha256(downloaded).hexdigest() == listed[0]["sha256"]
+    assert downloaded == b"hello dashboard"
+
+
+def test_approving_a_waiting_step_finishes_the_run(
+    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+) -> None:
+    backend = backend_of(api_url, api_settings)
+    run_id = start(http_of, spec=GATED)
+    page.goto(f"{api_url}/ui/runs/{run_id}")
+    request = page.locator("[data-approval]")
+    expect(request).to_contain_text("Ship it?", timeout=30_000)
+    expect(page.locator("g.node[data-step=ship]")).to_have_attribute("data-status", "waiting")
+    shot(page, "run-approval", backend)
+    page.once("dialog", lambda dialog: dialog.accept())
+    request.get_by_role("button", name="Approve").click()
+    expect(page.locator("#run-status [data-status]")).to_have_attribute(
+        "data-status", "succeeded", timeout=30_000
+    )
+    decided = http_of.get("/v1/approvals", params={"run_id": run_id, "status": "approved"})
+    assert decided.json()[0]["decided_by"].startswith("api-key:")
+
+
+def test_cancel_from_the_run_page(
+    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+) -> None:
+    backend = backend_of(api_url, api_settings)
+    run_id = start(http_of, spec=SLOW, inputs={"seconds": 30})
+    page.goto(f"{api_url}/ui/runs/{run_id}")
+    expect(page.locator("g.node[data-step=nap]")).to_have_attribute(
+        "data-status", "running", timeout=30_000
+    )
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    expect(page.locator("#run-status [data-status]")).to_have_attribute(
+        "data-status", "cancelled", timeout=30_000
+    )
+    shot(page, "run-cancelled", backend)
+    page.goto(f"{api_url}/ui/overview")
+    expect(page.locator("#statuses")).to_contain_text("cancelled")
+    shot(page, "overview", backend)

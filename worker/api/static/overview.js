@@ -1,0 +1,39 @@
+// The overview: recent runs by status, spend per model and against the limits, pending
+// approvals, workers with their heartbeats, schedules with their next fire times.
+import { api, badge, el, header, notice, replace, usd, when } from "./common.js";
+
+header("overview");
+const $ = (id) => document.getElementById(id);
+const table = (head, rows) => el("table", {}, el("tr", {}, head.map((h) => el("th", {}, h))), rows);
+
+async function load() {
+  try {
+    const [runs, costs, limits, approvals, workers, schedules] = await Promise.all([
+      api("/v1/runs?limit=500"), api("/v1/costs"), api("/v1/limits"), api("/v1/approvals"),
+      api("/v1/workers"), api("/v1/schedules")]);
+    const counts = {};
+    for (const r of runs.runs) counts[r.status] = (counts[r.status] || 0) + 1;
+    const most = Math.max(1, ...Object.values(counts));
+    replace($("statuses"), el("p", { class: "muted" }, `the last ${runs.runs.length} runs`),
+      table(["status", "runs"], Object.entries(counts).map(([status, n]) => el("tr", {}, el("td", {}, badge(status)),
+        el("td", {}, el("span", { class: "bar", style: `width:${(n / most) * 160}px` }), ` ${n}`)))));
+    replace($("spend"), costs.by_model.length ? table(["model", "spent", "tokens in/out"], costs.by_model.map((m) =>
+      el("tr", {}, el("td", {}, `${m.provider} / ${m.model}`), el("td", {}, usd(m.usd)), el("td", {}, `${m.input_tokens} / ${m.output_tokens}`))))
+      : el("p", { class: "muted" }, "nothing spent yet"));
+    const limit = (value) => (value === null ? "no limit" : usd(value));
+    replace($("limits"), table(["", "spent", "limit"], [
+      el("tr", {}, el("td", {}, "today (UTC)"), el("td", {}, usd(limits.spent_today_usd)), el("td", {}, limit(limits.daily_limit_usd))),
+      el("tr", {}, el("td", {}, "this month"), el("td", {}, usd(limits.spent_this_month_usd)), el("td", {}, limit(limits.monthly_limit_usd)))]));
+    replace($("approvals"), approvals.length ? table(["request", "run"], approvals.map((a) => el("tr", {},
+      el("td", {}, a.title, el("div", { class: "muted" }, `asked by ${a.requested_by}`)),
+      el("td", {}, el("a", { href: `/ui/runs/${a.run_id}`, class: "mono" }, a.run_id.slice(0, 13)))))) : el("p", { class: "muted" }, "none"));
+    replace($("workers"), workers.length ? table(["worker", "status", "last heartbeat"], workers.map((w) => el("tr", {},
+      el("td", { class: "mono" }, w.name), el("td", {}, w.status), el("td", {}, when(w.heartbeat_at))))) : el("p", { class: "muted" }, "none registered"));
+    replace($("schedules"), schedules.length ? table(["schedule", "cron", "status", "next"], schedules.map((s) => el("tr", {},
+      el("td", {}, `${s.name} → ${s.workflow}`), el("td", { class: "mono" }, s.cron), el("td", {}, s.status), el("td", {}, when(s.next_fire_at)))))
+      : el("p", { class: "muted" }, "none"));
+    notice("");
+  } catch (error) { notice(error.message, "error"); }
+}
+load();
+setInterval(load, 5000);
