@@ -91,6 +91,7 @@ class RunRepository(TenantRepository):
         since: datetime | None = None,
         limit: int = 50,
         before: uuid.UUID | None = None,
+        idempotency_key: str | None = None,
     ) -> Sequence[RunSummary]:
         """The tenant's runs as summaries, newest first (filters as :meth:`list`).
 
@@ -108,6 +109,8 @@ class RunRepository(TenantRepository):
             query = query.where(WorkflowDefinition.name == workflow)
         if since is not None:
             query = query.where(WorkflowRun.created_at >= since)
+        if idempotency_key is not None:
+            query = query.where(WorkflowRun.idempotency_key == idempotency_key)
         if before is not None:
             query = query.where(WorkflowRun.id < before)
         rows = self.session.execute(query.order_by(WorkflowRun.id.desc()).limit(limit)).all()

@@ -66,12 +66,20 @@ async def list_runs(
     since: Annotated[datetime | None, Query(description="Runs created at or after")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[uuid.UUID | None, Query(description="`next_cursor` of a page")] = None,
+    idempotency_key: Annotated[
+        str | None, Query(max_length=255, description="The run this key started")
+    ] = None,
 ) -> RunPage:
     """The tenant's runs, newest first, a page at a time."""
 
     def work(session: Session) -> RunPage:
         rows = RunRepository(session, caller.tenant_id).summaries(
-            status=status, workflow=workflow, since=since, limit=limit + 1, before=cursor
+            status=status,
+            workflow=workflow,
+            since=since,
+            limit=limit + 1,
+            before=cursor,
+            idempotency_key=idempotency_key,
         )
         page = list(rows[:limit])
         return RunPage(page, page[-1].id if len(rows) > limit else None)

@@ -113,12 +113,21 @@ def test_a_run_turns_green_live_and_its_step_shows_messages_costs_artifacts(
 ) -> None:
     backend = backend_of(api_url, api_settings)
     run_id = start(
-        http_of, spec=LIVE, inputs={"seconds": 2, "iterations": 3, "text": "hello dashboard"}
+        http_of,
+        spec=LIVE,
+        inputs={"seconds": 2, "iterations": 3, "text": "hello dashboard"},
+        idempotency_key="ui-find-me",
     )
+    found = http_of.get("/v1/runs", params={"idempotency_key": "ui-find-me"}).json()
+    assert [r["id"] for r in found["runs"]] == [run_id]
     page.goto(f"{api_url}/ui/runs")
     expect(page.locator(f"tr[data-run='{run_id}']")).to_be_visible()
     shot(page, "runs-list", backend)
-    page.click(f"tr[data-run='{run_id}']")
+    page.fill("#find", "no-such-key")
+    page.press("#find", "Enter")
+    expect(page.locator("#notice")).to_contain_text("no run has the id or idempotency key")
+    page.fill("#find", "ui-find-me")  # a search by idempotency key opens its run
+    page.press("#find", "Enter")
     expect(page).to_have_url(f"{api_url}/ui/runs/{run_id}")
     # Seen not yet done, then green without a reload.
     expect(page.locator("g.node[data-step=make]")).not_to_have_attribute("data-status", "succeeded")

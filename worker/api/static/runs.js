@@ -5,6 +5,7 @@ header("runs");
 const $ = (id) => document.getElementById(id);
 const cursors = [null]; // the cursor of each page shown so far; the last is the current one
 let next = null;
+let failed = false;
 
 function query() {
   const params = new URLSearchParams({ limit: "50" });
@@ -28,8 +29,9 @@ async function load() {
     if (!page.runs.length) replace($("rows"), el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no runs")));
     $("older").disabled = !next;
     $("newer").disabled = cursors.length < 2;
-    notice("");
-  } catch (error) { notice(`cannot read the runs: ${error.message}`, "error"); }
+    if (failed) notice(""); // clear only what a failed refresh said
+    failed = false;
+  } catch (error) { failed = true; notice(`cannot read the runs: ${error.message}`, "error"); }
 }
 
 function restart() { cursors.splice(0, cursors.length, null); load(); }
@@ -37,9 +39,14 @@ for (const id of ["status", "since"]) $(id).addEventListener("change", restart);
 $("workflow").addEventListener("change", restart);
 $("older").addEventListener("click", () => { cursors.push(next); load(); });
 $("newer").addEventListener("click", () => { cursors.pop(); load(); });
-$("find").addEventListener("keydown", (event) => {
-  const id = $("find").value.trim();
-  if (event.key === "Enter" && id) location.href = `/ui/runs/${encodeURIComponent(id)}`;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+$("find").addEventListener("keydown", async (event) => {
+  const text = $("find").value.trim();
+  if (event.key !== "Enter" || !text) return;
+  if (UUID.test(text)) { location.href = `/ui/runs/${text}`; return; }
+  const found = await api(`/v1/runs?${new URLSearchParams({ idempotency_key: text, limit: "1" })}`);
+  if (found.runs.length) location.href = `/ui/runs/${found.runs[0].id}`;
+  else notice(`no run has the id or idempotency key "${text}"`, "warn");
 });
 load();
 setInterval(load, 2000);
