@@ -64,11 +64,41 @@ class StepView:
         )
 
 
+#: The events that end an attempt, and those that do not.
+_ATTEMPT_ENDS = frozenset(
+    {"complete_step", "fail_step", "release_step", "wait_step", "cancel_step", "reap_step"}
+)
+
+
+def attempts_of(events: Any) -> tuple[dict[str, Any], ...]:
+    """A step's attempts from its events ``(attempt, kind, at)`` in order."""
+    found: dict[int, dict[str, Any]] = {}
+    for attempt, kind, at in events:
+        if attempt is None:
+            continue
+        if kind == "claim_step":
+            found[attempt] = {
+                "attempt": attempt,
+                "started_at": at,
+                "ended_at": None,
+                "outcome": None,
+            }
+        elif kind in _ATTEMPT_ENDS and attempt in found and found[attempt]["outcome"] is None:
+            found[attempt] |= {"ended_at": at, "outcome": kind}
+    return tuple(found[a] for a in sorted(found))
+
+
 @dataclass(frozen=True)
 class StepDetail:
     """A step with what its attempts recorded, for the dashboard's step panel."""
 
     step: StepView
+    #: What the step's code is called with: the run's inputs and its upstream outputs (a
+    #: stored output shows as its object key).
+    inputs: dict[str, Any]
+    #: Each attempt: ``{attempt, started_at, ended_at, outcome}`` (outcome: the verb that
+    #: ended it, such as complete_step, fail_step, wait_step; None while it runs).
+    attempts: tuple[dict[str, Any], ...]
     #: ``{seq, attempt, at, size, state}``; a state kept in the store shows as its size only.
     checkpoints: tuple[dict[str, Any], ...]
     #: ``{attempt, seq, role, content}``: the conversation, in order.
@@ -81,14 +111,18 @@ class StepDetail:
     def of(
         cls,
         step: WorkflowStep,
+        inputs: dict[str, Any],
+        events: Any,
         checkpoints: Any,
         messages: Any,
         costs: Any,
         artifacts: list[str],
     ) -> StepDetail:
-        """The detail of a step row and the rows of its records."""
+        """The detail of a step row, its inputs, its events and the rows of its records."""
         return cls(
             StepView.of(step),
+            inputs,
+            attempts_of(events),
             tuple(
                 {
                     "seq": c.seq,
@@ -393,3 +427,13 @@ def artifact_view(a: Artifact, step_key: str) -> ArtifactView:
         a.created_at,
         a.deleted_at,
     )
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A tenant's runs per UTC day and status, and its spend per UTC day."""
+
+    #: ``{day, status, runs}``
+    runs_by_day: list[dict[str, Any]]
+    #: ``{day, usd}``
+    spend_by_day: list[dict[str, Any]]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Select, func, select
 
 from db.models import CostRecord, WorkflowRun, WorkflowStep
 from db.repositories.base import TenantRepository
-from db.views import CostSummary, CostTotal, StepCost, money
+from db.views import Activity, CostSummary, CostTotal, StepCost, money
 
 
 class CostRepository(TenantRepository):
@@ -77,4 +79,38 @@ class CostRepository(TenantRepository):
             total_usd=money(total_usd),
             steps=tuple(StepCost(k, int(i), int(o), money(u)) for k, i, o, u in per_step),
             by_model=tuple(self.totals_by_model(run_id)),
+        )
+
+
+def utc_day(session_dialect: str, column: Any) -> Any:
+    """``column``'s UTC calendar day as ``YYYY-MM-DD`` text, on either database."""
+    if session_dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)
+
+
+class ActivityRepository(TenantRepository):
+    """The tenant's runs and spend per UTC day, for the dashboard's overview."""
+
+    def activity(self, since: datetime) -> Activity:
+        """Runs started per day and status, and money recorded per day, since ``since``."""
+        dialect = self.session.get_bind().dialect.name
+        run_day = utc_day(dialect, WorkflowRun.created_at)
+        runs = self.session.execute(
+            select(run_day, WorkflowRun.status, func.count())
+            .where(WorkflowRun.tenant_id == self.tenant_id, WorkflowRun.created_at >= since)
+            .group_by(run_day, WorkflowRun.status)
+            .order_by(run_day)
+        ).all()
+        cost_day = utc_day(dialect, CostRecord.created_at)
+        spend = self.session.execute(
+            select(cost_day, func.sum(CostRecord.usd))
+            .join(WorkflowRun, WorkflowRun.id == CostRecord.run_id)
+            .where(WorkflowRun.tenant_id == self.tenant_id, CostRecord.created_at >= since)
+            .group_by(cost_day)
+            .order_by(cost_day)
+        ).all()
+        return Activity(
+            [{"day": str(day), "status": status, "runs": int(n)} for day, status, n in runs],
+            [{"day": str(day), "usd": money(usd)} for day, usd in spend],
         )

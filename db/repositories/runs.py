@@ -195,7 +195,27 @@ class RunRepository(TenantRepository):
         artifacts = self.session.scalars(
             select(Artifact.name).where(Artifact.step_id == step.id).order_by(Artifact.name)
         ).all()
-        return StepDetail.of(step, checkpoints, messages, costs, [*artifacts])
+        upstream = self.session.execute(
+            select(
+                WorkflowStep.key,
+                WorkflowStep.output,
+                WorkflowStep.output_blob_key,
+                WorkflowStep.output_sha256,
+            )
+            .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
+            .where(StepEdge.downstream_id == step.id)
+        ).all()
+        run_inputs = self.session.scalar(select(WorkflowRun.inputs).where(WorkflowRun.id == run_id))
+        inputs = dict(run_inputs or {}) | {
+            k: (out if blob is None else {"stored_as": blob, "sha256": sha})
+            for k, out, blob, sha in upstream
+        }
+        events = self.session.execute(
+            select(RunEvent.attempt, RunEvent.kind, RunEvent.created_at)
+            .where(RunEvent.step_id == step.id)
+            .order_by(RunEvent.id)
+        ).all()
+        return StepDetail.of(step, inputs, events, checkpoints, messages, costs, [*artifacts])
 
     def _steps(self, run_id: uuid.UUID) -> Sequence[WorkflowStep]:
         return self.session.scalars(

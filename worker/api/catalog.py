@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from db.repositories import (
+    ActivityRepository,
     CostRepository,
     ProjectRepository,
     WorkerRepository,
@@ -16,7 +18,7 @@ from db.repositories import (
 )
 from db.states import MissedPolicy, ScheduleStatus
 from db.types import utcnow
-from db.views import DefinitionView, ScheduleView, WorkerView
+from db.views import Activity, DefinitionView, ScheduleView, WorkerView
 from worker import limits
 from worker.api.bodies import DefinitionBody, ScheduleBody, TenantCosts
 from worker.api.state import Caller, State
@@ -160,3 +162,14 @@ async def _set(
 
 def _schedule(session: Session, tenant_id: uuid.UUID, schedule_id: uuid.UUID) -> ScheduleView:
     return ProjectRepository(session, tenant_id).schedule(schedule_id)
+
+
+@router.get("/activity")
+async def activity(
+    state: State,
+    caller: Caller,
+    days: Annotated[int, Query(ge=1, le=366, description="How many days back")] = 14,
+) -> Activity:
+    """The tenant's runs per UTC day and status, and its spend per UTC day."""
+    since = utcnow() - timedelta(days=days)
+    return await state.read(lambda s: ActivityRepository(s, caller.tenant_id).activity(since))

@@ -138,6 +138,9 @@ def test_a_run_turns_green_live_and_its_step_shows_messages_costs_artifacts(
     expect(page.locator("#run-status [data-status]")).to_have_attribute("data-status", "succeeded")
 
     page.click("g.node[data-step=work]")
+    expect(page.locator("[data-inputs]")).to_contain_text('"nap"')  # its upstream's output
+    expect(page.locator("[data-attempts]")).to_contain_text("complete_step")
+    expect(page.locator("[data-attempt='work#1']")).to_be_visible()  # the timeline's bar
     expect(page.locator("[data-messages] .msg")).to_have_count(3)
     expect(page.locator("[data-messages]")).to_contain_text("iteration 0")
     expect(page.locator("[data-costs] tr")).to_have_count(4)  # a header and 3 costs
@@ -188,4 +191,5 @@ def test_cancel_from_the_run_page(
     shot(page, "run-cancelled", backend)
     page.goto(f"{api_url}/ui/overview")
     expect(page.locator("#statuses")).to_contain_text("cancelled")
+    expect(page.locator("#runs-by-day tr[data-day]")).to_have_count(1)  # every run is today's
     shot(page, "overview", backend)

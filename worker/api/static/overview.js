@@ -8,9 +8,10 @@ const table = (head, rows) => el("table", {}, el("tr", {}, head.map((h) => el("t
 
 async function load() {
   try {
-    const [runs, costs, limits, approvals, workers, schedules] = await Promise.all([
+    const [runs, costs, limits, approvals, workers, schedules, activity] = await Promise.all([
       api("/v1/runs?limit=500"), api("/v1/costs"), api("/v1/limits"), api("/v1/approvals"),
-      api("/v1/workers"), api("/v1/schedules")]);
+      api("/v1/workers"), api("/v1/schedules"), api("/v1/activity?days=14")]);
+    drawActivity(activity);
     const counts = {};
     for (const r of runs.runs) counts[r.status] = (counts[r.status] || 0) + 1;
     const most = Math.max(1, ...Object.values(counts));
@@ -35,5 +36,25 @@ async function load() {
     notice("");
   } catch (error) { notice(error.message, "error"); }
 }
+const COLORS = { queued: "#9aa5b8", running: "#3b82f6", paused: "#a855f7", succeeded: "#16a34a",
+  failed: "#dc2626", cancelled: "#6b7280" };
+
+function drawActivity(activity) {
+  const days = new Map();
+  for (const row of activity.runs_by_day) {
+    const day = days.get(row.day) || days.set(row.day, {}).get(row.day);
+    day[row.status] = row.runs;
+  }
+  const most = Math.max(1, ...[...days.values()].map((d) => Object.values(d).reduce((a, b) => a + b, 0)));
+  replace($("runs-by-day"), days.size ? table(["day", "runs"], [...days.entries()].map(([day, counts]) =>
+    el("tr", { "data-day": day }, el("td", { class: "mono" }, day), el("td", {}, Object.entries(counts).map(([status, n]) =>
+      el("span", { class: "bar", title: `${n} ${status}`, style: `width:${(n / most) * 200}px;background:${COLORS[status] || "#999"};border-radius:0` })),
+      ` ${Object.values(counts).reduce((a, b) => a + b, 0)}`)))) : el("p", { class: "muted" }, "no runs"));
+  const top = Math.max(0.000001, ...activity.spend_by_day.map((d) => Number(d.usd)));
+  replace($("spend-by-day"), activity.spend_by_day.length ? table(["day", "spent"], activity.spend_by_day.map((d) =>
+    el("tr", {}, el("td", { class: "mono" }, d.day), el("td", {}, el("span", { class: "bar", style: `width:${(Number(d.usd) / top) * 200}px` }), ` ${usd(d.usd)}`))))
+    : el("p", { class: "muted" }, "nothing spent"));
+}
+
 load();
 setInterval(load, 5000);

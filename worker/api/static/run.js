@@ -99,21 +99,40 @@ function drawDag(steps) {
   replace($("dag"), svg);
 }
 
+const OUTCOME = { complete_step: "#16a34a", fail_step: "#dc2626", release_step: "#f97316",
+  wait_step: "#f59e0b", cancel_step: "#6b7280", reap_step: "#a855f7" };
+const allEvents = [];
+
+function attemptsOf() {
+  // (step, attempt) -> {start, end, outcome}, from the run's event log
+  const found = new Map();
+  for (const e of allEvents) {
+    if (!e.step_key || !e.attempt) continue;
+    const id = `${e.step_key}#${e.attempt}`;
+    if (e.kind === "claim_step") found.set(id, { key: e.step_key, attempt: e.attempt, start: new Date(e.at), end: null, outcome: null });
+    else if (OUTCOME[e.kind] && found.has(id) && !found.get(id).outcome) Object.assign(found.get(id), { end: new Date(e.at), outcome: e.kind });
+  }
+  return [...found.values()];
+}
+
 function drawTimeline(steps) {
-  const started = steps.filter((s) => s.started_at);
-  if (!started.length) { replace($("timeline"), el("p", { class: "muted" }, "no step has started")); return; }
-  const t0 = Math.min(...started.map((s) => new Date(s.started_at)));
-  const t1 = Math.max(...started.map((s) => (s.finished_at ? new Date(s.finished_at) : new Date())));
+  const attempts = attemptsOf();
+  if (!attempts.length) { replace($("timeline"), el("p", { class: "muted" }, "no step has started")); return; }
+  const now = new Date();
+  const t0 = Math.min(...attempts.map((a) => a.start));
+  const t1 = Math.max(...attempts.map((a) => a.end || now));
   const span = Math.max(t1 - t0, 1);
-  replace($("timeline"), el("table", {}, started.slice(0, 200).map((s) => {
-    const left = ((new Date(s.started_at) - t0) / span) * 100;
-    const width = Math.max((((s.finished_at ? new Date(s.finished_at) : new Date()) - new Date(s.started_at)) / span) * 100, 0.5);
+  const byStep = new Map();
+  for (const a of attempts) (byStep.get(a.key) || byStep.set(a.key, []).get(a.key)).push(a);
+  const rows = steps.filter((s) => byStep.has(s.key)).slice(0, 300).map((s) => {
+    const bars = byStep.get(s.key).map((a) => el("div", { class: "bar", "data-attempt": `${s.key}#${a.attempt}`,
+      title: `attempt ${a.attempt}: ${a.outcome || "running"} · ${duration(a.start.toISOString(), a.end && a.end.toISOString())}`,
+      style: `position:absolute;left:${((a.start - t0) / span) * 100}%;width:${Math.max((((a.end || now) - a.start) / span) * 100, 0.5)}%;background:${OUTCOME[a.outcome] || COLORS.running}` }));
     return el("tr", {}, el("td", { class: "mono", style: "width:30%" }, s.key),
-      el("td", {}, el("div", { style: "position:relative;height:14px" },
-        el("div", { class: "bar", title: duration(s.started_at, s.finished_at),
-          style: `position:absolute;left:${left}%;width:${width}%;background:${COLORS[s.status]}` }))),
-      el("td", { class: "muted", style: "width:80px" }, duration(s.started_at, s.finished_at)));
-  })));
+      el("td", {}, el("div", { style: "position:relative;height:14px" }, bars)),
+      el("td", { class: "muted", style: "width:80px" }, `${byStep.get(s.key).length} attempt(s)`));
+  });
+  replace($("timeline"), el("table", {}, rows));
 }
 
 let shownApprovals = null;
@@ -164,6 +183,7 @@ async function drawEvents() {
   const page = await api(`${base}/events${since ? `?since=${since}` : ""}`);
   if (page.next_since) since = page.next_since;
   for (const e of page.events) {
+    allEvents.push(e);
     $("events").append(el("div", { class: "mono" }, el("span", { class: "muted" }, new Date(e.at).toLocaleTimeString()), " ",
       el("strong", {}, e.kind), e.step_key ? ` ${e.step_key}` : "", e.attempt ? ` #${e.attempt}` : "",
       e.data ? el("span", { class: "muted" }, ` ${JSON.stringify(e.data).slice(0, 160)}`) : null));
@@ -193,6 +213,11 @@ async function openStep(key) {
   replace(panel, el("h2", {}, "Step ", el("span", { class: "mono" }, s.key), " ", badge(s.status)),
     el("p", { class: "muted" }, `${s.task} · attempt ${s.attempt} of ${s.max_attempts} · `,
       s.started_at ? `started ${when(s.started_at)} · ${duration(s.started_at, s.finished_at)}` : "not started"),
+    el("h2", {}, "Attempts"),
+    el("table", { "data-attempts": "" }, el("tr", {}, el("th", {}, "#"), el("th", {}, "started"), el("th", {}, "took"), el("th", {}, "ended by")),
+      d.attempts.map((a) => el("tr", {}, el("td", {}, a.attempt), el("td", {}, when(a.started_at)),
+        el("td", {}, duration(a.started_at, a.ended_at)), el("td", {}, a.outcome || "running")))),
+    el("h2", {}, "Inputs"), el("pre", { "data-inputs": "" }, JSON.stringify(d.inputs, null, 2)),
     s.error ? [el("h2", {}, "Error"), el("pre", { "data-error": "" }, `${s.error.type}: ${s.error.message}\n\n${s.error.traceback || ""}`)] : null,
     s.output ? [el("h2", {}, "Output"), el("pre", {}, JSON.stringify(s.output, null, 2))] : null,
     el("h2", {}, `Messages (${d.messages.length})`),
@@ -227,10 +252,11 @@ async function refresh() {
   $("cancel").disabled = ENDED.has(run.status);
   $("retry").disabled = !["failed", "cancelled"].includes(run.status);
   drawDag(run.steps);
+  await drawEvents();
   drawTimeline(run.steps);
   replace($("io"), el("h2", {}, "inputs"), el("pre", {}, JSON.stringify(run.inputs, null, 2)),
     run.outputs ? [el("h2", {}, "outputs"), el("pre", { "data-outputs": "" }, JSON.stringify(run.outputs, null, 2))] : null);
-  await Promise.all([drawApprovals(), drawCosts(), drawArtifacts(), drawEvents()]);
+  await Promise.all([drawApprovals(), drawCosts(), drawArtifacts()]);
   const current = run.steps.find((s) => s.key === selected);
   const seen = current ? `${current.status}:${current.attempt}` : null;
   if (selected && seen !== shownStep) { shownStep = seen; await openStep(selected); }
