@@ -261,10 +261,12 @@ class RunSummary:
     cost_usd: Decimal
     created_at: datetime
     finished_at: datetime | None
+    steps_total: int = 0
+    steps_succeeded: int = 0
 
     @classmethod
-    def of(cls, run: WorkflowRun, workflow: str, version: int) -> RunSummary:
-        """The summary of a run row and its definition's name and version."""
+    def of(cls, run: WorkflowRun, workflow: str, version: int, steps: int = 0) -> RunSummary:
+        """The summary of a run row, its definition's name and version, and its step count."""
         return cls(
             run.id,
             run.status,
@@ -273,6 +275,8 @@ class RunSummary:
             money(run.cost_usd),
             run.created_at,
             run.finished_at,
+            steps,
+            steps - run.steps_left,
         )
 
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import aliased
 
 from db.models import (
@@ -98,8 +98,14 @@ class RunRepository(TenantRepository):
         ``before`` is a cursor: the id of the last run of the previous page (run ids are
         time-ordered UUIDv7, so "older" is "smaller").
         """
+        total = (
+            select(func.count())
+            .where(WorkflowStep.run_id == WorkflowRun.id)
+            .correlate(WorkflowRun)
+            .scalar_subquery()
+        )
         query = (
-            select(WorkflowRun, WorkflowDefinition.name, WorkflowDefinition.version)
+            select(WorkflowRun, WorkflowDefinition.name, WorkflowDefinition.version, total)
             .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
             .where(WorkflowRun.tenant_id == self.tenant_id)
         )
@@ -114,7 +120,7 @@ class RunRepository(TenantRepository):
         if before is not None:
             query = query.where(WorkflowRun.id < before)
         rows = self.session.execute(query.order_by(WorkflowRun.id.desc()).limit(limit)).all()
-        return [RunSummary.of(run, name, version) for run, name, version in rows]
+        return [RunSummary.of(run, name, version, steps) for run, name, version, steps in rows]
 
     def events(
         self, run_id: uuid.UUID, *, since: uuid.UUID | None = None, limit: int | None = None

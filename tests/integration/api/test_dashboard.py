@@ -136,6 +136,8 @@ def test_a_run_turns_green_live_and_its_step_shows_messages_costs_artifacts(
         "data-status", "succeeded", timeout=30_000
     )
     expect(page.locator("#run-status [data-status]")).to_have_attribute("data-status", "succeeded")
+    found = http_of.get("/v1/runs", params={"idempotency_key": "ui-find-me"}).json()["runs"][0]
+    assert (found["steps_succeeded"], found["steps_total"]) == (3, 3)
 
     page.click("g.node[data-step=work]")
     expect(page.locator("[data-inputs]")).to_contain_text('"nap"')  # its upstream's output

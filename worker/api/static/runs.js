@@ -25,8 +25,10 @@ async function load() {
       onclick: () => (location.href = `/ui/runs/${run.id}`) },
       el("td", { class: "mono" }, run.id), el("td", {}, badge(run.status)),
       el("td", {}, `${run.workflow} v${run.version}`), el("td", {}, when(run.created_at)),
-      el("td", {}, duration(run.created_at, run.finished_at)), el("td", {}, usd(run.cost_usd)))));
-    if (!page.runs.length) replace($("rows"), el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no runs")));
+      el("td", {}, duration(run.created_at, run.finished_at)), el("td", {}, usd(run.cost_usd)),
+      el("td", {}, el("span", { class: "bar", style: `width:${(run.steps_succeeded / Math.max(run.steps_total, 1)) * 60}px;background:#16a34a` }),
+        ` ${run.steps_succeeded}/${run.steps_total}`))));
+    if (!page.runs.length) replace($("rows"), el("tr", {}, el("td", { colspan: 7, class: "muted" }, "no runs")));
     $("older").disabled = !next;
     $("newer").disabled = cursors.length < 2;
     if (failed) notice(""); // clear only what a failed refresh said
