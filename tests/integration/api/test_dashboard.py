@@ -195,3 +195,20 @@ def test_cancel_from_the_run_page(
     expect(page.locator("#statuses")).to_contain_text("cancelled")
     expect(page.locator("#runs-by-day tr[data-day]")).to_have_count(1)  # every run is today's
     shot(page, "overview", backend)
+
+
+def test_a_thousand_step_fan_out_is_drawn_compactly(
+    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+) -> None:
+    backend = backend_of(api_url, api_settings)
+    items = [{"key": f"item-{i:04d}", "task": "t.item"} for i in range(999)]
+    join = {"key": "join", "task": "t.join", "after": [s["key"] for s in items]}
+    run_id = start(http_of, spec={"name": "ui-wide", "steps": [*items, join]})
+    page.goto(f"{api_url}/ui/runs/{run_id}")
+    expect(page.locator("g.node")).to_have_count(1000, timeout=30_000)
+    # The fan-out is a grid of small squares, not 999 labelled boxes.
+    expect(page.locator("g.node text")).to_have_count(1)
+    expect(page.locator("g.node[data-step=join]")).to_have_attribute(
+        "data-status", "succeeded", timeout=120_000
+    )
+    shot(page, "run-wide", backend)
