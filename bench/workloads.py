@@ -198,9 +198,28 @@ def fan_out(b: Bench, width: int) -> list[Figure]:
     run_id = b.client.start_run(spec=spec)
     _wait_status(b.engine, run_id)
     seconds.samples.append(time.perf_counter() - start)
-    per_step.samples.append((_xacts(b.engine) - before) / (width + 1))
+    per_step.samples.append((_flushed_xacts(b.engine, before) - before) / (width + 1))
     per_step.note = "all clients, polling included"
     return [seconds, per_step]
+
+
+def _flushed_xacts(engine: Engine, before: int, wait_s: float = 12.0) -> int:
+    """The commit counter once the workers' backends have reported theirs.
+
+    PostgreSQL 15 backends report their counters when idle, at most once a second, and a
+    backend that went idle within that second reports up to 10 s later: read until the
+    counter has moved and then held still for a second (or ``wait_s`` passed).
+    """
+    deadline = time.monotonic() + wait_s
+    last, still_since = _xacts(engine), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _xacts(engine)
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif last > before and time.monotonic() - still_since >= 1.0:
+            break
+    return last
 
 
 def _xacts(engine: Engine) -> int:

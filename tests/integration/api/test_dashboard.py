@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import text
 
+from db.session import make_engine
 from tests.integration.api.conftest import KeyMaker
 from tests.integration.api.test_endpoints import start
 from tests.support.stack import ROOT
@@ -212,3 +215,50 @@ def test_a_thousand_step_fan_out_is_drawn_compactly(
         "data-status", "succeeded", timeout=120_000
     )
     shot(page, "run-wide", backend)
+
+
+def test_the_runs_list_pages_through_a_hundred_thousand_runs(
+    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+) -> None:
+    backend = backend_of(api_url, api_settings)
+    seed = start(http_of, spec={"name": "ui-many", "steps": [{"key": "a", "task": "t.item"}]})
+    _copy_run(api_settings, seed, 100_000)
+    page.goto(f"{api_url}/ui/runs")
+    rows = page.locator("tr[data-run]")
+    expect(rows).to_have_count(50)  # one server-side page, not 100,001 rows
+    first = rows.first.get_attribute("data-run")
+    page.click("#older")
+    expect(rows.first).not_to_have_attribute("data-run", first or "")
+    expect(rows).to_have_count(50)
+    shot(page, "runs-100k", backend)
+    page.goto(f"{api_url}/ui/overview")
+    expect(page.locator("#runs-by-day")).to_contain_text("100001")
+
+
+def _copy_run(settings: Any, run_id: str, copies: int) -> None:
+    """``copies`` succeeded runs like ``run_id`` (same tenant and definition), in SQL."""
+    engine = make_engine(settings)
+    columns = (
+        "tenant_id, project_id, definition_id, 'succeeded', inputs, 0, 0, created_at, created_at"
+    )
+    target = (
+        "INSERT INTO workflow_runs (id, tenant_id, project_id, definition_id, status, inputs, "
+        "steps_left, cost_usd, created_at, updated_at) "
+    )
+    if settings.is_sqlite:
+        sql = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :copies) "
+            + target
+            + f"SELECT lower(hex(randomblob(16))), {columns} FROM workflow_runs, n WHERE id = :seed"
+        )
+        seed: Any = uuid.UUID(run_id).hex
+    else:
+        sql = (
+            target
+            + f"SELECT gen_random_uuid(), {columns} FROM workflow_runs, "
+            + "generate_series(1, :copies) WHERE id = :seed"
+        )
+        seed = uuid.UUID(run_id)
+    with engine.begin() as conn:
+        conn.execute(text(sql), {"copies": copies, "seed": seed})
+    engine.dispose()

@@ -56,30 +56,41 @@ function layout(steps) {
 
 function drawDag(steps) {
   const columns = layout(steps);
-  const W = 150, H = 30, GAP_X = 60, GAP_Y = 12, SMALL = 16;
+  const W = 150, H = 30, GAP_X = 60, GAP_Y = 12, SMALL = 14, PAD = 3;
   const pos = new Map();
+  const compactBox = new Map(); // column -> bounding box of its grid of squares
   let height = 0;
+  let x = 10;
   columns.forEach((column, c) => {
-    const compact = column.length > 12; // a wide fan-out: small squares in a grid
+    const compact = column.length > 12; // a wide fan-out: a square grid of small squares
+    const perRow = compact ? Math.max(Math.ceil(Math.sqrt(column.length * 1.5)), 8) : 1;
+    const width = compact ? perRow * (SMALL + PAD) : W;
     column.forEach((s, i) => {
-      const x = 10 + c * (W + GAP_X);
-      if (compact) {
-        const perRow = Math.floor(W / (SMALL + 3));
-        pos.set(s.key, { x: x + (i % perRow) * (SMALL + 3), y: 10 + Math.floor(i / perRow) * (SMALL + 3), w: SMALL, h: SMALL, compact });
-      } else pos.set(s.key, { x, y: 10 + i * (H + GAP_Y), w: W, h: H, compact });
-      const p = pos.get(s.key);
+      const p = compact
+        ? { x: x + (i % perRow) * (SMALL + PAD), y: 10 + Math.floor(i / perRow) * (SMALL + PAD), w: SMALL, h: SMALL, compact }
+        : { x, y: 10 + i * (H + GAP_Y), w: W, h: H, compact };
+      pos.set(s.key, p);
       height = Math.max(height, p.y + p.h + 10);
     });
+    if (compact) compactBox.set(c, { x, y: 10, w: width, h: Math.ceil(column.length / perRow) * (SMALL + PAD) });
+    x += width + GAP_X;
   });
-  const width = 20 + columns.length * (W + GAP_X);
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", width); svg.setAttribute("height", height);
+  svg.setAttribute("width", x); svg.setAttribute("height", height);
   const make = (tag, attrs) => { const n = document.createElementNS(ns, tag);
     for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); return n; };
+  // An edge touching a grid is drawn once, from or to the grid's box, not once per square.
+  const drawn = new Set();
+  const depthOf = new Map(); columns.forEach((col, c) => col.forEach((s) => depthOf.set(s.key, c)));
   for (const [up, down] of edges) {
-    const a = pos.get(up), b = pos.get(down);
+    let a = pos.get(up), b = pos.get(down);
     if (!a || !b) continue;
+    if (a.compact) a = compactBox.get(depthOf.get(up));
+    if (b.compact) b = compactBox.get(depthOf.get(down));
+    const id = `${a.x},${a.y},${b.x},${b.y}`;
+    if (drawn.has(id)) continue;
+    drawn.add(id);
     svg.append(make("path", { d: `M${a.x + a.w},${a.y + a.h / 2} C${a.x + a.w + 30},${a.y + a.h / 2} ${b.x - 30},${b.y + b.h / 2} ${b.x},${b.y + b.h / 2}`,
       fill: "none", stroke: "#b6bdca", "stroke-width": 1 }));
   }
@@ -87,7 +98,7 @@ function drawDag(steps) {
     const p = pos.get(s.key);
     const g = make("g", { class: "node", "data-step": s.key, "data-status": s.status });
     g.addEventListener("click", () => openStep(s.key));
-    g.append(make("rect", { x: p.x, y: p.y, width: p.w, height: p.h, rx: 5, fill: COLORS[s.status] || "#999" }));
+    g.append(make("rect", { x: p.x, y: p.y, width: p.w, height: p.h, rx: p.compact ? 2 : 5, fill: COLORS[s.status] || "#999" }));
     const title = make("title", {}); title.textContent = `${s.key}: ${s.status} (attempt ${s.attempt})`; g.append(title);
     if (!p.compact) {
       const t = make("text", { x: p.x + 8, y: p.y + 19, fill: s.status === "pending" ? "#1d2330" : "#fff" });
@@ -124,7 +135,8 @@ function drawTimeline(steps) {
   const span = Math.max(t1 - t0, 1);
   const byStep = new Map();
   for (const a of attempts) (byStep.get(a.key) || byStep.set(a.key, []).get(a.key)).push(a);
-  const rows = steps.filter((s) => byStep.has(s.key)).slice(0, 300).map((s) => {
+  const shown = steps.filter((s) => byStep.has(s.key));
+  const rows = shown.slice(0, 100).map((s) => {
     const bars = byStep.get(s.key).map((a) => el("div", { class: "bar", "data-attempt": `${s.key}#${a.attempt}`,
       title: `attempt ${a.attempt}: ${a.outcome || "running"} · ${duration(a.start.toISOString(), a.end && a.end.toISOString())}`,
       style: `position:absolute;left:${((a.start - t0) / span) * 100}%;width:${Math.max((((a.end || now) - a.start) / span) * 100, 0.5)}%;background:${OUTCOME[a.outcome] || COLORS.running}` }));
@@ -132,7 +144,8 @@ function drawTimeline(steps) {
       el("td", {}, el("div", { style: "position:relative;height:14px" }, bars)),
       el("td", { class: "muted", style: "width:80px" }, `${byStep.get(s.key).length} attempt(s)`));
   });
-  replace($("timeline"), el("table", {}, rows));
+  replace($("timeline"), el("table", {}, rows),
+    shown.length > 100 ? el("p", { class: "muted" }, `and ${shown.length - 100} more steps (click one in the graph)`) : null);
 }
 
 let shownApprovals = null;
