@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import aliased
@@ -25,6 +26,20 @@ from db.repositories.base import TenantRepository
 from db.states import ApprovalKind, ApprovalStatus, RunStatus
 from db.views import EventView, RunSummary, RunView, StepDetail
 from worker.errors import NotFound
+
+
+def upstream_outputs(step_id: uuid.UUID) -> Select[str, Any, Any, Any]:
+    """``(key, output, blob key, sha256)`` of each step ``step_id`` runs after."""
+    return (
+        select(
+            WorkflowStep.key,
+            WorkflowStep.output,
+            WorkflowStep.output_blob_key,
+            WorkflowStep.output_sha256,
+        )
+        .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
+        .where(StepEdge.downstream_id == step_id)
+    )
 
 
 class RunRepository(TenantRepository):
@@ -201,16 +216,7 @@ class RunRepository(TenantRepository):
         artifacts = self.session.scalars(
             select(Artifact.name).where(Artifact.step_id == step.id).order_by(Artifact.name)
         ).all()
-        upstream = self.session.execute(
-            select(
-                WorkflowStep.key,
-                WorkflowStep.output,
-                WorkflowStep.output_blob_key,
-                WorkflowStep.output_sha256,
-            )
-            .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
-            .where(StepEdge.downstream_id == step.id)
-        ).all()
+        upstream = self.session.execute(upstream_outputs(step.id)).all()
         run_inputs = self.session.scalar(select(WorkflowRun.inputs).where(WorkflowRun.id == run_id))
         inputs = dict(run_inputs or {}) | {
             k: (out if blob is None else {"stored_as": blob, "sha256": sha})

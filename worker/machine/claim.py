@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import Checkpoint, StepEdge, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.models import Checkpoint, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.repositories.runs import upstream_outputs
 from db.states import StepStatus
 from worker.definitions.spec import RetryPolicy
 from worker.errors import StepNotClaimable
@@ -199,20 +200,7 @@ def verify_claim(
         )
         .one()
     )
-    upstream = (
-        session.connection()
-        .execute(
-            select(
-                WorkflowStep.key,
-                WorkflowStep.output,
-                WorkflowStep.output_blob_key,
-                WorkflowStep.output_sha256,
-            )
-            .join(StepEdge, StepEdge.upstream_id == WorkflowStep.id)
-            .where(StepEdge.downstream_id == step_id)
-        )
-        .all()
-    )
+    upstream = session.connection().execute(upstream_outputs(step_id)).all()
     checkpoint = (
         session.connection()
         .execute(
