@@ -264,8 +264,12 @@ def events(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
         print_json(log)
         return
     for e in log:
-        where = f" {e.step_key}#{e.attempt}" if e.step_key else ""
-        typer.echo(f"{e.at.isoformat(timespec='milliseconds')} {e.kind}{where}")
+        where = f" {e.step_key}" if e.step_key else ""
+        if e.step_key and e.attempt is not None:
+            where += f"#{e.attempt}"
+        # What the event carries says why (a pause's budget, a decision's author), briefly.
+        data = f"  {json.dumps(e.data, default=str)[:160]}" if e.data else ""
+        typer.echo(f"{e.at.isoformat(timespec='milliseconds')} {e.kind}{where}{data}")
 
 
 @app.command()

@@ -49,6 +49,10 @@ def test_review_demo_pauses_for_budget_then_waits_for_the_editor(
         status = cairn(cli_settings, "status", run_id)
         assert "paused" in status.stdout
         assert "run's budget of $1" in status.stdout
+        events = cairn(cli_settings, "events", run_id).stdout
+        assert "pause_run" in events
+        assert "the run's budget of $1" in events  # the event log says why it paused
+        assert "#None" not in events
         shown = json.loads(cairn(cli_settings, "status", run_id, "--json").stdout)
         assert Decimal(shown["cost_usd"]) == Decimal("1.2")  # four sections of $0.30
         refused = cairn(cli_settings, "approvals", "approve", budget["id"])
