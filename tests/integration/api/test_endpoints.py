@@ -101,7 +101,7 @@ def test_keys_never_reach_the_log(api_url: str, make_key: KeyMaker, api_log: Any
     httpx.get(f"{api_url}/v1/runs", headers=headers).raise_for_status()
     httpx.get(f"{api_url}/v1/runs/{uuid.uuid4()}", headers=headers)
     httpx.get(f"{api_url}/v1/runs", headers={"Authorization": f"Bearer {key}x"})
-    secret = key.rsplit("_", 1)[1]
+    secret = key.split("_", 2)[2]  # the secret itself may hold "_"
     assert "GET /v1/runs" in api_log()  # the access log is on: the check below means something
     assert secret not in api_log()
 
