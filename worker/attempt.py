@@ -122,9 +122,9 @@ class Attempt:
     ) -> dict[str, Any]:
         self.raise_if_stopped()
         self.wait_seq += 1
-        now = utcnow()
+        seq, now = self.wait_seq, utcnow()
         request = WaitRequest(
-            seq=self.wait_seq,
+            seq=seq,
             kind=kind,
             name=name,
             wake_at=now + timedelta(seconds=timeout) if timeout is not None else None,
@@ -135,7 +135,7 @@ class Attempt:
         outcome = run_transaction(
             self.runtime.engine,
             lambda session: begin_wait(session, fence, key, request, records, utcnow()),
-            verify=lambda session: verify_wait(session, fence, request.seq),
+            verify=lambda session: verify_wait(session, fence, seq),
             retry_for_s=self.runtime.settings.server_retry_s,
         )
         if outcome.result is not None:

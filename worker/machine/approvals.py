@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import ApprovalRequest, StepWait, Tenant, WorkflowRun
@@ -28,7 +28,6 @@ from db.states import (
 )
 from worker import limits
 from worker.errors import AlreadyDecided, DefinitionError, NotFound, RunEnded
-from worker.ids import new_id
 from worker.machine.budgets import (
     RUN_BUDGET,
     TENANT_DAILY,
@@ -43,7 +42,7 @@ from worker.machine.notices import (
     APPROVAL_EXPIRED,
     add_notice,
 )
-from worker.machine.requests import notice_requested
+from worker.machine.requests import raise_request
 from worker.machine.transitions import RESUME_RUN
 from worker.machine.waits import (
     due_waits,
@@ -104,30 +103,8 @@ def decide(
     elif budget_usd is not None:
         raise DefinitionError("budget_usd", "is only for approving a budget request")
     status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-    won = (
-        session.connection()
-        .execute(
-            update(ApprovalRequest)
-            .where(
-                ApprovalRequest.id == approval_id,
-                ApprovalRequest.status == ApprovalStatus.PENDING,
-            )
-            .values(
-                status=status,
-                decided_by=by,
-                comment=comment,
-                decided_at=now,
-                new_budget_usd=budget_usd,
-            )
-            .returning(ApprovalRequest.id)
-        )
-        .first()
-    )
-    if won is None:
+    if not _settle(session, approval_id, status, by, comment, now, budget_usd):
         raise _already(session, approval_id)
-    data = {"approval_id": str(approval_id), "status": status, "by": by, "comment": comment}
-    add_event(session, request.run_id, "decide_approval", now, step_id=request.step_id, data=data)
-    add_notice(session, request.run_id, APPROVAL_DECIDED, data | {"kind": request.kind}, now)
     if request.kind == ApprovalKind.BUDGET:
         return Decided(status, _decide_budget(session, request, approve, by, budget_usd, now))
     result = {"status": status, "by": by, "comment": comment, "decided_at": now.isoformat()}
@@ -193,7 +170,6 @@ def _expire(session: Session, approval_id: uuid.UUID, now: datetime) -> list[Ste
 def _escalate(session: Session, old_id: uuid.UUID, old: Any, now: datetime) -> list[StepMessage]:
     """Raise the request again to the ``escalate_to`` group; the step's wait moves to it.
     The new request fails the step if it too expires (escalating once, not forever)."""
-    new = new_id()
     ask = {
         "title": old.title,
         "details": old.details,
@@ -202,22 +178,18 @@ def _escalate(session: Session, old_id: uuid.UUID, old: Any, now: datetime) -> l
         "escalate_to": None,
         "timeout_s": old.timeout_s,
     }
-    expires = now + timedelta(seconds=old.timeout_s) if old.timeout_s else None
-    session.connection().execute(
-        insert(ApprovalRequest).values(
-            id=new,
-            tenant_id=old.tenant_id,
-            run_id=old.run_id,
-            step_id=old.step_id,
-            kind=ApprovalKind.STEP,
-            status=ApprovalStatus.PENDING,
-            requested_by=old.requested_by,
-            escalated_from_id=old_id,
-            expires_at=expires,
-            created_at=now,
-            **ask,
-        )
+    new = raise_request(
+        session,
+        tenant_id=old.tenant_id,
+        run_id=old.run_id,
+        step_id=old.step_id,
+        kind=ApprovalKind.STEP,
+        requested_by=old.requested_by,
+        ask=ask,
+        now=now,
+        escalated_from_id=old_id,
     )
+    expires = now + timedelta(seconds=old.timeout_s) if old.timeout_s else None
     session.connection().execute(
         update(StepWait)
         .where(StepWait.approval_id == old_id, StepWait.status == WaitStatus.WAITING)
@@ -231,7 +203,6 @@ def _escalate(session: Session, old_id: uuid.UUID, old: Any, now: datetime) -> l
         step_id=old.step_id,
         data={"from": str(old_id), "approval_id": str(new), "group": old.escalate_to},
     )
-    notice_requested(session, old.run_id, new, ask, now)
     return []
 
 
@@ -269,6 +240,7 @@ def _decide_budget(
         # The tenant's limit was raised: every run paused by that limit goes on too.
         others = session.connection().execute(
             select(ApprovalRequest.id, ApprovalRequest.run_id).where(
+                ApprovalRequest.id != request.id,
                 ApprovalRequest.tenant_id == request.tenant_id,
                 ApprovalRequest.kind == ApprovalKind.BUDGET,
                 ApprovalRequest.status == ApprovalStatus.PENDING,
@@ -276,22 +248,48 @@ def _decide_budget(
             )
         )
         for other_id, other_run in list(others):
-            session.connection().execute(
-                update(ApprovalRequest)
-                .where(
-                    ApprovalRequest.id == other_id,
-                    ApprovalRequest.status == ApprovalStatus.PENDING,
-                )
-                .values(
-                    status=ApprovalStatus.APPROVED,
-                    decided_by=by,
-                    comment=f"limit raised by approval {request.id}",
-                    decided_at=now,
-                    new_budget_usd=budget_usd,
-                )
-            )
-            messages += _resume(session, other_run, now)
+            note = f"limit raised by approval {request.id}"
+            if _settle(session, other_id, ApprovalStatus.APPROVED, by, note, now, budget_usd):
+                messages += _resume(session, other_run, now)
     return messages
+
+
+def _settle(
+    session: Session,
+    approval_id: uuid.UUID,
+    status: ApprovalStatus,
+    by: str,
+    comment: str | None,
+    now: datetime,
+    budget_usd: Decimal | None,
+) -> bool:
+    """Decide a pending request: one guarded UPDATE (of two deciders, one wins), its event
+    and its notice. False when it was not pending any more."""
+    won = (
+        session.connection()
+        .execute(
+            update(ApprovalRequest)
+            .where(
+                ApprovalRequest.id == approval_id,
+                ApprovalRequest.status == ApprovalStatus.PENDING,
+            )
+            .values(
+                status=status,
+                decided_by=by,
+                comment=comment,
+                decided_at=now,
+                new_budget_usd=budget_usd,
+            )
+            .returning(ApprovalRequest.run_id, ApprovalRequest.step_id, ApprovalRequest.kind)
+        )
+        .first()
+    )
+    if won is None:
+        return False
+    data = {"approval_id": str(approval_id), "status": status, "by": by, "comment": comment}
+    add_event(session, won.run_id, "decide_approval", now, step_id=won.step_id, data=data)
+    add_notice(session, won.run_id, APPROVAL_DECIDED, data | {"kind": won.kind}, now)
+    return True
 
 
 def _resume(session: Session, run_id: uuid.UUID, now: datetime) -> list[StepMessage]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ApprovalRequest, CostRecord, Tenant, WorkflowRun
@@ -21,16 +21,15 @@ from db.repositories.base import ensure_tenant
 from db.states import ApprovalKind, ApprovalStatus, RunStatus, TimeoutPolicy
 from db.views import money
 from worker import limits
-from worker.ids import new_id
 from worker.machine.events import add_event
-from worker.machine.notices import APPROVAL_REQUESTED, BUDGET_REACHED, add_notice
+from worker.machine.notices import BUDGET_REACHED, add_notice
+from worker.machine.requests import raise_request
 from worker.machine.transitions import PAUSE_RUN
 
 #: Why a run paused: the budget it crossed.
 RUN_BUDGET = "run_budget"
 TENANT_DAILY = "tenant_daily"
 TENANT_MONTHLY = "tenant_monthly"
-REASONS = (RUN_BUDGET, TENANT_DAILY, TENANT_MONTHLY)
 #: What a budget request asks.
 TITLE = "Raise the budget?"
 
@@ -53,14 +52,9 @@ class Crossing:
         return f"spent ${money(self.spent_usd)} of {what} of ${money(self.limit_usd)}"
 
 
-def add_spend(
-    session: Session, run_id: uuid.UUID, usd: Decimal, now: datetime, *, may_pause: bool = True
-) -> Crossing | None:
-    """Add money an attempt spent to its run's total, then check the budgets.
-
-    Returns the budget crossed, if any (the run is then paused, unless ``may_pause`` is
-    False: the completion of a run's last step finishes it, nothing is left to stop).
-    """
+def add_spend(session: Session, run_id: uuid.UUID, usd: Decimal, now: datetime) -> Crossing | None:
+    """Add money an attempt spent to its run's total, then check the budgets: the budget
+    crossed, if any (the run is then paused)."""
     if not usd:
         return None
     session.connection().execute(
@@ -68,13 +62,15 @@ def add_spend(
         .where(WorkflowRun.id == run_id)
         .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
     )
-    return check_budgets(session, run_id, now, may_pause=may_pause)
+    return check_budgets(session, run_id, now)
 
 
 def check_budgets(
     session: Session, run_id: uuid.UUID, now: datetime, *, may_pause: bool = True
 ) -> Crossing | None:
-    """The first budget the run's recorded spend is over, pausing the run if it runs."""
+    """The first budget the run's recorded spend is over, pausing the run if it runs (unless
+    ``may_pause`` is False: the completion of a run's last step finishes it, nothing is left
+    to stop, and the crossing is only logged)."""
     status, budgets = _budgets(session, run_id, now)
     crossing = next((b for b in budgets if b.spent_usd > b.limit_usd), None)
     if crossing is None:
@@ -155,32 +151,19 @@ def pause_run(
     )
     if paused is None:
         return
-    approval_id = new_id()
-    session.connection().execute(
-        insert(ApprovalRequest).values(
-            id=approval_id,
-            tenant_id=paused.tenant_id,
-            run_id=run_id,
-            step_id=None,
-            kind=ApprovalKind.BUDGET,
-            status=ApprovalStatus.PENDING,
-            title=TITLE,
-            details=_data(crossing),
-            requested_by="budget",
-            on_timeout=TimeoutPolicy.FAIL,
-            created_at=now,
-        )
+    approval_id = raise_request(
+        session,
+        tenant_id=paused.tenant_id,
+        run_id=run_id,
+        step_id=None,
+        kind=ApprovalKind.BUDGET,
+        requested_by="budget",
+        ask={"title": TITLE, "details": _data(crossing), "on_timeout": TimeoutPolicy.FAIL},
+        now=now,
     )
     data = _data(crossing) | {"approval_id": str(approval_id)}
     add_event(session, run_id, "pause_run", now, data=data)
     add_notice(session, run_id, BUDGET_REACHED, data, now)
-    add_notice(
-        session,
-        run_id,
-        APPROVAL_REQUESTED,
-        {"approval_id": str(approval_id), "kind": ApprovalKind.BUDGET, "title": TITLE},
-        now,
-    )
 
 
 def pending_budget_approval(session: Session, run_id: uuid.UUID) -> uuid.UUID | None:
@@ -227,9 +210,14 @@ def spend_limits(session: Session, tenant_id: uuid.UUID, now: datetime) -> Spend
 
 
 def set_spend_limits(
-    session: Session, tenant: str, daily: Decimal | None, monthly: Decimal | None, now: datetime
+    session: Session,
+    tenant: str,
+    daily: Decimal | str | float | None,
+    monthly: Decimal | str | float | None,
+    now: datetime,
 ) -> SpendLimits:
-    """Set a tenant's limits (creating the tenant if it has no run yet); None removes one."""
+    """Set a tenant's limits (creating the tenant if it has no run yet); None removes one.
+    Each amount is checked here, naming ``daily_usd`` or ``monthly_usd``."""
     limits.check_text("tenant", tenant, limits.TENANT_MAX)
     checked = [
         None if value is None else limits.check_money(field, value)

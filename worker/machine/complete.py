@@ -65,7 +65,7 @@ def complete_step(
         check_budgets(session, fence.run_id, now, may_pause=steps_left > 0)
     messages = release_dependents(session, fence, now)
     if steps_left == 0:
-        _finish_run(session, fence, now)
+        _finish_run(session, fence, now, paused=run_status == RunStatus.PAUSED)
         run_status = RunStatus.SUCCEEDED
     return Completion(messages, run_status)
 
@@ -219,7 +219,7 @@ def release_dependents(session: Session, fence: Fence, now: datetime) -> list[St
     return to_messages(r for r in rows if r[-1] == StepStatus.QUEUED)
 
 
-def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
+def _finish_run(session: Session, fence: Fence, now: datetime, *, paused: bool) -> None:
     steps = [
         (step_id, key, output_value(output, blob_key, sha))
         for step_id, key, output, blob_key, sha in session.connection().execute(
@@ -251,5 +251,8 @@ def _finish_run(session: Session, fence: Fence, now: datetime) -> None:
         .where(WorkflowRun.id == fence.run_id, FINISH_RUN.guard())
         .values(status=FINISH_RUN.target, outputs=outputs, finished_at=now, updated_at=now)
     )
-    close_waits(session, fence.run_id, now, "finish_run")
+    if paused:
+        # Every step succeeded, so none waits and no step's request is pending: only the
+        # budget request of a run paused while its last steps ran is left to cancel.
+        close_waits(session, fence.run_id, now, "finish_run")
     add_event(session, fence.run_id, "finish_run", now, data={"status": "succeeded"})

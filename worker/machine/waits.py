@@ -37,9 +37,10 @@ from worker.settings import Settings
 
 @dataclass(frozen=True)
 class WaitRequest:
-    """Wait call number ``seq`` of a step's code: what it waits for."""
+    """Wait call number ``seq`` of a step's code: what it waits for (a paused run's budget
+    wait has no ``seq``: it is not a call of the step's code, and is never replayed)."""
 
-    seq: int
+    seq: int | None
     kind: WaitKind
     #: The signal's name.
     name: str | None = None
@@ -159,9 +160,9 @@ def wait_for_budget(session: Session, fence: Fence, records: Records, now: datet
     if _lock_run(session, fence.run_id) != RunStatus.PAUSED:
         return False
     approval_id = pending_budget_approval(session, fence.run_id)
-    request = WaitRequest(seq=0, kind=WaitKind.BUDGET)
+    request = WaitRequest(seq=None, kind=WaitKind.BUDGET)
     wait_id = new_id()
-    _insert_wait(session, fence, wait_id, request, approval_id, now, seq=None)
+    _insert_wait(session, fence, wait_id, request, approval_id, now)
     _suspend(
         session,
         fence,
@@ -275,29 +276,22 @@ def signal_run(
     payload: Any,
     now: datetime,
 ) -> tuple[uuid.UUID, list[StepMessage]]:
-    """Send a signal to one of the tenant's runs; :class:`NotFound` for another tenant's,
-    :class:`RunEnded` for a run that has ended (nothing would ever take it)."""
+    """Store a signal for one of the tenant's runs and deliver it to the run's oldest step
+    waiting for ``name``, if any; :class:`NotFound` for another tenant's run,
+    :class:`RunEnded` for a run that has ended (nothing would ever take it).
+
+    The run row is locked first, as :func:`begin_wait` does: a signal and a step that
+    starts waiting at the same moment cannot miss each other.
+    """
     status = session.connection().scalar(
-        select(WorkflowRun.status).where(
-            WorkflowRun.id == run_id, WorkflowRun.tenant_id == tenant_id
-        )
+        select(WorkflowRun.status)
+        .where(WorkflowRun.id == run_id, WorkflowRun.tenant_id == tenant_id)
+        .with_for_update()
     )
     if status is None:
         raise NotFound(f"run {run_id} not found")
     if status in TERMINAL_RUN:
         raise RunEnded(f"run {run_id} has ended ({status}); it takes no signal")
-    return send_signal(session, run_id, name, payload, now)
-
-
-def send_signal(
-    session: Session, run_id: uuid.UUID, name: str, payload: Any, now: datetime
-) -> tuple[uuid.UUID, list[StepMessage]]:
-    """Store a signal; deliver it to the run's oldest step waiting for ``name``, if any.
-
-    The run row is locked first, as :func:`begin_wait` does: a signal and a step that
-    starts waiting at the same moment cannot miss each other.
-    """
-    _lock_run(session, run_id)
     signal_id = new_id()
     session.connection().execute(
         insert(Signal).values(
@@ -422,14 +416,13 @@ def _insert_wait(
     now: datetime,
     *,
     result: dict[str, Any] | None = None,
-    seq: int | bool | None = True,
 ) -> None:
     session.connection().execute(
         insert(StepWait).values(
             id=wait_id,
             run_id=fence.run_id,
             step_id=fence.step_id,
-            seq=request.seq if seq is True else None,
+            seq=request.seq,
             kind=request.kind,
             status=WaitStatus.DONE if result is not None else WaitStatus.WAITING,
             name=request.name,

@@ -84,10 +84,16 @@ def make_key(api_settings: Settings) -> Iterator[KeyMaker]:
 
 
 @pytest.fixture
-def http(api_url: str, make_key: KeyMaker) -> Iterator[httpx.Client]:
+def key(make_key: KeyMaker) -> str:
+    """The API key of a fresh tenant (the one ``http`` sends)."""
+    return make_key()
+
+
+@pytest.fixture
+def http(api_url: str, key: str) -> Iterator[httpx.Client]:
     """An HTTP client of a fresh tenant, its key in every request."""
     with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {make_key()}"}, timeout=30
+        base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
     ) as client:
         yield client
 

@@ -20,7 +20,6 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import text
 
 from db.session import make_engine
-from tests.integration.api.conftest import KeyMaker
 from tests.integration.api.test_endpoints import start
 from tests.support.stack import ROOT
 
@@ -64,19 +63,6 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def key(make_key: KeyMaker) -> str:
-    return make_key()
-
-
-@pytest.fixture
-def http_of(api_url: str, key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 def page(browser: Browser, api_url: str, key: str) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     tab = context.new_page()
@@ -112,16 +98,16 @@ def test_login_refuses_a_bad_key(browser: Browser, api_url: str) -> None:
 
 
 def test_a_run_turns_green_live_and_its_step_shows_messages_costs_artifacts(
-    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+    page: Page, api_url: str, http: httpx.Client, api_settings: Any
 ) -> None:
     backend = backend_of(api_url, api_settings)
     run_id = start(
-        http_of,
+        http,
         spec=LIVE,
         inputs={"seconds": 2, "iterations": 3, "text": "hello dashboard"},
         idempotency_key="ui-find-me",
     )
-    found = http_of.get("/v1/runs", params={"idempotency_key": "ui-find-me"}).json()
+    found = http.get("/v1/runs", params={"idempotency_key": "ui-find-me"}).json()
     assert [r["id"] for r in found["runs"]] == [run_id]
     page.goto(f"{api_url}/ui/runs")
     expect(page.locator(f"tr[data-run='{run_id}']")).to_be_visible()
@@ -139,7 +125,7 @@ def test_a_run_turns_green_live_and_its_step_shows_messages_costs_artifacts(
         "data-status", "succeeded", timeout=30_000
     )
     expect(page.locator("#run-status [data-status]")).to_have_attribute("data-status", "succeeded")
-    found = http_of.get("/v1/runs", params={"idempotency_key": "ui-find-me"}).json()["runs"][0]
+    found = http.get("/v1/runs", params={"idempotency_key": "ui-find-me"}).json()["runs"][0]
     assert (found["steps_succeeded"], found["steps_total"]) == (3, 3)
 
     page.click("g.node[data-step=work]")
@@ -155,16 +141,16 @@ def test_a_run_turns_green_live_and_its_step_shows_messages_costs_artifacts(
     with page.expect_download() as info:
         page.click("a[data-artifact='out.txt']")
     downloaded = Path(info.value.path()).read_bytes()
-    listed = http_of.get(f"/v1/runs/{run_id}/artifacts").json()
+    listed = http.get(f"/v1/runs/{run_id}/artifacts").json()
     assert hashlib.sha256(downloaded).hexdigest() == listed[0]["sha256"]
     assert downloaded == b"hello dashboard"
 
 
 def test_approving_a_waiting_step_finishes_the_run(
-    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+    page: Page, api_url: str, http: httpx.Client, api_settings: Any
 ) -> None:
     backend = backend_of(api_url, api_settings)
-    run_id = start(http_of, spec=GATED)
+    run_id = start(http, spec=GATED)
     page.goto(f"{api_url}/ui/runs/{run_id}")
     request = page.locator("[data-approval]")
     expect(request).to_contain_text("Ship it?", timeout=30_000)
@@ -175,15 +161,15 @@ def test_approving_a_waiting_step_finishes_the_run(
     expect(page.locator("#run-status [data-status]")).to_have_attribute(
         "data-status", "succeeded", timeout=30_000
     )
-    decided = http_of.get("/v1/approvals", params={"run_id": run_id, "status": "approved"})
+    decided = http.get("/v1/approvals", params={"run_id": run_id, "status": "approved"})
     assert decided.json()[0]["decided_by"].startswith("api-key:")
 
 
 def test_cancel_from_the_run_page(
-    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+    page: Page, api_url: str, http: httpx.Client, api_settings: Any
 ) -> None:
     backend = backend_of(api_url, api_settings)
-    run_id = start(http_of, spec=SLOW, inputs={"seconds": 30})
+    run_id = start(http, spec=SLOW, inputs={"seconds": 30})
     page.goto(f"{api_url}/ui/runs/{run_id}")
     expect(page.locator("g.node[data-step=nap]")).to_have_attribute(
         "data-status", "running", timeout=30_000
@@ -201,12 +187,12 @@ def test_cancel_from_the_run_page(
 
 
 def test_a_thousand_step_fan_out_is_drawn_compactly(
-    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+    page: Page, api_url: str, http: httpx.Client, api_settings: Any
 ) -> None:
     backend = backend_of(api_url, api_settings)
     items = [{"key": f"item-{i:04d}", "task": "t.item"} for i in range(999)]
     join = {"key": "join", "task": "t.join", "after": [s["key"] for s in items]}
-    run_id = start(http_of, spec={"name": "ui-wide", "steps": [*items, join]})
+    run_id = start(http, spec={"name": "ui-wide", "steps": [*items, join]})
     page.goto(f"{api_url}/ui/runs/{run_id}")
     expect(page.locator("g.node")).to_have_count(1000, timeout=30_000)
     # The fan-out is a grid of small squares, not 999 labelled boxes.
@@ -218,10 +204,10 @@ def test_a_thousand_step_fan_out_is_drawn_compactly(
 
 
 def test_the_runs_list_pages_through_a_hundred_thousand_runs(
-    page: Page, api_url: str, http_of: httpx.Client, api_settings: Any
+    page: Page, api_url: str, http: httpx.Client, api_settings: Any
 ) -> None:
     backend = backend_of(api_url, api_settings)
-    seed = start(http_of, spec={"name": "ui-many", "steps": [{"key": "a", "task": "t.item"}]})
+    seed = start(http, spec={"name": "ui-many", "steps": [{"key": "a", "task": "t.item"}]})
     _copy_run(api_settings, seed, 100_000)
     page.goto(f"{api_url}/ui/runs")
     rows = page.locator("tr[data-run]")
