@@ -66,6 +66,7 @@ class WaitKind(enum.StrEnum):
     SIGNAL = "signal"  #: a named signal sent to the run
     SLEEP = "sleep"  #: a point in time
     BUDGET = "budget"  #: a new budget for its paused run (not one of the step's own waits)
+    CHILD = "child"  #: the end of a child run (``name`` is the child run's id)
 
 
 class WaitStatus(enum.StrEnum):
@@ -122,7 +123,8 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
 }
 
 STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
-    StepStatus.PENDING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED}),
+    # A map step succeeds without running: the last of its elements joins it.
+    StepStatus.PENDING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED, StepStatus.SUCCEEDED}),
     StepStatus.QUEUED: frozenset({StepStatus.RUNNING, StepStatus.CANCELLED}),
     StepStatus.RUNNING: frozenset(
         {

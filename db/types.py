@@ -12,6 +12,9 @@ from sqlalchemy.types import TypeDecorator
 
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact, compared by value).
 JSONValue = JSON().with_variant(JSONB(), "postgresql")
+#: The same column type, where Python None is SQL NULL (not JSON ``null``): for columns a
+#: query tests with ``IS NULL``.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utcnow() -> datetime:

@@ -40,6 +40,9 @@ def _columns(model: Any) -> Any:
     return model.__table__.c
 
 
+#: Most elements of one map step (each is a step row).
+MAP_ITEMS_MAX = 100_000
+
 #: Longest text of each column a caller or a step can fill.
 TENANT_MAX = _length(_columns(Tenant).name)
 PROJECT_MAX = _length(_columns(Project).name)

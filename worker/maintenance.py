@@ -26,7 +26,7 @@ from worker.machine.recovery import (
 from worker.machine.retention import expired_artifacts, mark_deleted, purge_runs, referenced
 from worker.machine.schedules import Fire, advance_schedule, due_fires
 from worker.machine.start import StartRequest, start_run
-from worker.machine.waits import match_stray_signals
+from worker.machine.waits import ended_children, match_stray_signals
 from worker.runtime import Runtime
 
 log = logging.getLogger("cairn.recovery")
@@ -85,17 +85,16 @@ def reconcile(runtime: Runtime) -> None:
 
 def tick_waits(runtime: Runtime) -> None:
     """Waiting steps whose time came are queued (sleeps over, timeouts and approval
-    policies applied, signals kept for them delivered); then the notices are sent."""
+    policies applied, signals kept for them delivered, child runs ended); then the
+    notices are sent."""
     now = utcnow()
     due = run_transaction(runtime.engine, lambda s: expire_due(s, now))
     stray = run_transaction(runtime.engine, lambda s: match_stray_signals(s, now))
-    if due or stray:
-        log.info(
-            "timer: %d waiting steps queued",
-            len(due) + len(stray),
-            extra={"action": "tick_waits"},
-        )
-    runtime.dispatcher.send(due + stray)
+    children = run_transaction(runtime.engine, lambda s: ended_children(s, now))
+    woken = due + stray + children
+    if woken:
+        log.info("timer: %d waiting steps queued", len(woken), extra={"action": "tick_waits"})
+    runtime.dispatcher.send(woken)
     notify.send_pending(runtime)
 
 

@@ -45,9 +45,14 @@ class WorkflowRun(IdMixin, CreatedMixin, Base):
     definition_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workflow_definitions.id", ondelete="CASCADE"), index=True
     )
-    #: The run this one was branched or retried from, if any.
+    #: The run this one was forked from, or the run whose step started it (a child run).
+    #: SET NULL, not CASCADE: a fork keeps its own rows and outlives its parent's purge.
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+        ForeignKey("workflow_runs.id", ondelete="SET NULL"), index=True
+    )
+    #: A child run: the parent's step that started it (``ctx.start_child``).
+    parent_step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_steps.id", ondelete="SET NULL", use_alter=True), index=True
     )
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED)
     inputs: Mapped[dict[str, Any]]

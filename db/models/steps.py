@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, CreatedMixin, IdMixin
 from db.states import StepStatus, check_in
+from db.types import NullableJSON
 
 
 class WorkflowStep(IdMixin, CreatedMixin, Base):
@@ -35,6 +36,8 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
         # The reconciler: queued steps by dispatch time, retrying steps by backoff end.
         Index(None, "status", "dispatched_at"),
         Index(None, "status", "next_attempt_at"),
+        # A map's slots: its elements by status, in order.
+        Index(None, "map_parent_id", "status", "map_index"),
     )
 
     run_id: Mapped[uuid.UUID] = mapped_column(
@@ -76,6 +79,20 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
     output_blob_key: Mapped[str | None] = mapped_column(String(1024))
     output_sha256: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[dict[str, Any] | None]
+    #: Inputs of this step only, over the run's inputs and its upstream outputs: a fork's
+    #: ``step_inputs``, or a map element's ``item`` and ``index``.
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
+    #: A fork's step reused from its parent run: the step whose output (and costs and
+    #: artifacts) it is. Not a foreign key: the fork outlives its parent's purge.
+    origin_step_id: Mapped[uuid.UUID | None]
+    #: A map step (``map: {over, task, max_parallel}``): it succeeds when its elements have,
+    #: with their outputs as a list, in order.
+    map: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
+    #: A map element: its map step, and its place in the list.
+    map_parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_steps.id", ondelete="CASCADE")
+    )
+    map_index: Mapped[int | None]
 
 
 class StepEdge(IdMixin, Base):

@@ -47,6 +47,10 @@ class StepWait(IdMixin, CreatedMixin, Base):
     approval_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("approval_requests.id", ondelete="CASCADE"), index=True
     )
+    #: A child wait: the child run whose end it waits for.
+    child_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
+    )
     #: When a sleep ends, or a signal's or approval's timeout passes.
     wake_at: Mapped[datetime | None]
     result: Mapped[dict[str, Any] | None]

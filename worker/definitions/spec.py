@@ -109,12 +109,40 @@ class ApprovalGate(_Strict):
         return self
 
 
+#: ``<upstream key>.<field>[.<field>...]``: a list in an upstream step's output.
+OVER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,99}(\.[A-Za-z0-9_\-]{1,100}){1,8}$"
+
+
+class MapSpec(_Strict):
+    """A step mapped over a list produced at run time: one element step per item."""
+
+    #: Where the list is: ``<upstream key>.<field>`` (the upstream must be in ``after``).
+    over: StrictStr = Field(pattern=OVER_PATTERN)
+    #: The step function each element runs; it gets ``item`` and ``index`` as inputs.
+    task: StrictStr = Field(pattern=NAME_PATTERN)
+    #: Elements queued or running at once, at most.
+    max_parallel: StrictInt = Field(10, ge=1, le=10_000)
+
+    @property
+    def upstream(self) -> str:
+        """The key of the step whose output holds the list."""
+        return self.over.split(".", 1)[0]
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """The fields leading to the list inside that output."""
+        return tuple(self.over.split(".")[1:])
+
+
 class StepSpec(_Strict):
     """One step of a workflow: which function runs, after which steps, and how."""
 
     key: StrictStr = Field(pattern=KEY_PATTERN)
-    #: The name a function was registered under with ``@step``.
-    task: StrictStr = Field(pattern=NAME_PATTERN)
+    #: The name a function was registered under with ``@step``; None for a map step.
+    task: StrictStr | None = Field(None, pattern=NAME_PATTERN)
+    #: Run ``map.task`` once per item of a list an upstream step returns; the steps
+    #: after this one get the elements' outputs as a list, in order.
+    map: MapSpec | None = None
     after: tuple[StrictStr, ...] = ()
     retry: RetryPolicy = RetryPolicy()
     #: An attempt running longer than this fails (and is retried if attempts are left).
@@ -125,6 +153,21 @@ class StepSpec(_Strict):
     priority: StrictInt = Field(5, ge=0, le=9)
     #: Ask a person before the step runs (no code needed); the run waits, holding no worker.
     approve: ApprovalGate | None = None
+
+    @model_validator(mode="after")
+    def _task_or_map(self) -> StepSpec:
+        if (self.task is None) == (self.map is None):
+            raise ValueError("a step needs either task or map, not both")
+        if self.map is not None and self.approve is not None:
+            raise ValueError("a map step cannot have an approve gate (put it on a step before)")
+        return self
+
+    @property
+    def runs(self) -> str:
+        """The step function this step's attempts (or its map's elements) run."""
+        runs = self.task if self.map is None else self.map.task
+        assert runs is not None  # one of the two, by the validator
+        return runs
 
 
 class WorkflowSpec(_Strict):
@@ -146,6 +189,7 @@ class WorkflowSpec(_Strict):
         body = self.model_dump(mode="json", exclude={"version"})
         for step in body["steps"]:
             # Specs from before gates existed keep their checksum (and so their version).
-            if step.get("approve") is None:
-                step.pop("approve", None)
+            for optional in ("approve", "map"):
+                if step.get(optional) is None:
+                    step.pop(optional, None)
         return body

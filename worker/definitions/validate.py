@@ -78,15 +78,20 @@ def validate_spec(spec: WorkflowSpec, registered: Collection[str] | None = None)
                 raise DefinitionError(f"steps[{i}].after[{j}]", f"unknown step key {dep!r}")
         if len(set(step.after)) != len(step.after):
             raise DefinitionError(f"steps[{i}].after", "lists the same step twice")
+        if step.map is not None and step.map.upstream not in step.after:
+            raise DefinitionError(
+                f"steps[{i}].map.over",
+                f"names step {step.map.upstream!r}, which must be in this step's after list",
+            )
     cycle = find_cycle({step.key: step.after for step in spec.steps})
     if cycle:
         raise DefinitionError("steps", "cycle " + " -> ".join(cycle))
     if registered is not None:
         for i, step in enumerate(spec.steps):
-            if step.task not in registered:
+            if step.runs not in registered:
                 raise DefinitionError(
-                    f"steps[{i}].task",
-                    f"no step function is registered as {step.task!r} "
+                    f"steps[{i}].{'task' if step.map is None else 'map.task'}",
+                    f"no step function is registered as {step.runs!r} "
                     "(is its module in CAIRN_STEP_MODULES?)",
                 )
 

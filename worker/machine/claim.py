@@ -73,8 +73,10 @@ class ClaimedStep:
             key=step.key,
             task=step.task,
             workflow=workflow,
+            # The step's own inputs (a fork's edits, a map element's item) win over all.
             inputs=dict(run_inputs)
-            | {key: output_value(out, blob_key, sha) for key, out, blob_key, sha in upstream},
+            | {key: output_value(out, blob_key, sha) for key, out, blob_key, sha in upstream}
+            | (step.step_inputs or {}),
             resume_state=output_value(*checkpoint[1:]) if checkpoint else None,
             last_checkpoint_seq=checkpoint[0] if checkpoint else 0,
             retry=RetryPolicy.model_validate(step.retry),
@@ -175,6 +177,7 @@ def verify_claim(
                 WorkflowStep.timeout_s,
                 WorkflowStep.queued_at,
                 WorkflowStep.started_at,
+                WorkflowStep.inputs.label("step_inputs"),
             ).where(
                 WorkflowStep.id == step_id,
                 WorkflowStep.status == StepStatus.RUNNING,

@@ -27,7 +27,7 @@ WITH claimed AS (
            started_at = :now, finished_at = NULL, cancel_requested = false
      WHERE id = :step_id AND status = :claim_source AND attempt = :attempt
  RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
-           timeout_s, queued_at, started_at, approve
+           timeout_s, queued_at, started_at, approve, inputs AS step_inputs
 ), started AS (
     UPDATE workflow_runs
        SET status = :start_target, started_at = :now, updated_at = :now
@@ -39,7 +39,7 @@ WITH claimed AS (
  RETURNING id
 )
 SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wait_resumes,
-       c.timeout_s, c.queued_at, c.started_at, c.approve, r.inputs, r.tenant_id,
+       c.timeout_s, c.queued_at, c.started_at, c.approve, c.step_inputs, r.inputs, r.tenant_id,
        r.status AS run_status, d.name AS workflow,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(u.key, u.output, u.output_blob_key,
                                                     u.output_sha256)), '[]'::jsonb)
@@ -71,6 +71,7 @@ STATEMENT = (
         started_at=UTCDateTime(),
         retry=JSON(),
         approve=JSON(),
+        step_inputs=JSON(),
         inputs=JSON(),
         upstream=JSON(),
         checkpoint=JSON(),

@@ -7,27 +7,27 @@ finishes when its last step does (decided by one decrement of ``steps_left``).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowMetric, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
-from worker.definitions.dag import sinks
 from worker.errors import StaleAttempt
 from worker.machine.budgets import check_budgets
 from worker.machine.complete_pg import complete_row
-from worker.machine.ending import ACTIVE_RUN, close_waits
+from worker.machine.ending import ACTIVE_RUN, finish_run
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
 from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
 from worker.machine.records import Records, write_records
-from worker.machine.rollup import output_value, run_outputs
-from worker.machine.transitions import FINISH_RUN, RELEASE, SUCCEED, lease_cleared
+from worker.machine.release import release_dependents, release_element
+from worker.machine.transitions import SUCCEED, lease_cleared
 
 
 @dataclass(frozen=True)
@@ -54,20 +54,21 @@ def complete_step(
         row = complete_row(session, fence, output, records.usd(), now)
         if row is None:
             raise _stale(fence)
-        steps_left, run_status = row.steps_left, row.status
+        steps_left, run_status, map_parent = row.steps_left, row.status, row.map_parent_id
         write_records(session, fence, records, now)
     else:
-        steps_left, run_status = _record_success(session, fence, output, records, now)
+        steps_left, run_status, map_parent = _record_success(session, fence, output, records, now)
     if run_status not in ACTIVE_RUN:
         return Completion([], run_status)  # cancelled or failed meanwhile: start nothing
     if records.usd():
         # The last step's completion finishes the run: nothing is left to pause.
         check_budgets(session, fence.run_id, now, may_pause=steps_left > 0)
-    messages = release_dependents(session, fence, now)
+    released = release_dependents(session, fence.run_id, fence.step_id, now)
+    if map_parent is not None:
+        released += release_element(session, fence.run_id, map_parent, now)
     if steps_left == 0:
-        _finish_run(session, fence, now, paused=run_status == RunStatus.PAUSED)
-        run_status = RunStatus.SUCCEEDED
-    return Completion(messages, run_status)
+        released += finish_run(session, fence.run_id, now, paused=run_status == RunStatus.PAUSED)
+    return Completion(released.messages, RunStatus.SUCCEEDED if released.finished else run_status)
 
 
 def _stale(fence: Fence) -> StaleAttempt:
@@ -82,9 +83,10 @@ def _record_success(
     output: dict[str, Any] | BlobRef,
     records: Records,
     now: datetime,
-) -> tuple[int, str]:
+) -> tuple[int, str, uuid.UUID | None]:
     """The fenced writes of a success as separate statements (what ``complete_pg`` does
-    in one on PostgreSQL): ``(steps_left, run status)`` after the run's counter moved."""
+    in one on PostgreSQL): ``(steps_left, run status, map step)`` after the run's counter
+    moved (the map step: the one this step is an element of, if any)."""
     blob = output if isinstance(output, BlobRef) else None
     row = (
         session.connection()
@@ -100,13 +102,13 @@ def _record_success(
                 finished_at=now,
                 **lease_cleared(),
             )
-            .returning(WorkflowStep.started_at, WorkflowStep.queued_at)
+            .returning(WorkflowStep.started_at, WorkflowStep.queued_at, WorkflowStep.map_parent_id)
         )
         .first()
     )
     if row is None:
         raise _stale(fence)
-    started_at, queued_at = row
+    started_at, queued_at, map_parent = row
     started_at = started_at or now  # a running step always has one; keep mypy honest
     usd = write_records(session, fence, records, now)
     metrics = {"duration_s": (now - started_at).total_seconds()}
@@ -145,7 +147,7 @@ def _record_success(
         )
         .one()
     )
-    return int(steps_left), str(run_status)
+    return int(steps_left), str(run_status), map_parent
 
 
 def verify_completion(session: Session, fence: Fence) -> Completion | None:
@@ -184,75 +186,3 @@ def verify_completion(session: Session, fence: Fence) -> Completion | None:
         select(WorkflowRun.status).where(WorkflowRun.id == fence.run_id)
     )
     return Completion(to_messages(rows), str(run_status))
-
-
-def release_dependents(session: Session, fence: Fence, now: datetime) -> list[StepMessage]:
-    """Count this success off every dependent; those left with no upstream become queued.
-
-    One UPDATE per completion: the row lock on each dependent serialises concurrent
-    completions, and the ``CASE`` reads the value before the decrement, so only the
-    completion that takes it from 1 to 0 queues the step.
-    """
-    last = WorkflowStep.pending_upstream == 1
-    rows = (
-        session.connection()
-        .execute(
-            update(WorkflowStep)
-            .where(
-                WorkflowStep.id.in_(
-                    select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
-                ),
-                RELEASE.guard(),
-            )
-            .values(
-                pending_upstream=WorkflowStep.pending_upstream - 1,
-                status=case((last, RELEASE.target), else_=WorkflowStep.status),
-                # Attempts only grow: a step re-opened by a run retry keeps its fencing history.
-                attempt=case((last, WorkflowStep.attempt + 1), else_=WorkflowStep.attempt),
-                queued_at=case((last, now), else_=WorkflowStep.queued_at),
-                dispatched_at=case((last, now), else_=WorkflowStep.dispatched_at),
-            )
-            .returning(*MESSAGE_COLUMNS, WorkflowStep.status)
-        )
-        .all()
-    )
-    return to_messages(r for r in rows if r[-1] == StepStatus.QUEUED)
-
-
-def _finish_run(session: Session, fence: Fence, now: datetime, *, paused: bool) -> None:
-    steps = [
-        (step_id, key, output_value(output, blob_key, sha))
-        for step_id, key, output, blob_key, sha in session.connection().execute(
-            select(
-                WorkflowStep.id,
-                WorkflowStep.key,
-                WorkflowStep.output,
-                WorkflowStep.output_blob_key,
-                WorkflowStep.output_sha256,
-            ).where(WorkflowStep.run_id == fence.run_id)
-        )
-    ]
-    edges = (
-        session.connection()
-        .execute(
-            select(StepEdge.upstream_id, StepEdge.downstream_id).where(
-                StepEdge.run_id == fence.run_id
-            )
-        )
-        .all()
-    )
-    key_of = {step_id: key for step_id, key, _ in steps}
-    after: dict[str, list[str]] = {key: [] for key in key_of.values()}
-    for upstream, downstream in edges:
-        after[key_of[downstream]].append(key_of[upstream])
-    outputs = run_outputs({key: output for _, key, output in steps}, sinks(after))
-    session.connection().execute(
-        update(WorkflowRun)
-        .where(WorkflowRun.id == fence.run_id, FINISH_RUN.guard())
-        .values(status=FINISH_RUN.target, outputs=outputs, finished_at=now, updated_at=now)
-    )
-    if paused:
-        # Every step succeeded, so none waits and no step's request is pending: only the
-        # budget request of a run paused while its last steps ran is left to cancel.
-        close_waits(session, fence.run_id, now, "finish_run")
-    add_event(session, fence.run_id, "finish_run", now, data={"status": "succeeded"})

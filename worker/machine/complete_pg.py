@@ -31,7 +31,7 @@ WITH done AS (
            output_sha256 = :blob_sha256, error = NULL, finished_at = :now,
            lease_owner = NULL, lease_expires_at = NULL
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
- RETURNING started_at, queued_at
+ RETURNING started_at, queued_at, map_parent_id
 ), measured AS (
     INSERT INTO workflow_metrics (id, run_id, step_id, attempt, name, value, created_at)
     SELECT :duration_id, :run_id, :step_id, :attempt, 'duration_s',
@@ -51,24 +51,28 @@ WITH done AS (
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
  RETURNING steps_left, status
 )
-SELECT c.steps_left, c.status,
+SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
        (SELECT count(*) FROM measured) AS measured, (SELECT count(*) FROM logged) AS logged
   FROM counted c
 """
 
-STATEMENT = text(_SQL).bindparams(
-    bindparam("step_id", type_=Uuid()),
-    bindparam("run_id", type_=Uuid()),
-    bindparam("duration_id", type_=Uuid()),
-    bindparam("wait_id", type_=Uuid()),
-    bindparam("event_id", type_=Uuid()),
-    bindparam("attempt", type_=Integer()),
-    bindparam("owner", type_=String()),
-    bindparam("now", type_=UTCDateTime()),
-    bindparam("output", type_=JSONValue),
-    bindparam("blob_key", type_=String()),
-    bindparam("blob_sha256", type_=String()),
-    bindparam("usd", type_=Numeric(20, 8)),
+STATEMENT = (
+    text(_SQL)
+    .bindparams(
+        bindparam("step_id", type_=Uuid()),
+        bindparam("run_id", type_=Uuid()),
+        bindparam("duration_id", type_=Uuid()),
+        bindparam("wait_id", type_=Uuid()),
+        bindparam("event_id", type_=Uuid()),
+        bindparam("attempt", type_=Integer()),
+        bindparam("owner", type_=String()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("output", type_=JSONValue),
+        bindparam("blob_key", type_=String()),
+        bindparam("blob_sha256", type_=String()),
+        bindparam("usd", type_=Numeric(20, 8)),
+    )
+    .columns(map_parent_id=Uuid())
 )
 
 

@@ -6,14 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import ApprovalRequest, WorkflowRun, WorkflowStep
+from db.models import ApprovalRequest, StepEdge, WorkflowRun, WorkflowStep
 from db.states import ApprovalStatus, RunStatus, StepStatus
+from worker.definitions.dag import sinks
 from worker.machine.events import add_event
-from worker.machine.transitions import CANCEL_NOT_STARTED, CANCEL_RUN, FAIL_RUN
-from worker.machine.waits import drop_run_waits
+from worker.machine.messages import Released
+from worker.machine.rollup import output_value, run_outputs
+from worker.machine.transitions import CANCEL_NOT_STARTED, CANCEL_RUN, FAIL_RUN, FINISH_RUN
+from worker.machine.waits import drop_run_waits, wake_parent
 
 #: A run in one of these may still start steps (a paused run's steps wait at their claim).
 ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
@@ -50,6 +53,10 @@ def end_run(
     )
     if ended is None:
         return False
+    # Children first: a child finishing at this moment holds its run row and then wakes
+    # a step of this run; taking the child rows before this run's step rows cannot
+    # deadlock with it.
+    cancel_children(session, run_id, now)
     session.connection().execute(
         update(WorkflowStep)
         .where(WorkflowStep.run_id == run_id, CANCEL_NOT_STARTED.guard())
@@ -63,6 +70,79 @@ def end_run(
     close_waits(session, run_id, now, kind)
     add_event(session, run_id, kind, now, data={"status": str(status), "error": error})
     return True
+
+
+def cancel_children(session: Session, run_id: uuid.UUID, now: datetime) -> None:
+    """A parent run ended early: its child runs still going are cancelled (and theirs).
+
+    The parent waiting on a child is woken by beat's timer (``tick_waits``), which
+    resolves child waits whose child ended; here the parent is ending anyway.
+    """
+    children = session.connection().scalars(
+        select(WorkflowRun.id).where(
+            WorkflowRun.parent_run_id == run_id,
+            WorkflowRun.parent_step_id.is_not(None),
+            CANCEL_RUN.guard(),
+        )
+    )
+    for child in list(children):
+        end_run(
+            session,
+            child,
+            RunStatus.CANCELLED,
+            now,
+            kind="cancel_run",
+            error={"type": "RunCancelled", "message": f"its parent run {run_id} ended"},
+        )
+
+
+def finish_run(session: Session, run_id: uuid.UUID, now: datetime, *, paused: bool) -> Released:
+    """Its last step succeeded: the run succeeds with its sink steps' outputs; a parent
+    step waiting for it (a child run) is woken in the same transaction."""
+    steps = [
+        (step_id, key, output_value(output, blob_key, sha))
+        for step_id, key, output, blob_key, sha in session.connection().execute(
+            select(
+                WorkflowStep.id,
+                WorkflowStep.key,
+                WorkflowStep.output,
+                WorkflowStep.output_blob_key,
+                WorkflowStep.output_sha256,
+            ).where(WorkflowStep.run_id == run_id, WorkflowStep.map_parent_id.is_(None))
+        )
+    ]
+    edges = (
+        session.connection()
+        .execute(
+            select(StepEdge.upstream_id, StepEdge.downstream_id).where(StepEdge.run_id == run_id)
+        )
+        .all()
+    )
+    key_of = {step_id: key for step_id, key, _ in steps}
+    after: dict[str, list[str]] = {key: [] for key in key_of.values()}
+    for upstream, downstream in edges:
+        after[key_of[downstream]].append(key_of[upstream])
+    outputs = run_outputs({key: output for _, key, output in steps}, sinks(after))
+    finished = (
+        session.connection()
+        .execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.id == run_id, FINISH_RUN.guard())
+            .values(status=FINISH_RUN.target, outputs=outputs, finished_at=now, updated_at=now)
+            .returning(WorkflowRun.parent_run_id, WorkflowRun.parent_step_id)
+        )
+        .first()
+    )
+    if paused:
+        # Every step succeeded, so none waits and no step's request is pending: only the
+        # budget request of a run paused while its last steps ran is left to cancel.
+        close_waits(session, run_id, now, "finish_run")
+    add_event(session, run_id, "finish_run", now, data={"status": "succeeded"})
+    messages = []
+    if finished is not None and finished.parent_step_id is not None:
+        result = {"status": str(RunStatus.SUCCEEDED), "outputs": outputs}
+        messages = wake_parent(session, finished.parent_run_id, run_id, result, now)
+    return Released(messages, finished=True)
 
 
 def close_waits(session: Session, run_id: uuid.UUID, now: datetime, why: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from db.models import WorkflowStep
@@ -43,3 +43,16 @@ def to_messages(rows: Iterable[Any]) -> list[StepMessage]:
         )
         for r in rows
     ]
+
+
+@dataclass
+class Released:
+    """What a success set in motion: steps to send, and whether it finished the run."""
+
+    messages: list[StepMessage] = field(default_factory=list)
+    finished: bool = False
+
+    def __iadd__(self, other: Released) -> Released:
+        self.messages += other.messages
+        self.finished |= other.finished
+        return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -148,10 +149,12 @@ class StartPlan:
     request: StartRequest
     spec: WorkflowSpec | None
     registered: Collection[str] | None
+    #: A child run: ``(parent run id, parent step id)``.
+    parent: tuple[uuid.UUID, uuid.UUID] | None = None
 
     def __call__(self, session: Session) -> StartedRun:
         """Create the run in ``session`` (or find the one this request already made)."""
-        return _start(session, self.settings, self.request, self.spec, self.registered)
+        return _start(session, self.settings, self.request, self.spec, self.registered, self.parent)
 
 
 #: A start that loses a unique-index race to a concurrent caller runs again this many times.
@@ -276,9 +279,10 @@ def _start(
     request: StartRequest,
     spec: WorkflowSpec | None,
     registered: Collection[str] | None,
+    parent: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> StartedRun:
     try:
-        return _insert_run(session, settings, request, spec, registered)
+        return _insert_run(session, settings, request, spec, registered, parent)
     except IntegrityError as exc:
         if is_foreign_key_violation(exc):
             _ids.clear()  # a cached id is gone; the caller runs the start again
@@ -291,6 +295,7 @@ def _insert_run(
     request: StartRequest,
     spec: WorkflowSpec | None,
     registered: Collection[str] | None,
+    parent: tuple[uuid.UUID, uuid.UUID] | None,
 ) -> StartedRun:
     tenant_id = _ids.tenant(session, request.tenant)
     project_id = _ids.project(session, tenant_id, request.project)
@@ -327,6 +332,8 @@ def _insert_run(
             inputs=request.inputs,
             idempotency_key=request.idempotency_key,
             budget_usd=request.budget_usd,
+            parent_run_id=parent[0] if parent else None,
+            parent_step_id=parent[1] if parent else None,
             steps_left=len(spec.steps),
             created_at=now,
             updated_at=now,
@@ -339,44 +346,8 @@ def _insert_run(
         if existing is None:  # pragma: no cover - the conflict names one of the two keys
             raise NotFound(f"run {run_id} conflicts with a run that is gone; start again")
         return StartedRun(existing, False, [])
-    by_key = {s.key: s for s in spec.steps}
-    ids = {key: new_id() for key in topological_order({s.key: s.after for s in spec.steps})}
-    rows = []
-    messages = []
-    for key, step_id in ids.items():
-        step = by_key[key]
-        root = not step.after
-        queue = step.queue or settings.default_queue
-        rows.append(
-            {
-                "id": step_id,
-                "run_id": run_id,
-                "key": key,
-                "task": step.task,
-                "status": StepStatus.QUEUED if root else StepStatus.PENDING,
-                "attempt": 1 if root else 0,
-                "max_attempts": step.retry.max_attempts,
-                "pending_upstream": len(step.after),
-                "retry": step.retry.model_dump(mode="json"),
-                "timeout_s": step.timeout_s,
-                "queue": queue,
-                "priority": step.priority,
-                "approve": gate_columns(step.approve) if step.approve else None,
-                "queued_at": now if root else None,
-                "dispatched_at": now if root else None,
-                "created_at": now,
-            }
-        )
-        if root:
-            messages.append(StepMessage(step_id, 1, run_id, key, step.task, queue, step.priority))
-    conn.execute(insert(WorkflowStep), rows)
-    edges = [
-        {"id": new_id(), "run_id": run_id, "upstream_id": ids[dep], "downstream_id": ids[s.key]}
-        for s in spec.steps
-        for dep in s.after
-    ]
-    if edges:
-        conn.execute(insert(StepEdge), edges)
+    planned = plan_steps(spec, run_id, settings, now)
+    insert_steps(session, planned)
     add_event(
         session,
         run_id,
@@ -384,7 +355,96 @@ def _insert_run(
         now,
         data={"workflow": definition.name, "version": definition.version},
     )
-    return StartedRun(run_id, True, messages)
+    return StartedRun(run_id, True, planned.messages)  # a map is never a root
+
+
+@dataclass
+class PlannedSteps:
+    """The rows of a new run's steps and edges, and what to do once they are inserted."""
+
+    ids: dict[str, uuid.UUID]
+    rows: list[dict[str, Any]]
+    edges: list[dict[str, Any]]
+    #: Steps queued at once: their messages go out after the commit.
+    messages: list[StepMessage]
+    #: Map steps whose upstream already succeeded: expanded once the rows are in.
+    ready_maps: list[uuid.UUID]
+
+
+def plan_steps(
+    spec: WorkflowSpec,
+    run_id: uuid.UUID,
+    settings: Settings,
+    now: datetime,
+    *,
+    done: Mapping[str, Mapping[str, Any]] | None = None,
+    step_inputs: Mapping[str, dict[str, Any]] | None = None,
+) -> PlannedSteps:
+    """Plan a run's steps: those in ``done`` inserted succeeded with the given columns (a
+    fork's reused steps), the ones whose every upstream is done queued, the rest pending.
+
+    ``step_inputs`` are inputs of one step only (a fork's edits), kept on its row.
+    """
+    done = done or {}
+    step_inputs = step_inputs or {}
+    by_key = {s.key: s for s in spec.steps}
+    ids = {key: new_id() for key in topological_order({s.key: s.after for s in spec.steps})}
+    planned = PlannedSteps(ids, [], [], [], [])
+    for key, step_id in ids.items():
+        step = by_key[key]
+        queue = step.queue or settings.default_queue
+        row: dict[str, Any] = {
+            "id": step_id,
+            "run_id": run_id,
+            "key": key,
+            "task": step.runs,
+            "attempt": 0,
+            "max_attempts": step.retry.max_attempts,
+            "pending_upstream": sum(1 for dep in step.after if dep not in done),
+            "retry": step.retry.model_dump(mode="json"),
+            "timeout_s": step.timeout_s,
+            "queue": queue,
+            "priority": step.priority,
+            "approve": gate_columns(step.approve) if step.approve else None,
+            "map": step.map.model_dump(mode="json") if step.map else None,
+            "inputs": step_inputs.get(key),
+            "status": StepStatus.PENDING,
+            # Every row has every key (one executemany): a reused step's columns or None.
+            "output": None,
+            "output_blob_key": None,
+            "output_sha256": None,
+            "origin_step_id": None,
+            "started_at": None,
+            "finished_at": None,
+            "queued_at": None,
+            "dispatched_at": None,
+            "created_at": now,
+        }
+        if key in done:
+            row |= {"status": StepStatus.SUCCEEDED, "pending_upstream": 0, **done[key]}
+        elif row["pending_upstream"] == 0 and step.map is not None:
+            planned.ready_maps.append(step_id)
+        elif row["pending_upstream"] == 0:
+            row |= {"status": StepStatus.QUEUED, "attempt": 1, "queued_at": now}
+            row["dispatched_at"] = now
+            planned.messages.append(
+                StepMessage(step_id, 1, run_id, key, step.runs, queue, step.priority)
+            )
+        planned.rows.append(row)
+    planned.edges = [
+        {"id": new_id(), "run_id": run_id, "upstream_id": ids[dep], "downstream_id": ids[s.key]}
+        for s in spec.steps
+        for dep in s.after
+    ]
+    return planned
+
+
+def insert_steps(session: Session, planned: PlannedSteps) -> None:
+    """Insert the planned steps and edges (rows of one shape, so one executemany each)."""
+    conn = session.connection()
+    conn.execute(insert(WorkflowStep), planned.rows)
+    if planned.edges:
+        conn.execute(insert(StepEdge), planned.edges)
 
 
 def _existing_run(

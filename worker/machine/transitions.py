@@ -72,6 +72,8 @@ REQUEUE_EXPIRED = StepMove("requeue_expired", (S.RUNNING,), S.QUEUED)
 REQUEUE_DUE = StepMove("requeue_due", (S.RETRYING,), S.QUEUED)
 #: The last upstream of a pending step succeeded.
 RELEASE = StepMove("release", (S.PENDING,), S.QUEUED)
+#: The last element of a map step succeeded: the map step joins, without running.
+JOIN_MAP = StepMove("join_map", (S.PENDING,), S.SUCCEEDED)
 #: The attempt ended waiting (an approval, a signal, a sleep, its paused run's budget).
 SUSPEND = StepMove("suspend", (S.RUNNING,), S.WAITING)
 #: What a waiting step waited for came: it is queued again with attempt + 1.
@@ -108,6 +110,7 @@ STEP_MOVES = (
     REQUEUE_EXPIRED,
     REQUEUE_DUE,
     RELEASE,
+    JOIN_MAP,
     SUSPEND,
     WAKE,
     CANCEL_NOT_STARTED,

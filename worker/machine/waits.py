@@ -48,6 +48,8 @@ class WaitRequest:
     wake_at: datetime | None = None
     #: What an approval request asks: its columns (title, details, group_name, ...).
     approval: dict[str, Any] | None = None
+    #: The child run a child wait waits for (its id is the wait's ``name`` too).
+    child_run_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,14 @@ def begin_wait(
             _insert_wait(session, fence, wait_id, request, None, now, result=result)
             _deliver(session, signal.id, wait_id, now)
             return WaitOutcome(result)
+    if request.kind == WaitKind.CHILD:
+        assert request.child_run_id is not None
+        # Locked: a child that ends now either committed (its end is read here) or waits
+        # for this commit, and then finds this wait to wake.
+        ended = child_result(session, fence.run_id, request.child_run_id, lock=True)
+        if ended is not None:
+            _insert_wait(session, fence, wait_id, request, None, now, result=ended)
+            return WaitOutcome(ended)
     if request.kind == WaitKind.SLEEP and request.wake_at is not None and request.wake_at <= now:
         result = {"slept": True}
         _insert_wait(session, fence, wait_id, request, None, now, result=result)
@@ -355,6 +365,65 @@ def _match_signal(
         messages += woken
 
 
+def child_result(
+    session: Session, parent_run_id: uuid.UUID, child_run_id: uuid.UUID, *, lock: bool = False
+) -> dict[str, Any] | None:
+    """A child run's end as its parent's wait records it; None while it runs.
+    :class:`NotFound` if it is not a child of ``parent_run_id``."""
+    query = select(
+        WorkflowRun.status, WorkflowRun.outputs, WorkflowRun.error, WorkflowRun.parent_run_id
+    ).where(WorkflowRun.id == child_run_id)
+    row = session.connection().execute(query.with_for_update() if lock else query).first()
+    if row is None or row.parent_run_id != parent_run_id:
+        raise NotFound(f"run {child_run_id} is not a child run of run {parent_run_id}")
+    if row.status not in TERMINAL_RUN:
+        return None
+    return {"status": row.status, "outputs": row.outputs, "error": row.error}
+
+
+def wake_parent(
+    session: Session,
+    parent_run_id: uuid.UUID | None,
+    child_run_id: uuid.UUID,
+    result: dict[str, Any],
+    now: datetime,
+) -> list[StepMessage]:
+    """A child run ended: resolve the parent's waits for it and wake the steps."""
+    ids = session.connection().scalars(
+        select(StepWait.id).where(
+            StepWait.child_run_id == child_run_id, StepWait.status == WaitStatus.WAITING
+        )
+    )
+    messages: list[StepMessage] = []
+    for wait_id in list(ids):
+        messages += resolve_wait(session, wait_id, result, now)
+    return messages
+
+
+def ended_children(session: Session, now: datetime, limit: int = 200) -> list[StepMessage]:
+    """Wake parents whose child run ended while nobody woke them (a child failed or was
+    cancelled, which does not wake its parent in its own transaction): beat's timer."""
+    rows = (
+        session.connection()
+        .execute(
+            select(StepWait.id, WorkflowRun.status, WorkflowRun.outputs, WorkflowRun.error)
+            .join(WorkflowRun, WorkflowRun.id == StepWait.child_run_id)
+            .where(
+                StepWait.status == WaitStatus.WAITING,
+                StepWait.kind == WaitKind.CHILD,
+                WorkflowRun.status.in_(sorted(TERMINAL_RUN)),
+            )
+            .limit(limit)
+        )
+        .all()
+    )
+    messages: list[StepMessage] = []
+    for wait_id, status, outputs, error in rows:
+        result = {"status": status, "outputs": outputs, "error": error}
+        messages += resolve_wait(session, wait_id, result, now)
+    return messages
+
+
 def due_waits(session: Session, now: datetime, limit: int = 500) -> list[Any]:
     """Waiting waits whose time came: ``(id, kind, approval_id)``, oldest first."""
     return list(
@@ -427,6 +496,7 @@ def _insert_wait(
             status=WaitStatus.DONE if result is not None else WaitStatus.WAITING,
             name=request.name,
             approval_id=approval_id,
+            child_run_id=request.child_run_id,
             wake_at=request.wake_at,
             result=result,
             resolved_at=now if result is not None else None,

@@ -139,7 +139,7 @@ def test_refusals_are_not_retryable_and_carry_the_field_in_the_message() -> None
         (spec_of(step("a"), version=0), "version"),
         (spec_of(step("a"), description="d" * 2001), "description"),
         (spec_of({"task": "t"}), "steps[0].key"),
-        (spec_of(step("a"), {"key": "b"}), "steps[1].task"),
+        (spec_of(step("a"), {"key": "b"}), "steps[1]"),
         (spec_of(step("-lead")), "steps[0].key"),
         (spec_of(step("k" * 101)), "steps[0].key"),
         (spec_of(step("a/b")), "steps[0].key"),
