@@ -50,6 +50,7 @@ from db.views import (
 from worker import blobs, limits
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
+from worker.diff import RunDiff, diff_runs, load_side
 from worker.dispatch import Dispatcher
 from worker.errors import DefinitionError, NotFound, RunNotFinished
 from worker.ids import parse_id
@@ -57,6 +58,7 @@ from worker.machine.approvals import DecisionInput, decide
 from worker.machine.budgets import SpendLimits, set_spend_limits, spend_limits
 from worker.machine.cancel import cancel_run
 from worker.machine.definitions import find_definition, store_definition
+from worker.machine.fork import ForkRequest, check_fork, fork_run
 from worker.machine.messages import StepMessage
 from worker.machine.retention import (
     DeletedRun,
@@ -231,6 +233,48 @@ class Client:
         )
         self.runtime.dispatcher.send(messages)
         return len(messages)
+
+    def fork(
+        self,
+        run_id: uuid.UUID | str,
+        from_step: str,
+        *,
+        inputs: dict[str, Any] | None = None,
+        step_inputs: dict[str, dict[str, Any]] | None = None,
+        label: str | None = None,
+    ) -> uuid.UUID:
+        """Fork a run (which may still run) at ``from_step``; return the new run's id.
+
+        Steps not after ``from_step`` that succeeded are reused as they are (outputs,
+        artifacts, costs: nothing runs or is paid again); ``from_step`` and the steps
+        after it run with ``inputs`` merged over the run's and their own ``step_inputs``.
+        """
+        request = ForkRequest(
+            parse_id(run_id, "run_id"),
+            from_step,
+            inputs if inputs is not None else {},
+            step_inputs if step_inputs is not None else {},
+            label,
+        )
+        check_fork(request, self.settings)
+        started = run_transaction(
+            self.runtime.engine,
+            lambda s: fork_run(
+                s, self._tenant_id(s, request.run_id), self.settings, request, utcnow()
+            ),
+        )
+        self.runtime.dispatcher.send(started.messages)
+        return started.run_id
+
+    def diff(self, run_a: uuid.UUID | str, run_b: uuid.UUID | str) -> RunDiff:
+        """Compare two runs of one workflow step by step (see :mod:`worker.diff`)."""
+        a, b = parse_id(run_a, "run_a"), parse_id(run_b, "run_b")
+
+        def work(session: Session) -> RunDiff:
+            tenant_id = self._tenant_id(session, a)
+            return diff_runs(load_side(session, tenant_id, a), load_side(session, tenant_id, b))
+
+        return run_transaction(self.runtime.engine, work)
 
     # --- approvals, signals, spend limits -------------------------------------------
     def list_approvals(

@@ -258,3 +258,59 @@ def spend(
         ctx.checkpoint({"done": i + 1})
         _trace(trace_dir, f"spend round {i + 1}")
     return {"rounds": rounds}
+
+
+@step("t.write")
+def write(
+    ctx: StepContext,
+    topic: str = "",
+    tone: str = "plain",
+    trace_dir: str | None = None,
+    **upstream: Any,
+) -> dict[str, Any]:
+    """A paid step of a chain: costs $0.01, writes an artifact, returns its text (made of
+    the run's ``topic``, its own ``tone`` and the upstream step's text)."""
+    _trace(trace_dir, f"write {ctx.step_key} {ctx.attempt}")
+    before = [v["text"] for v in upstream.values() if isinstance(v, dict) and "text" in v]
+    text = f"{ctx.step_key}({tone}):{topic}" + (f"<{before[0]}" if before else "")
+    ctx.cost("llm", "model-x", input_tokens=len(text), usd="0.01")
+    ctx.artifacts.put("note.txt", text.encode())
+    return {"text": text, "length": len(text)}
+
+
+@step("t.split")
+def split(ctx: StepContext, n: int = 10, **_: Any) -> dict[str, Any]:
+    """The list a map step maps over: 0 .. n-1."""
+    return {"items": list(range(n))}
+
+
+@step("t.square")
+def square(
+    ctx: StepContext, item: int, index: int, nap: float = 0.0, trace_dir: str | None = None
+) -> dict[str, Any]:
+    """A map element: records one cent (committed with its success) and returns item²."""
+    _trace(trace_dir, f"square {index} {ctx.attempt}")
+    if nap:
+        time.sleep(nap)
+    ctx.cost("llm", "model-x", usd="0.01")
+    return {"index": index, "y": item * item}
+
+
+@step("t.collect")
+def collect(ctx: StepContext, each: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+    """A map's join: the element outputs, in order."""
+    return {"n": len(each), "indexes": [e["index"] for e in each], "sum": sum(e["y"] for e in each)}
+
+
+@step("t.parent")
+def parent(
+    ctx: StepContext, naps: list[float], trace_dir: str | None = None, **_: Any
+) -> dict[str, Any]:
+    """Starts one child run per nap (workflow ``kid``) and waits for each; sums their x."""
+    _trace(trace_dir, f"parent {ctx.attempt}")
+    children = [
+        ctx.start_child("kid", {"seconds": nap, "x": i, "trace_dir": trace_dir}, key=f"kid-{i}")
+        for i, nap in enumerate(naps)
+    ]
+    outputs = [ctx.wait_child(child) for child in children]
+    return {"children": [str(c) for c in children], "sum": sum(o["grow"]["x"] for o in outputs)}

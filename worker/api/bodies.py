@@ -81,6 +81,20 @@ class StartedBody(BaseModel):
     created: bool
 
 
+class ForkBody(_Body):
+    """Fork a run at one of its steps: that step and the ones after it run again."""
+
+    from_step: str = Field(min_length=1, max_length=200, description="The first step run again.")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="Run inputs to change (merged over the run's)."
+    )
+    step_inputs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Inputs of single steps (from_step or after it), by step key.",
+    )
+    label: str | None = Field(None, min_length=1, max_length=200)
+
+
 class CancelBody(_Body):
     """Why the run is cancelled (kept in its events)."""
 

@@ -19,6 +19,7 @@ from worker.api.bodies import (
     CancelBody,
     CancelledBody,
     EventPage,
+    ForkBody,
     RetriedBody,
     RunGraph,
     RunPage,
@@ -26,7 +27,9 @@ from worker.api.bodies import (
     StartedBody,
 )
 from worker.api.state import ApiState, Caller, State
+from worker.diff import RunDiff, diff_runs, load_side
 from worker.machine.cancel import cancel_run
+from worker.machine.fork import ForkRequest, check_fork, fork_run
 from worker.machine.retry_run import retry_run
 from worker.machine.start import StartRequest, plan_start, start_run_async
 
@@ -162,6 +165,34 @@ async def retry(run_id: RunId, state: State, caller: Caller) -> RetriedBody:
     messages = await state.write(lambda s: retry_run(s, caller.tenant_id, run_id, utcnow()))
     await state.send(messages)
     return RetriedBody(queued=len(messages))
+
+
+@router.post("/{run_id}/fork", status_code=201)
+async def fork(run_id: RunId, body: ForkBody, state: State, caller: Caller) -> StartedBody:
+    """A new run branching off this one (which may still run) at ``from_step``: the steps
+    not after it that succeeded are reused, never run or paid again; ``from_step`` and
+    the steps after it run with the edited inputs."""
+    request = ForkRequest(run_id, body.from_step, body.inputs, body.step_inputs, body.label)
+    check_fork(request, state.settings)
+    started = await state.write(
+        lambda s: fork_run(s, caller.tenant_id, state.settings, request, utcnow())
+    )
+    await state.send(started.messages)
+    return StartedBody(run_id=started.run_id, created=started.created)
+
+
+@router.get("/{run_id}/diff/{other_id}")
+async def diff(run_id: RunId, other_id: RunId, state: State, caller: Caller) -> RunDiff:
+    """This run (a) against another of its workflow (b), step by step: which inputs,
+    outputs, artifacts (by sha256) and costs differ, as JSON paths."""
+
+    def work(session: Session) -> RunDiff:
+        return diff_runs(
+            load_side(session, caller.tenant_id, run_id),
+            load_side(session, caller.tenant_id, other_id),
+        )
+
+    return await state.read(work)
 
 
 async def _run_view(state: ApiState, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunView:

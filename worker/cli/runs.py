@@ -17,6 +17,7 @@ from rich.table import Table
 from db.views import RunView
 from worker.cli.base import app, one_line_errors, print_json, read_text, settings
 from worker.client import Client
+from worker.diff import render as render_diff
 from worker.errors import DefinitionError
 
 #: ``cairn watch`` exit codes by the run's outcome.
@@ -100,6 +101,58 @@ def start(
             typer.echo(str(run_id))
         if watch_:
             raise typer.Exit(watch_run(client, str(run_id), timeout=None))
+
+
+@app.command()
+@one_line_errors
+def fork(
+    run_id: str,
+    from_step: str = typer.Option(..., "--from", help="The first step to run again."),
+    input_: list[str] = typer.Option(
+        [], "--input", "-i", help="Run input to change, key=value (repeat)."
+    ),
+    step_input: list[str] = typer.Option(
+        [], "--step-input", help="Input of one step, STEP.key=value (repeat)."
+    ),
+    label: str | None = typer.Option(None, "--label", help="A name for the branch."),
+    watch_: bool = typer.Option(False, "--watch", "-w", help="Watch it until it ends."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fork a run at a step: what came before is reused (not run or paid again); the step
+    and everything after it run with the changed inputs. Print the new run's id."""
+    per_step: dict[str, dict[str, Any]] = {}
+    for pair in step_input:
+        target, dot, rest = pair.partition(".")
+        if not dot or not target:
+            raise DefinitionError("--step-input", f"{pair!r} is not STEP.key=value")
+        per_step.setdefault(target, {}).update(parse_inputs([rest], None))
+    with _client(check_steps=False) as client:
+        new_id = client.fork(
+            run_id,
+            from_step,
+            inputs=parse_inputs(input_, None),
+            step_inputs=per_step,
+            label=label,
+        )
+        if as_json:
+            print_json({"run_id": new_id})
+        else:
+            typer.echo(str(new_id))
+        if watch_:
+            raise typer.Exit(watch_run(client, str(new_id), timeout=None))
+
+
+@app.command()
+@one_line_errors
+def diff(run_a: str, run_b: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Compare two runs of one workflow (a run and its fork) step by step: inputs,
+    outputs, artifacts (by sha256) and costs that differ."""
+    with _client(check_steps=False) as client:
+        result = client.diff(run_a, run_b)
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(render_diff(result))
 
 
 @app.command()
