@@ -46,10 +46,15 @@ class StepView:
     error: dict[str, Any] | None
     started_at: datetime | None
     finished_at: datetime | None
+    #: A fork's reused step: the step (of another run) that ran and whose output this is.
+    reused_from: uuid.UUID | None = None
+    #: A map element: its map step's key and its index in the list.
+    map_of: str | None = None
+    map_index: int | None = None
 
     @classmethod
-    def of(cls, step: WorkflowStep) -> StepView:
-        """The view of a step row."""
+    def of(cls, step: WorkflowStep, map_of: str | None = None) -> StepView:
+        """The view of a step row (``map_of``: the key of its map step, for an element)."""
         return cls(
             step.id,
             step.key,
@@ -61,6 +66,9 @@ class StepView:
             step.error,
             step.started_at,
             step.finished_at,
+            step.origin_step_id,
+            map_of,
+            step.map_index,
         )
 
 
@@ -201,6 +209,18 @@ class ApprovalView:
 
 
 @dataclass(frozen=True)
+class ChildView:
+    """A child run, as its parent shows it."""
+
+    run_id: uuid.UUID
+    #: The parent's step that started it, and the key it gave the child.
+    step: str
+    key: str
+    workflow: str
+    status: str
+
+
+@dataclass(frozen=True)
 class RunView:
     """A run with its steps."""
 
@@ -217,6 +237,12 @@ class RunView:
     #: Why a paused run paused: the budget crossed (``reason``, ``limit_usd``,
     #: ``spent_usd``, ``message``) and the ``approval_id`` that resumes it.
     paused: dict[str, Any] | None = None
+    #: The run this one was forked from, or whose step started it (a child run).
+    parent_run_id: uuid.UUID | None = None
+    #: A child run: the key of the parent's step that started it.
+    parent_step: str | None = None
+    #: Child runs its steps started, in the order they were started.
+    children: tuple[ChildView, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -232,9 +258,16 @@ class RunView:
 
     @classmethod
     def of(
-        cls, run: WorkflowRun, steps: list[WorkflowStep], paused: dict[str, Any] | None = None
+        cls,
+        run: WorkflowRun,
+        steps: list[WorkflowStep],
+        paused: dict[str, Any] | None = None,
+        *,
+        parent_step: str | None = None,
+        children: tuple[ChildView, ...] = (),
     ) -> RunView:
         """The view of a run row and its step rows (and why it paused, when it did)."""
+        keys = {s.id: s.key for s in steps if s.map is not None}
         return cls(
             run.id,
             run.status,
@@ -244,9 +277,15 @@ class RunView:
             money(run.cost_usd),
             run.created_at,
             run.finished_at,
-            tuple(StepView.of(s) for s in steps),
+            tuple(
+                StepView.of(s, keys.get(s.map_parent_id) if s.map_parent_id else None)
+                for s in steps
+            ),
             None if run.budget_usd is None else money(run.budget_usd),
             paused,
+            run.parent_run_id,
+            parent_step,
+            children,
         )
 
 

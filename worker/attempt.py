@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,10 @@ from worker.artifacts import object_key
 from worker.errors import RunCancelled, StaleAttempt, StepSuspended, StepTimeout
 from worker.logs import BoundLogger
 from worker.machine.budgets import budget_left
+from worker.machine.children import start_child
 from worker.machine.claim import ClaimedStep
 from worker.machine.records import ArtifactEntry, CostEntry, MessageEntry, Records
+from worker.machine.start import StartedRun
 from worker.machine.waits import (
     WaitRequest,
     begin_wait,
@@ -108,6 +111,38 @@ class Attempt:
         """The signal delivered to this wait call, or end the attempt waiting for it."""
         return self._wait(WaitKind.SIGNAL, name=name, timeout=timeout)
 
+    def wait_child(self, child_run_id: uuid.UUID) -> dict[str, Any]:
+        """The end of a child run (status, outputs, error), or end the attempt until then."""
+        return self._wait(WaitKind.CHILD, name=str(child_run_id), child_run_id=child_run_id)
+
+    def start_child(
+        self, workflow: str | dict[str, Any], inputs: dict[str, Any], key: str
+    ) -> uuid.UUID:
+        """Start (or find) the step's child run ``key``; its first steps are sent."""
+        self.raise_if_stopped()
+        runtime, fence = self.runtime, self.claimed.fence
+        names = runtime.registry.names() or None
+
+        def work(session: Any) -> StartedRun:
+            return start_child(
+                session, fence, runtime.settings, names, workflow, inputs, key, utcnow()
+            )
+
+        # Idempotent per (step, key): a commit whose outcome was lost is found by doing
+        # the same again.
+        started = run_transaction(
+            runtime.engine, work, verify=work, retry_for_s=runtime.settings.server_retry_s
+        )
+        runtime.dispatcher.send(started.messages)
+        if started.created:
+            self.log.info(
+                "child run %s started (%s)",
+                started.run_id,
+                key,
+                extra={"action": "start_child", "child_run_id": started.run_id},
+            )
+        return started.run_id
+
     def sleep(self, seconds: float) -> dict[str, Any]:
         """Return once the sleep of this wait call is over; end the attempt until then."""
         return self._wait(WaitKind.SLEEP, timeout=seconds)
@@ -119,6 +154,7 @@ class Attempt:
         name: str | None = None,
         timeout: float | None = None,
         approval: dict[str, Any] | None = None,
+        child_run_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
         self.raise_if_stopped()
         self.wait_seq += 1
@@ -129,6 +165,7 @@ class Attempt:
             name=name,
             wake_at=now + timedelta(seconds=timeout) if timeout is not None else None,
             approval=approval,
+            child_run_id=child_run_id,
         )
         records = self.pending_records()
         fence, key = self.claimed.fence, self.claimed.key

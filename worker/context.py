@@ -9,6 +9,7 @@ to the run, step and attempt.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
@@ -24,10 +25,12 @@ from worker.definitions.spec import ApprovalGate
 from worker.errors import (
     ApprovalExpired,
     ApprovalRejected,
+    ChildRunFailed,
     DefinitionError,
     SignalTimeout,
     StepSuspended,
 )
+from worker.ids import parse_id
 from worker.machine.progress import record_checkpoint, verify_checkpoint
 from worker.machine.records import ArtifactEntry
 from worker.machine.start import gate_columns
@@ -245,6 +248,37 @@ class StepContext:
         if result.get("timed_out"):
             raise SignalTimeout(f"no signal {name!r} came within {timeout:g} s")
         return result.get("payload")
+
+    def start_child(
+        self, workflow: str | dict[str, Any], inputs: dict[str, Any] | None = None, *, key: str
+    ) -> str:
+        """Start a child run of ``workflow`` (a registered name, or a definition) and
+        return its id; its first steps run at once, on any worker.
+
+        ``key`` names the child among this step's: a step that runs again (a crash, a
+        wait resumed, a retry) gets the child it started, never a second one. The child
+        is cancelled if this run fails or is cancelled.
+        """
+        if inputs is not None and not isinstance(inputs, dict):
+            raise DefinitionError("inputs", "must be a JSON object")
+        return str(self._attempt.start_child(workflow, inputs or {}, key))
+
+    def wait_child(self, child: str | uuid.UUID) -> dict[str, Any]:
+        """Wait for a child run to end and return its outputs (by sink step key); the
+        worker is freed while it runs. A child that failed or was cancelled raises
+        :class:`ChildRunFailed` (retryable: the step's retry policy decides, and its next
+        attempt re-opens the child from its failed steps)."""
+        child_id = parse_id(child, "child")
+        result = self._attempt.wait_child(child_id)
+        if result.get("status") != "succeeded":
+            error = result.get("error") or {}
+            raise ChildRunFailed(
+                f"child run {child_id} {result.get('status')}: "
+                f"{error.get('type', 'error')}: {error.get('message', '')}".rstrip(": "),
+                str(child_id),
+            )
+        store = self._runtime.step_store
+        return {k: blobs.resolve(store, v) for k, v in (result.get("outputs") or {}).items()}
 
     def sleep(self, seconds: float) -> None:
         """Sleep durably: the worker is freed and the step resumes after ``seconds``,

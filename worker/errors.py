@@ -301,6 +301,18 @@ class RunEnded(CairnError):
     retryable = False
 
 
+class ChildRunFailed(CairnError):
+    """A child run the step waited for failed or was cancelled. Retryable: the step's
+    retry policy decides, and its next attempt re-opens that child from its failed steps
+    (what succeeded in it is not run again)."""
+
+    code = "child_run_failed"
+
+    def __init__(self, message: str | None = None, child_run_id: str = "") -> None:
+        super().__init__(message)
+        self.child_run_id = child_run_id
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether an attempt that raised ``exc`` may succeed if run again: a cairn error says
     so itself; any other error (the step's own) is retryable unless its policy says not."""

@@ -24,7 +24,7 @@ from db.models import (
 )
 from db.repositories.base import TenantRepository
 from db.states import ApprovalKind, ApprovalStatus, RunStatus
-from db.views import EventView, RunSummary, RunView, StepDetail
+from db.views import ChildView, EventView, RunSummary, RunView, StepDetail
 from worker.errors import NotFound
 
 
@@ -96,7 +96,34 @@ class RunRepository(TenantRepository):
             ).first()
             if found is not None:
                 paused = dict(found.details or {}) | {"approval_id": str(found.id)}
-        return RunView.of(run, list(steps), paused), steps
+        parent_step = None
+        if run.parent_step_id is not None:
+            parent_step = self.session.scalar(
+                select(WorkflowStep.key).where(WorkflowStep.id == run.parent_step_id)
+            )
+        view = RunView.of(
+            run, list(steps), paused, parent_step=parent_step, children=self._children(run_id)
+        )
+        return view, steps
+
+    def _children(self, run_id: uuid.UUID) -> tuple[ChildView, ...]:
+        rows = self.session.execute(
+            select(
+                WorkflowRun.id,
+                WorkflowStep.key,
+                WorkflowRun.idempotency_key,
+                WorkflowDefinition.name,
+                WorkflowRun.status,
+            )
+            .join(WorkflowStep, WorkflowStep.id == WorkflowRun.parent_step_id)
+            .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
+            .where(WorkflowRun.parent_run_id == run_id, WorkflowRun.tenant_id == self.tenant_id)
+            .order_by(WorkflowRun.id)
+        ).all()
+        return tuple(
+            ChildView(child, step, (key or "::").split(":", 2)[2], workflow, status)
+            for child, step, key, workflow, status in rows
+        )
 
     def summaries(
         self,

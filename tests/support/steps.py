@@ -304,13 +304,22 @@ def collect(ctx: StepContext, each: list[dict[str, Any]], **_: Any) -> dict[str,
 
 @step("t.parent")
 def parent(
-    ctx: StepContext, naps: list[float], trace_dir: str | None = None, **_: Any
+    ctx: StepContext,
+    naps: list[float],
+    workflow: str = "kid",
+    fail_times: int = 0,
+    trace_dir: str | None = None,
+    **_: Any,
 ) -> dict[str, Any]:
-    """Starts one child run per nap (workflow ``kid``) and waits for each; sums their x."""
+    """Starts one child run of ``workflow`` per nap and waits for each, in order."""
     _trace(trace_dir, f"parent {ctx.attempt}")
     children = [
-        ctx.start_child("kid", {"seconds": nap, "x": i, "trace_dir": trace_dir}, key=f"kid-{i}")
+        ctx.start_child(
+            workflow,
+            {"seconds": nap, "x": i, "fail_times": fail_times, "trace_dir": trace_dir},
+            key=f"kid-{i}",
+        )
         for i, nap in enumerate(naps)
     ]
     outputs = [ctx.wait_child(child) for child in children]
-    return {"children": [str(c) for c in children], "sum": sum(o["grow"]["x"] for o in outputs)}
+    return {"children": children, "outputs": outputs}

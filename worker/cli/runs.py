@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -222,17 +223,39 @@ def watch_run(client: Client, run_id: str, timeout: float | None) -> int:
 
 
 def print_run(view: RunView) -> None:
-    """Print a run's status, cost and steps as a table."""
+    """Print a run's status, cost and steps as a table; a map's elements in one line, and
+    the run's place in its tree (parent, children)."""
     console.print(f"run [bold]{view.id}[/bold]: {view.status}   cost ${view.cost_usd:.6f}")
+    if view.parent_step:
+        console.print(f"child of run {view.parent_run_id} (its step {view.parent_step})")
+    elif view.parent_run_id:
+        console.print(f"forked from run {view.parent_run_id}")
+    elements: dict[str, Counter[str]] = {}
+    for s in view.steps:
+        if s.map_of is not None:
+            elements.setdefault(s.map_of, Counter())[s.status] += 1
     table = Table("step", "task", "status", "attempt", "duration")
     for s in view.steps:
+        if s.map_of is not None:
+            continue
         duration = (
             f"{(s.finished_at - s.started_at).total_seconds():.2f}s"
             if s.started_at and s.finished_at
             else ""
         )
-        table.add_row(s.key, s.task, s.status, str(s.attempt), duration)
+        status = s.status + (" (reused)" if s.reused_from else "")
+        if s.key in elements:
+            counts = elements[s.key]
+            status += f" - map of {sum(counts.values())}: " + ", ".join(
+                f"{n} {state}" for state, n in sorted(counts.items())
+            )
+        table.add_row(s.key, s.task, status, str(s.attempt), duration)
     console.print(table)
+    for child in view.children:
+        console.print(
+            f"  {child.step} -> child run {child.run_id} ({child.workflow}, key {child.key}): "
+            f"{child.status}"
+        )
     if view.paused:
         console.print(f"[yellow]paused[/yellow]: {view.paused.get('message')}")
         console.print(
