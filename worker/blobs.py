@@ -65,7 +65,10 @@ def offload(store: ArtifactStore, key: str, data: bytes) -> BlobRef:
 
 
 def resolve(store: ArtifactStore, value: Any) -> Any:
-    """The stored value behind a marker (sha256 verified), or ``value`` itself."""
+    """The stored value behind a marker (sha256 verified), or ``value`` itself; a list
+    (a map step's joined outputs) has each of its markers resolved."""
+    if isinstance(value, list):
+        return [resolve(store, item) if is_marker(item) else item for item in value]
     if not is_marker(value):
         return value
     data = store.get_bytes(value[MARKER], expected_sha256=value["sha256"])

@@ -18,7 +18,9 @@ from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.errors import IllegalTransition, NotFound
 from worker.machine.events import add_event
+from worker.machine.maps import expand_map, fill_slots, join_map
 from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.machine.release import release_dependents
 from worker.machine.transitions import REOPEN_READY, REOPEN_RUN, REOPEN_WAITING, queued
 
 
@@ -52,9 +54,12 @@ def retry_run(
             WorkflowStep.server_releases,
             WorkflowStep.wait_resumes,
             WorkflowStep.retry,
+            WorkflowStep.map,
+            WorkflowStep.map_parent_id,
         ).where(WorkflowStep.run_id == run_id)
     ).all()
     succeeded = {s.id for s in steps if s.status == StepStatus.SUCCEEDED}
+    maps = _Maps(steps, succeeded)
     edges = session.execute(
         select(StepEdge.upstream_id, StepEdge.downstream_id).where(StepEdge.run_id == run_id)
     ).all()
@@ -62,8 +67,10 @@ def retry_run(
     for step in steps:
         if step.id in succeeded:
             continue
-        waiting = sum(1 for up, down in edges if down == step.id and up not in succeeded)
-        ready = waiting == 0
+        waiting = maps.waiting(
+            step, sum(1 for up, down in edges if down == step.id and up not in succeeded)
+        )
+        ready = _ready(step, waiting)
         move = REOPEN_READY if ready else REOPEN_WAITING
         if step.status not in move.sources:
             raise IllegalTransition("step", step.status, move.target)
@@ -103,5 +110,64 @@ def retry_run(
             updated_at=now,
         )
     )
+    messages += maps.restart(session, run_id, now)
     add_event(session, run_id, "retry_run", now, data={"requeued": len(messages)})
     return messages
+
+
+class _Maps:
+    """The map steps of a re-opened run: a map step never runs, it waits for its elements
+    left to succeed; one never expanded (its upstream had not succeeded) is expanded."""
+
+    def __init__(self, steps: Any, succeeded: set[uuid.UUID]) -> None:
+        self.elements_left: dict[uuid.UUID, int] = {}
+        self.expanded: set[uuid.UUID] = set()
+        for s in steps:
+            if s.map_parent_id is not None:
+                self.expanded.add(s.map_parent_id)
+                if s.id not in succeeded:
+                    self.elements_left[s.map_parent_id] = (
+                        self.elements_left.get(s.map_parent_id, 0) + 1
+                    )
+        self.to_fill: dict[uuid.UUID, int] = {}
+        self.to_expand: list[uuid.UUID] = []
+        self.to_join: list[uuid.UUID] = []
+
+    def waiting(self, step: Any, upstream_left: int) -> int:
+        """What the step waits for once re-opened (its ``pending_upstream``)."""
+        if step.map is None:
+            return upstream_left
+        if step.id in self.expanded:
+            left = self.elements_left.get(step.id, 0)
+            if left:
+                self.to_fill[step.id] = int(step.map["max_parallel"])
+            else:  # its last element succeeded after the run had ended: join it now
+                self.to_join.append(step.id)
+            return left
+        if upstream_left == 0:
+            self.to_expand.append(step.id)
+        return upstream_left
+
+    def restart(self, session: Session, run_id: uuid.UUID, now: datetime) -> list[StepMessage]:
+        """Queue elements into their maps' slots; expand the maps never expanded."""
+        messages: list[StepMessage] = []
+        for map_step_id, max_parallel in self.to_fill.items():
+            messages += fill_slots(session, map_step_id, max_parallel, now)
+        for map_step_id in self.to_expand:
+            more, joined = expand_map(session, map_step_id, now)
+            messages += more
+            if joined is not None:  # an empty list: what comes after it is released
+                messages += release_dependents(session, run_id, map_step_id, now).messages
+        for map_step_id in self.to_join:
+            join_map(session, map_step_id, now)
+            messages += release_dependents(session, run_id, map_step_id, now).messages
+        return messages
+
+
+def _ready(step: Any, waiting: int) -> bool:
+    """Whether a re-opened step is queued at once: nothing upstream left, not a map step
+    (it never runs), and not a cancelled map element (it waits for a slot of its map; a
+    failed one takes its slot back at once)."""
+    if waiting or step.map is not None:
+        return False
+    return step.map_parent_id is None or step.status == StepStatus.FAILED
