@@ -104,6 +104,7 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
             ("sequential", lambda: workloads.sequential(b, [10, 30], {10: 2, 30: 1})),
             ("throughput", lambda: workloads.throughput(b, 50, 1)),
             ("fan-out", lambda: workloads.fan_out(b, 50)),
+            ("map", lambda: workloads.map_join(b, 50)),
             ("status read", lambda: workloads.scale_of_state(b, 10_000, 50)),
             ("http api", lambda: workloads.http_api(b, reads=50, starts=100, clients=10)),
             ("enqueuers", lambda: workloads.enqueuers(b, clients=10, starts=100)),
@@ -113,6 +114,8 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
         ("sequential", lambda: workloads.sequential(b, [10, 100, 1000], {10: 5, 100: 3, 1000: 1})),
         ("throughput", lambda: workloads.throughput(b, 2000, 1)),
         ("fan-out", lambda: workloads.fan_out(b, 1000)),
+        ("map", lambda: workloads.map_join(b, 1000)),
+        ("map 10000", lambda: workloads.map_join(b, 10_000)),
         ("status read", lambda: workloads.scale_of_state(b, 1_000_000, 500)),
         ("http api", lambda: workloads.http_api(b, reads=500, starts=3000, clients=50)),
         ("enqueuers", lambda: workloads.enqueuers(b, clients=50, starts=5000)),
@@ -194,6 +197,15 @@ def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
             ratios.append(
                 Ratio(f"{f.workload}: p99 ms (p50 {f.median:.2f})", p99, "<= 5 ms", p99 <= 5)
             )
+    for f in figures:
+        if f.workload.startswith("map ") and f.unit == "s to join" and f.samples:
+            width = f.workload.split()[1]
+            static = by.get((f"fan-out {width} + join", "cairn", "s to join"))
+            if static is not None and static.samples:
+                value = f.median / static.median
+                ratios.append(
+                    Ratio(f"map {width} / static fan-out {width}", value, "<= 1.5", value <= 1.5)
+                )
     return ratios + _start_ratios(figures)
 
 

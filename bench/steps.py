@@ -20,3 +20,9 @@ def sleep(ctx: StepContext, seconds: float = 30.0, **_: Any) -> dict[str, Any]:
     """A long step to kill a worker under."""
     time.sleep(seconds)
     return {}
+
+
+@step("bench.items")
+def items(ctx: StepContext, n: int = 100, **_: Any) -> dict[str, Any]:
+    """The list a map step maps over: 0 .. n-1."""
+    return {"items": list(range(n))}

@@ -203,6 +203,45 @@ def fan_out(b: Bench, width: int) -> list[Figure]:
     return [seconds, per_step]
 
 
+def map_join(b: Bench, width: int) -> list[Figure]:
+    """A map step over ``width`` items made at run time, joined by one step: seconds to
+    create the elements (the upstream's completion expands the map) and to join them.
+    Compared with the static fan-out of the same width, when it was measured."""
+    spec = {
+        "name": f"bench-map-{width}",
+        "steps": [
+            {"key": "items", "task": "bench.items"},
+            {
+                "key": "each",
+                "after": ["items"],
+                "map": {"over": "items.items", "task": "bench.noop", "max_parallel": 10_000},
+            },
+            {"key": "join", "task": "bench.noop", "after": ["each"]},
+        ],
+    }
+    created = Figure(f"map {width} + join", "cairn", "s to create")
+    joined = Figure(f"map {width} + join", "cairn", "s to join")
+    start = time.perf_counter()
+    run_id = b.client.start_run(spec=spec, inputs={"n": width})
+    _wait_status(b.engine, run_id)
+    joined.samples.append(time.perf_counter() - start)
+    with b.engine.connect() as conn:
+        created.samples.append(
+            float(
+                conn.execute(
+                    text(
+                        "SELECT EXTRACT(EPOCH FROM (e.created_at - r.created_at)) FROM run_events e"
+                        " JOIN workflow_runs r ON r.id = e.run_id"
+                        " WHERE e.run_id = :id AND e.kind = 'expand_map'"
+                    ),
+                    {"id": run_id},
+                ).scalar_one()
+            )
+        )
+    created.note = "from the run's start to its map's elements committed"
+    return [created, joined]
+
+
 def _flushed_xacts(engine: Engine, before: int, wait_s: float = 12.0) -> int:
     """The commit counter once the workers' backends have reported theirs.
 

@@ -24,7 +24,8 @@ def test_bench_smoke_runs_and_reports_every_workload(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     workloads = {f["workload"].split(" ")[0].rstrip(",") for f in data["figures"]}
     assert workloads == {
-        "sequential", "throughput", "fan-out", "status", "HTTP", "enqueuers", "recovery"
+        "sequential", "throughput", "fan-out", "map", "status", "HTTP", "enqueuers",
+        "recovery",
     }  # fmt: skip
     for figure in data["figures"]:
         if figure["variant"].startswith(("cairn", "dbos")):
@@ -38,3 +39,4 @@ def test_bench_smoke_runs_and_reports_every_workload(tmp_path: Path) -> None:
     assert any("throughput" in r for r in ratio_names)
     assert any("inline / dbos" in r for r in ratio_names)
     assert any("HTTP status read" in r for r in ratio_names)
+    assert any(r.startswith("map 50 / static fan-out 50") for r in ratio_names)
