@@ -230,15 +230,18 @@ def map_join(b: Bench, width: int) -> list[Figure]:
             float(
                 conn.execute(
                     text(
-                        "SELECT EXTRACT(EPOCH FROM (e.created_at - r.created_at)) FROM run_events e"
-                        " JOIN workflow_runs r ON r.id = e.run_id"
-                        " WHERE e.run_id = :id AND e.kind = 'expand_map'"
+                        "SELECT EXTRACT(EPOCH FROM (min(c.created_at) - min(x.created_at)))"
+                        " FROM run_events x JOIN run_events c ON c.run_id = x.run_id"
+                        " JOIN workflow_steps s ON s.id = c.step_id"
+                        " WHERE x.run_id = :id AND x.kind = 'expand_map'"
+                        " AND c.kind = 'claim_step' AND s.map_parent_id IS NOT NULL"
                     ),
                     {"id": run_id},
                 ).scalar_one()
             )
         )
-    created.note = "from the run's start to its map's elements committed"
+    # The expanding transaction starts at its event; no element runs before it commits.
+    created.note = "expansion begun -> first element running"
     return [created, joined]
 
 

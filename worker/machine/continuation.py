@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import StepEdge, WorkflowStep
+from db.models import WorkflowStep
 from db.states import StepStatus
 from worker.blobs import BlobRef
 from worker.machine.claim import ClaimedStep, claim_step, verify_claim
@@ -72,10 +72,10 @@ def verify_continued(session: Session, fence: Fence, inline: Inline | None) -> C
     row = (
         session.connection()
         .execute(
+            # The inline owner is new for this completion: whatever step it holds (a
+            # dependent, or a map's next element) is the one this completion claimed.
             select(WorkflowStep.id, WorkflowStep.attempt).where(
-                WorkflowStep.id.in_(
-                    select(StepEdge.downstream_id).where(StepEdge.upstream_id == fence.step_id)
-                ),
+                WorkflowStep.run_id == fence.run_id,
                 WorkflowStep.status == StepStatus.RUNNING,
                 WorkflowStep.lease_owner == inline.owner,
             )

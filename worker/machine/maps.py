@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import WorkflowRun, WorkflowStep
@@ -183,6 +183,9 @@ def fill_slots(
     session: Session, map_step_id: uuid.UUID, max_parallel: int, now: datetime
 ) -> list[StepMessage]:
     """Queue the next pending elements (lowest index first) into the map's free slots."""
+    pending = exists().where(WorkflowStep.map_parent_id == map_step_id, RELEASE.guard())
+    if not session.connection().scalar(select(pending)):
+        return []  # all queued already: no need to count the slots taken
     active = session.connection().scalar(
         select(func.count()).where(
             WorkflowStep.map_parent_id == map_step_id, WorkflowStep.status.in_(ACTIVE)
