@@ -19,9 +19,10 @@ check_not_shadowed()
 # The guard runs first: importing these from a shadowed package would fail far away.
 from worker.client import Client  # noqa: E402
 from worker.context import StepContext  # noqa: E402
-from worker.definitions.spec import RetryPolicy, StepSpec, WorkflowSpec  # noqa: E402
+from worker.definitions.spec import MapSpec, RetryPolicy, StepSpec, WorkflowSpec  # noqa: E402
 from worker.errors import (  # noqa: E402
     CairnError,
+    ChildRunFailed,
     DefinitionError,
     NonRetryableError,
     NotFound,
@@ -34,8 +35,10 @@ from worker.settings import Settings, get_settings  # noqa: E402
 __all__ = [
     "RESERVED",
     "CairnError",
+    "ChildRunFailed",
     "Client",
     "DefinitionError",
+    "MapSpec",
     "NonRetryableError",
     "NotFound",
     "RetryPolicy",

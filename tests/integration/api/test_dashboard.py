@@ -248,3 +248,37 @@ def _copy_run(settings: Any, run_id: str, copies: int) -> None:
     with engine.begin() as conn:
         conn.execute(text(sql), {"copies": copies, "seed": seed})
     engine.dispose()
+
+
+def test_a_map_and_a_fork_and_a_parent_show_their_shape(
+    page: Page, api_url: str, http: httpx.Client, api_settings: Any
+) -> None:
+    backend = backend_of(api_url, api_settings)
+    spec = {
+        "name": "ui-map",
+        "steps": [
+            {"key": "split", "task": "t.split"},
+            {
+                "key": "each",
+                "after": ["split"],
+                "map": {"over": "split.items", "task": "t.square", "max_parallel": 4},
+            },
+            {"key": "sum", "task": "t.collect", "after": ["each"]},
+        ],
+    }
+    run_id = start(http, spec=spec, inputs={"n": 40})
+    page.goto(f"{api_url}/ui/runs/{run_id}")
+    expect(page.locator("g.node[data-step=sum]")).to_have_attribute(
+        "data-status", "succeeded", timeout=60_000
+    )
+    expect(page.locator("g.node")).to_have_count(43)
+    # The 40 elements are one grid between split and the map step: three labelled boxes.
+    expect(page.locator("g.node text")).to_have_count(3)
+    shot(page, "run-map", backend)
+    fork = http.post(f"/v1/runs/{run_id}/fork", json={"from_step": "each"}).raise_for_status()
+    fork_id = fork.json()["run_id"]
+    page.goto(f"{api_url}/ui/runs/{fork_id}")
+    expect(page.locator("#lineage")).to_contain_text(f"forked from {run_id}")
+    page.click(f"#lineage a[href='/ui/runs/{run_id}']")
+    expect(page).to_have_url(f"{api_url}/ui/runs/{run_id}")
+    shot(page, "run-fork", backend)

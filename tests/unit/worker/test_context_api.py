@@ -26,6 +26,8 @@ def test_step_context_is_the_users_api_only() -> None:
         "wait_for_signal",
         "sleep",
         "budget_left",
+        "start_child",
+        "wait_child",
     }
 
 

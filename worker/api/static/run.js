@@ -37,7 +37,19 @@ $("signal").addEventListener("click", () => {
     () => api(`${base}/signals`, { method: "POST", body: { name, payload } }), () => `signal "${name}" sent`);
 });
 
-function layout(steps) {
+// A map's elements have no edges of their own: they are drawn between the map step's
+// upstream and the map step, as one column (a grid when wide).
+function withElements(steps) {
+  const all = [...edges];
+  for (const s of steps) {
+    if (!s.map_of) continue;
+    for (const [up, down] of edges) if (down === s.map_of) all.push([up, s.key]);
+    all.push([s.key, s.map_of]);
+  }
+  return all;
+}
+
+function layout(steps, edges) {
   const after = new Map(steps.map((s) => [s.key, []]));
   for (const [up, down] of edges) after.get(down)?.push(up);
   const depth = new Map();
@@ -55,7 +67,8 @@ function layout(steps) {
 }
 
 function drawDag(steps) {
-  const columns = layout(steps);
+  const edges = withElements(steps);
+  const columns = layout(steps, edges);
   const W = 150, H = 30, GAP_X = 60, GAP_Y = 12, SMALL = 14, PAD = 3;
   const pos = new Map();
   const compactBox = new Map(); // column -> bounding box of its grid of squares
@@ -99,7 +112,9 @@ function drawDag(steps) {
     const g = make("g", { class: "node", "data-step": s.key, "data-status": s.status });
     g.addEventListener("click", () => openStep(s.key));
     g.append(make("rect", { x: p.x, y: p.y, width: p.w, height: p.h, rx: p.compact ? 2 : 5, fill: COLORS[s.status] || "#999" }));
-    const title = make("title", {}); title.textContent = `${s.key}: ${s.status} (attempt ${s.attempt})`; g.append(title);
+    const title = make("title", {});
+    title.textContent = `${s.key}: ${s.status} (attempt ${s.attempt})${s.reused_from ? ", reused from the run it was forked from" : ""}`;
+    g.append(title);
     if (!p.compact) {
       const t = make("text", { x: p.x + 8, y: p.y + 19, fill: s.status === "pending" ? "#1d2330" : "#fff" });
       t.textContent = s.key.length > 18 ? `${s.key.slice(0, 17)}…` : s.key;
@@ -260,6 +275,12 @@ async function refresh() {
   replace($("run-status"), badge(run.status));
   const done = run.steps.filter((s) => s.status === "succeeded").length;
   $("summary").textContent = `${done}/${run.steps.length} steps succeeded · started ${when(run.created_at)} · ${duration(run.created_at, run.finished_at)} · ${usd(run.cost_usd)}${run.budget_usd ? ` of ${usd(run.budget_usd)} budget` : ""}`;
+  const link = (id, text) => el("a", { href: `/ui/runs/${id}` }, text || id);
+  replace($("lineage"),
+    run.parent_step ? ["child run of ", link(run.parent_run_id), ` (its step ${run.parent_step})`]
+      : run.parent_run_id ? ["forked from ", link(run.parent_run_id)] : null,
+    run.children.length ? [" children: ", ...run.children.flatMap((c, i) =>
+      [i ? ", " : "", link(c.run_id, `${c.key} (${c.workflow}, ${c.status})`)])] : null);
   if (run.paused) notice(`Paused: ${run.paused.message}. Raise the budget below to go on.`, "warn");
   else if (run.error) notice(`${run.error.type || run.error.reason}: ${run.error.message}`, "error");
   $("cancel").disabled = ENDED.has(run.status);
