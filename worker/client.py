@@ -117,8 +117,12 @@ class Client:
         run_id: uuid.UUID | str | None = None,
         project: str = "default",
         budget_usd: Decimal | str | float | None = None,
+        priority: int | None = None,
     ) -> uuid.UUID:
         """Start a run of ``workflow`` (a registered name) or of ``spec``; return its id.
+
+        ``priority`` (0 lowest to 9 highest) replaces the definition's for every step of
+        this run: a higher one is taken from the queue first.
 
         The run is committed before any message is sent. The same ``idempotency_key``
         returns the run it first made.
@@ -134,6 +138,7 @@ class Client:
                 "run_id": run_id,
                 "project": project,
                 "budget_usd": budget_usd,
+                "priority": priority,
             }
         )
         started = start_run(

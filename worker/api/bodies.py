@@ -72,6 +72,9 @@ class StartBody(_Body):
     run_id: uuid.UUID | None = Field(None, description="A run id chosen by the caller.")
     project: str = Field("default", min_length=1, max_length=limits.PROJECT_MAX)
     budget_usd: Decimal | None = Field(None, ge=0, description="Stop paying past this sum.")
+    priority: int | None = Field(
+        None, ge=0, le=9, description="0 (lowest) to 9 for every step of the run."
+    )
 
 
 class StartedBody(BaseModel):

@@ -71,6 +71,9 @@ def start(
     budget: str | None = typer.Option(
         None, "--budget", help="USD: past this, the run pauses and asks for a new budget."
     ),
+    priority: int | None = typer.Option(
+        None, "--priority", help="0 (lowest) to 9 for every step of the run."
+    ),
     watch_: bool = typer.Option(False, "--watch", "-w", help="Watch it until it ends."),
     as_json: bool = typer.Option(False, "--json"),
     check_steps: bool = typer.Option(True, help="Check step names against CAIRN_STEP_MODULES."),
@@ -86,6 +89,7 @@ def start(
                 idempotency_key=idempotency_key,
                 project=project,
                 budget_usd=budget,
+                priority=priority,
             )
         else:
             run_id = client.start_run(
@@ -95,6 +99,7 @@ def start(
                 idempotency_key=idempotency_key,
                 project=project,
                 budget_usd=budget,
+                priority=priority,
             )
         if as_json:
             print_json({"run_id": run_id})

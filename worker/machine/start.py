@@ -58,6 +58,8 @@ class StartRequest(BaseModel):
     run_id: uuid.UUID | None = None
     project: str = "default"
     budget_usd: Decimal | None = None
+    #: 0 (lowest) to 9 (highest) for every step of this run, over the definition's.
+    priority: int | None = None
 
     @field_validator("spec")
     @classmethod
@@ -75,6 +77,11 @@ class StartRequest(BaseModel):
     @classmethod
     def _version(cls, value: Any) -> Any:
         return value if value is None else limits.check_int("version", value, 1)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        return value if value is None else limits.check_int("priority", value, 0, 9)
 
     @field_validator("budget_usd", mode="before")
     @classmethod
@@ -346,7 +353,7 @@ def _insert_run(
         if existing is None:  # pragma: no cover - the conflict names one of the two keys
             raise NotFound(f"run {run_id} conflicts with a run that is gone; start again")
         return StartedRun(existing, False, [])
-    planned = plan_steps(spec, run_id, settings, now)
+    planned = plan_steps(spec, run_id, settings, now, priority=request.priority)
     insert_steps(session, planned)
     add_event(
         session,
@@ -379,11 +386,13 @@ def plan_steps(
     *,
     done: Mapping[str, Mapping[str, Any]] | None = None,
     step_inputs: Mapping[str, dict[str, Any]] | None = None,
+    priority: int | None = None,
 ) -> PlannedSteps:
     """Plan a run's steps: those in ``done`` inserted succeeded with the given columns (a
     fork's reused steps), the ones whose every upstream is done queued, the rest pending.
 
-    ``step_inputs`` are inputs of one step only (a fork's edits), kept on its row.
+    ``step_inputs`` are inputs of one step only (a fork's edits), kept on its row;
+    ``priority`` (the run's) replaces every step's own.
     """
     done = done or {}
     step_inputs = step_inputs or {}
@@ -393,6 +402,7 @@ def plan_steps(
     for key, step_id in ids.items():
         step = by_key[key]
         queue = step.queue or settings.default_queue
+        step_priority = step.priority if priority is None else priority
         row: dict[str, Any] = {
             "id": step_id,
             "run_id": run_id,
@@ -404,7 +414,7 @@ def plan_steps(
             "retry": step.retry.model_dump(mode="json"),
             "timeout_s": step.timeout_s,
             "queue": queue,
-            "priority": step.priority,
+            "priority": step_priority,
             "approve": gate_columns(step.approve) if step.approve else None,
             "map": step.map.model_dump(mode="json") if step.map else None,
             "inputs": step_inputs.get(key),
@@ -428,7 +438,7 @@ def plan_steps(
             row |= {"status": StepStatus.QUEUED, "attempt": 1, "queued_at": now}
             row["dispatched_at"] = now
             planned.messages.append(
-                StepMessage(step_id, 1, run_id, key, step.runs, queue, step.priority)
+                StepMessage(step_id, 1, run_id, key, step.runs, queue, step_priority)
             )
         planned.rows.append(row)
     planned.edges = [
