@@ -30,6 +30,9 @@ class StepStatus(enum.StrEnum):
 
     PENDING = "pending"  #: waiting for its upstream steps to succeed
     QUEUED = "queued"  #: ready; a message was (or is about to be) sent to run it
+    #: ready, but its concurrency key is at its limit: no message is out; it is queued
+    #: again, oldest first, when an attempt with its key stops running
+    THROTTLED = "throttled"
     RUNNING = "running"  #: claimed by a worker that holds its lease
     RETRYING = "retrying"  #: an attempt failed; waiting for next_attempt_at before requeue
     #: its attempt ended waiting for something outside (an approval, a signal, the end of a
@@ -125,7 +128,10 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
 STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
     # A map step succeeds without running: the last of its elements joins it.
     StepStatus.PENDING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED, StepStatus.SUCCEEDED}),
-    StepStatus.QUEUED: frozenset({StepStatus.RUNNING, StepStatus.CANCELLED}),
+    StepStatus.QUEUED: frozenset(
+        {StepStatus.RUNNING, StepStatus.THROTTLED, StepStatus.CANCELLED}
+    ),
+    StepStatus.THROTTLED: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED}),
     StepStatus.RUNNING: frozenset(
         {
             StepStatus.SUCCEEDED,

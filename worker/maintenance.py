@@ -16,6 +16,7 @@ from db.types import utcnow
 from worker import notify
 from worker.errors import CairnError
 from worker.machine.approvals import expire_due
+from worker.machine.concurrency import wake_all
 from worker.machine.recovery import (
     mark_silent_workers,
     reap_expired,
@@ -85,13 +86,15 @@ def reconcile(runtime: Runtime) -> None:
 
 def tick_waits(runtime: Runtime) -> None:
     """Waiting steps whose time came are queued (sleeps over, timeouts and approval
-    policies applied, signals kept for them delivered, child runs ended); then the
-    notices are sent."""
+    policies applied, signals kept for them delivered, child runs ended, throttled steps
+    given the slots freed); then the notices are sent."""
     now = utcnow()
     due = run_transaction(runtime.engine, lambda s: expire_due(s, now))
     stray = run_transaction(runtime.engine, lambda s: match_stray_signals(s, now))
     children = run_transaction(runtime.engine, lambda s: ended_children(s, now))
-    woken = due + stray + children
+    # Slots freed by failures, waits and reaped leases (a completion frees its own).
+    unthrottled = run_transaction(runtime.engine, lambda s: wake_all(s, now))
+    woken = due + stray + children + unthrottled
     if woken:
         log.info("timer: %d waiting steps queued", len(woken), extra={"action": "tick_waits"})
     runtime.dispatcher.send(woken)

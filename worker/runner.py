@@ -37,7 +37,7 @@ from worker.errors import (
 from worker.faults import server_fault
 from worker.heartbeat import Heartbeat
 from worker.ids import new_id
-from worker.machine.claim import ClaimedStep, claim_step, verify_claim
+from worker.machine.claim import ClaimedStep, Throttled, claim_step, verify_claim
 from worker.machine.complete import Completion
 from worker.machine.continuation import Continued, Inline, complete_and_continue, verify_continued
 from worker.machine.fail import cancel_step, fail_step, release_step, verify_ended
@@ -59,7 +59,7 @@ def execute_step(
     """
     owner = _new_owner(runtime)
     try:
-        claimed: ClaimedStep | None = run_transaction(
+        found: ClaimedStep | Throttled | None = run_transaction(
             runtime.engine,
             lambda s: claim_step(s, step_id, attempt, owner, runtime.settings.lease_s, utcnow()),
             verify=lambda s: verify_claim(s, step_id, attempt, owner),
@@ -81,6 +81,14 @@ def execute_step(
             extra={"action": "claim_step", "step_id": step_id, "attempt": attempt},
         )
         return
+    if isinstance(found, Throttled):
+        log.info(
+            "step throttled: its concurrency key is at its limit; it runs when a slot frees",
+            extra={"action": "throttle_step", "step_id": step_id, "attempt": attempt},
+        )
+        runtime.dispatcher.send(found.messages)
+        return
+    claimed = found
     # Past the budget, the next step goes through the broker like any other, so a
     # recovered step (sent first in its queue) never waits behind a long chain.
     deadline = time.monotonic() + INLINE_BUDGET_S

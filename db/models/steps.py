@@ -38,6 +38,8 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
         Index(None, "status", "next_attempt_at"),
         # A map's slots: its elements by status, in order.
         Index(None, "map_parent_id", "status", "map_index"),
+        # A concurrency key's slots: its steps by status, oldest first.
+        Index(None, "concurrency_key", "status", "queued_at"),
     )
 
     run_id: Mapped[uuid.UUID] = mapped_column(
@@ -93,6 +95,10 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
         ForeignKey("workflow_steps.id", ondelete="CASCADE")
     )
     map_index: Mapped[int | None]
+    #: The step's concurrency key (its template rendered, under its tenant's id) and limit:
+    #: at most ``concurrency_limit`` attempts with one key run at once.
+    concurrency_key: Mapped[str | None] = mapped_column(String(300))
+    concurrency_limit: Mapped[int | None]
 
 
 class StepEdge(IdMixin, Base):

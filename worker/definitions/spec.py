@@ -11,6 +11,7 @@ A definition is a JSON or YAML document, or built in Python with these classes::
 
 from __future__ import annotations
 
+import string
 from typing import Any, Literal
 
 from pydantic import (
@@ -134,6 +135,29 @@ class MapSpec(_Strict):
         return tuple(self.over.split(".")[1:])
 
 
+class ConcurrencySpec(_Strict):
+    """At most ``limit`` attempts with the same key run at once, across every worker.
+
+    ``key`` is a template over the run's inputs (and a map element's ``item`` and
+    ``index``): ``"{customer}"``, ``"openai:{model}"``, or a fixed name.
+    """
+
+    key: StrictStr = Field(min_length=1, max_length=200)
+    limit: StrictInt = Field(ge=1, le=100_000)
+
+    @field_validator("key")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"is not a template of input names in braces: {exc}") from None
+        for name in names:
+            if not name.isidentifier():
+                raise ValueError(f"{{{name}}} is not an input name")
+        return _storable(value)
+
+
 class StepSpec(_Strict):
     """One step of a workflow: which function runs, after which steps, and how."""
 
@@ -153,6 +177,8 @@ class StepSpec(_Strict):
     priority: StrictInt = Field(5, ge=0, le=9)
     #: Ask a person before the step runs (no code needed); the run waits, holding no worker.
     approve: ApprovalGate | None = None
+    #: At most ``limit`` attempts with the same key at once (the workflow's, when None).
+    concurrency: ConcurrencySpec | None = None
 
     @model_validator(mode="after")
     def _task_or_map(self) -> StepSpec:
@@ -178,6 +204,8 @@ class WorkflowSpec(_Strict):
     version: StrictInt | None = Field(None, ge=1, le=VERSION_MAX)
     description: StrictStr | None = Field(None, max_length=DESCRIPTION_MAX)
     steps: tuple[StepSpec, ...] = Field(min_length=1, max_length=5000)
+    #: The concurrency limit of every step that does not declare its own.
+    concurrency: ConcurrencySpec | None = None
 
     @field_validator("description")
     @classmethod
@@ -187,9 +215,11 @@ class WorkflowSpec(_Strict):
     def body(self) -> dict[str, Any]:
         """The spec as JSON, without ``version``: what the checksum is taken of."""
         body = self.model_dump(mode="json", exclude={"version"})
+        if body.get("concurrency") is None:
+            body.pop("concurrency", None)
         for step in body["steps"]:
             # Specs from before gates existed keep their checksum (and so their version).
-            for optional in ("approve", "map"):
+            for optional in ("approve", "map", "concurrency"):
                 if step.get(optional) is None:
                     step.pop(optional, None)
         return body

@@ -22,8 +22,10 @@ from db.states import StepStatus
 from worker.definitions.spec import RetryPolicy
 from worker.errors import StepNotClaimable
 from worker.machine import claim_pg
+from worker.machine.concurrency import may_claim
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
+from worker.machine.messages import StepMessage
 from worker.machine.rollup import output_value
 from worker.machine.transitions import CLAIM, START_RUN
 
@@ -97,6 +99,15 @@ class ClaimedStep:
         return self.fence.attempt - self.server_releases - self.wait_resumes
 
 
+@dataclass(frozen=True)
+class Throttled:
+    """The claim found the step's concurrency key at its limit: the step is throttled
+    (committed with the claim's transaction); ``messages`` are older throttled steps of
+    the key that fit in free slots, to send after the commit."""
+
+    messages: list[StepMessage]
+
+
 def claim_step(
     session: Session,
     step_id: uuid.UUID,
@@ -104,23 +115,69 @@ def claim_step(
     owner: str,
     lease_s: float,
     now: datetime,
-) -> ClaimedStep:
+) -> ClaimedStep | Throttled:
     """Claim ``attempt`` of a queued step for ``owner`` until ``now + lease_s``.
 
-    On PostgreSQL this is one round trip (``claim_pg``); on SQLite a few statements.
+    On PostgreSQL this is one round trip (``claim_pg``); on SQLite a few statements. A
+    step with a concurrency key takes its key's slot first (``concurrency.may_claim``).
     """
     if session.connection().dialect.name == "postgresql":
         found = claim_pg.claim_row(session, step_id, attempt, owner, lease_s, now)
-        if found is None:
-            raise StepNotClaimable(_why_not(session, step_id, attempt))
-        fence = Fence(step_id, found.run_id, attempt, owner)
-        run = (found.inputs, found.workflow, found.tenant_id, found.run_status)
-        return ClaimedStep.of(fence, found, run, found.upstream, found.checkpoint)
+        if found is not None:
+            fence = Fence(step_id, found.run_id, attempt, owner)
+            run = (found.inputs, found.workflow, found.tenant_id, found.run_status)
+            return ClaimedStep.of(fence, found, run, found.upstream, found.checkpoint)
+    else:
+        claimed = _claim(session, step_id, attempt, owner, lease_s, now, unkeyed=True)
+        if claimed is not None:
+            return claimed
+    limited = (
+        session.connection()
+        .execute(
+            select(
+                WorkflowStep.concurrency_key,
+                WorkflowStep.concurrency_limit,
+                WorkflowStep.queued_at,
+            ).where(
+                WorkflowStep.id == step_id,
+                CLAIM.guard(),
+                WorkflowStep.attempt == attempt,
+                WorkflowStep.concurrency_key.is_not(None),
+            )
+        )
+        .first()
+    )
+    if limited is None:
+        raise StepNotClaimable(_why_not(session, step_id, attempt))
+    key, limit, queued_at = limited
+    free, messages = may_claim(session, step_id, str(key), int(limit or 1), queued_at, now)
+    if not free:
+        return Throttled(messages)
+    claimed = _claim(session, step_id, attempt, owner, lease_s, now, unkeyed=False)
+    assert claimed is not None  # queued at this attempt, under its key's lock
+    return claimed
+
+
+def _claim(
+    session: Session,
+    step_id: uuid.UUID,
+    attempt: int,
+    owner: str,
+    lease_s: float,
+    now: datetime,
+    *,
+    unkeyed: bool,
+) -> ClaimedStep | None:
+    """The claim as separate statements; None if the step was not claimable (or, with
+    ``unkeyed``, has a concurrency key: its slot is taken first)."""
+    guard = [WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt]
+    if unkeyed:
+        guard.append(WorkflowStep.concurrency_key.is_(None))
     row = (
         session.connection()
         .execute(
             update(WorkflowStep)
-            .where(WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt)
+            .where(*guard)
             .values(
                 status=CLAIM.target,
                 lease_owner=owner,
@@ -134,7 +191,7 @@ def claim_step(
         .first()
     )
     if row is None:
-        raise StepNotClaimable(_why_not(session, step_id, attempt))
+        return None
     session.connection().execute(
         update(WorkflowRun)
         .where(WorkflowRun.id == row.run_id, START_RUN.guard())

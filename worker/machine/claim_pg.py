@@ -26,6 +26,7 @@ WITH claimed AS (
        SET status = :claim_target, lease_owner = :owner, lease_expires_at = :lease_until,
            started_at = :now, finished_at = NULL, cancel_requested = false
      WHERE id = :step_id AND status = :claim_source AND attempt = :attempt
+       AND concurrency_key IS NULL
  RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
            timeout_s, queued_at, started_at, approve, inputs AS step_inputs
 ), started AS (

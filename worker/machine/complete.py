@@ -21,6 +21,7 @@ from worker.blobs import BlobRef
 from worker.errors import StaleAttempt
 from worker.machine.budgets import check_budgets
 from worker.machine.complete_pg import complete_row
+from worker.machine.concurrency import wake_throttled
 from worker.machine.ending import ACTIVE_RUN, finish_run
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
@@ -54,12 +55,17 @@ def complete_step(
         row = complete_row(session, fence, output, records.usd(), now)
         if row is None:
             raise _stale(fence)
-        steps_left, run_status, map_parent = row.steps_left, row.status, row.map_parent_id
+        steps_left, run_status = row.steps_left, row.status
+        map_parent, key = row.map_parent_id, row.concurrency_key
         write_records(session, fence, records, now)
     else:
-        steps_left, run_status, map_parent = _record_success(session, fence, output, records, now)
+        steps_left, run_status, map_parent, key = _record_success(
+            session, fence, output, records, now
+        )
+    # Its concurrency slot is free: the key's oldest throttled step (of any run) goes on.
+    woken = wake_throttled(session, key, now) if key is not None else []
     if run_status not in ACTIVE_RUN:
-        return Completion([], run_status)  # cancelled or failed meanwhile: start nothing
+        return Completion(woken, run_status)  # cancelled or failed meanwhile: start nothing
     if records.usd():
         # The last step's completion finishes the run: nothing is left to pause.
         check_budgets(session, fence.run_id, now, may_pause=steps_left > 0)
@@ -68,6 +74,7 @@ def complete_step(
         released += release_element(session, fence.run_id, map_parent, now)
     if steps_left == 0:
         released += finish_run(session, fence.run_id, now, paused=run_status == RunStatus.PAUSED)
+    released.messages += woken
     return Completion(released.messages, RunStatus.SUCCEEDED if released.finished else run_status)
 
 
@@ -83,10 +90,10 @@ def _record_success(
     output: dict[str, Any] | BlobRef,
     records: Records,
     now: datetime,
-) -> tuple[int, str, uuid.UUID | None]:
+) -> tuple[int, str, uuid.UUID | None, str | None]:
     """The fenced writes of a success as separate statements (what ``complete_pg`` does
-    in one on PostgreSQL): ``(steps_left, run status, map step)`` after the run's counter
-    moved (the map step: the one this step is an element of, if any)."""
+    in one on PostgreSQL): ``(steps_left, run status, map step, concurrency key)`` after
+    the run's counter moved (the map step: the one this step is an element of, if any)."""
     blob = output if isinstance(output, BlobRef) else None
     row = (
         session.connection()
@@ -102,13 +109,18 @@ def _record_success(
                 finished_at=now,
                 **lease_cleared(),
             )
-            .returning(WorkflowStep.started_at, WorkflowStep.queued_at, WorkflowStep.map_parent_id)
+            .returning(
+                WorkflowStep.started_at,
+                WorkflowStep.queued_at,
+                WorkflowStep.map_parent_id,
+                WorkflowStep.concurrency_key,
+            )
         )
         .first()
     )
     if row is None:
         raise _stale(fence)
-    started_at, queued_at, map_parent = row
+    started_at, queued_at, map_parent, key = row
     started_at = started_at or now  # a running step always has one; keep mypy honest
     usd = write_records(session, fence, records, now)
     metrics = {"duration_s": (now - started_at).total_seconds()}
@@ -147,7 +159,7 @@ def _record_success(
         )
         .one()
     )
-    return int(steps_left), str(run_status), map_parent
+    return int(steps_left), str(run_status), map_parent, key
 
 
 def verify_completion(session: Session, fence: Fence) -> Completion | None:

@@ -31,7 +31,7 @@ WITH done AS (
            output_sha256 = :blob_sha256, error = NULL, finished_at = :now,
            lease_owner = NULL, lease_expires_at = NULL
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
- RETURNING started_at, queued_at, map_parent_id
+ RETURNING started_at, queued_at, map_parent_id, concurrency_key
 ), measured AS (
     INSERT INTO workflow_metrics (id, run_id, step_id, attempt, name, value, created_at)
     SELECT :duration_id, :run_id, :step_id, :attempt, 'duration_s',
@@ -52,6 +52,7 @@ WITH done AS (
  RETURNING steps_left, status
 )
 SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
+       (SELECT concurrency_key FROM done) AS concurrency_key,
        (SELECT count(*) FROM measured) AS measured, (SELECT count(*) FROM logged) AS logged
   FROM counted c
 """

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from db.models import WorkflowStep
 from db.states import StepStatus
 from worker.blobs import BlobRef
-from worker.machine.claim import ClaimedStep, claim_step, verify_claim
+from worker.machine.claim import ClaimedStep, Throttled, claim_step, verify_claim
 from worker.machine.complete import Completion, complete_step, verify_completion
 from worker.machine.lease import Fence
 from worker.machine.records import Records
@@ -59,6 +59,8 @@ def complete_and_continue(
     if only.queue != inline.queue or not inline.can_run(only.task):
         return Continued(completion, None)
     claimed = claim_step(session, only.step_id, only.attempt, inline.owner, inline.lease_s, now)
+    if isinstance(claimed, Throttled):  # its key is at its limit: it waits, no message
+        return Continued(Completion(claimed.messages, completion.run_status), None)
     return Continued(Completion([], completion.run_status), claimed)
 
 

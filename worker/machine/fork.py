@@ -136,7 +136,16 @@ def fork_run(
         )
     )
     done = {key: columns for key, (_, columns) in reused.items()}
-    planned = plan_steps(spec, fork_id, settings, now, done=done, step_inputs=request.step_inputs)
+    planned = plan_steps(
+        spec,
+        fork_id,
+        settings,
+        now,
+        done=done,
+        step_inputs=request.step_inputs,
+        tenant_id=tenant_id,
+        inputs=dict(parent.inputs) | request.inputs,
+    )
     insert_steps(session, planned)
     _copy_artifacts(session, fork_id, {reused[k][0]: planned.ids[k] for k in reused}, now)
     from_step_id = session.scalar(

@@ -26,8 +26,10 @@ from sqlalchemy.orm import Session
 from db.models import WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker import limits
-from worker.definitions.spec import MapSpec
+from worker.definitions.spec import ConcurrencySpec, MapSpec
+from worker.errors import DefinitionError
 from worker.ids import new_id
+from worker.machine.concurrency import render_key
 from worker.machine.ending import end_run, finish_run
 from worker.machine.events import add_event
 from worker.machine.messages import MESSAGE_COLUMNS, Released, StepMessage, to_messages
@@ -35,7 +37,13 @@ from worker.machine.rollup import output_value
 from worker.machine.transitions import JOIN_MAP, RELEASE
 
 #: An element holds a slot of its map while it is in one of these.
-ACTIVE = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING)
+ACTIVE = (
+    StepStatus.QUEUED,
+    StepStatus.THROTTLED,
+    StepStatus.RUNNING,
+    StepStatus.RETRYING,
+    StepStatus.WAITING,
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,9 @@ def expand_map(
         )
         .one()
     )
-    spec = MapSpec.model_validate(node.map)
+    column = dict(node.map)
+    limit = column.pop("concurrency", None)
+    spec = MapSpec.model_validate(column)
     upstream = (
         session.connection()
         .execute(
@@ -122,15 +132,33 @@ def expand_map(
             )
         items = items_at(upstream.output, spec)
     except MapError as exc:
-        end_run(
-            session,
-            node.run_id,
-            RunStatus.FAILED,
-            now,
-            kind="fail_run",
-            error={"step": node.key, "type": "MapError", "message": str(exc)},
-        )
+        _fail(session, node.run_id, node.key, str(exc), now)
         return [], None
+    keys: list[str | None] = [None] * len(items)
+    if items and limit is not None:
+        run_inputs, tenant_id = (
+            session.connection()
+            .execute(
+                select(WorkflowRun.inputs, WorkflowRun.tenant_id).where(
+                    WorkflowRun.id == node.run_id
+                )
+            )
+            .one()
+        )
+        concurrency = ConcurrencySpec.model_validate(limit)
+        try:
+            keys = [
+                render_key(
+                    tenant_id,
+                    concurrency,
+                    dict(run_inputs) | {"item": item, "index": i},
+                    f"steps.{node.key}.concurrency",
+                )
+                for i, item in enumerate(items)
+            ]
+        except DefinitionError as exc:
+            _fail(session, node.run_id, node.key, f"{exc.field}: {exc.message}", now)
+            return [], None
     if items:
         session.connection().execute(
             insert(WorkflowStep),
@@ -151,6 +179,8 @@ def expand_map(
                     "inputs": {"item": item, "index": i},
                     "map_parent_id": map_step_id,
                     "map_index": i,
+                    "concurrency_key": keys[i],
+                    "concurrency_limit": concurrency.limit if keys[i] else None,
                     "created_at": now,
                 }
                 for i, item in enumerate(items)
@@ -177,6 +207,17 @@ def expand_map(
     if not items:
         return [], join_map(session, map_step_id, now)
     return fill_slots(session, map_step_id, spec.max_parallel, now), None
+
+
+def _fail(session: Session, run_id: uuid.UUID, key: str, message: str, now: datetime) -> None:
+    end_run(
+        session,
+        run_id,
+        RunStatus.FAILED,
+        now,
+        kind="fail_run",
+        error={"step": key, "type": "MapError", "message": message},
+    )
 
 
 def fill_slots(

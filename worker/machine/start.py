@@ -27,9 +27,10 @@ from db.types import utcnow
 from worker import limits
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.definitions.dag import topological_order
-from worker.definitions.spec import ApprovalGate
+from worker.definitions.spec import ApprovalGate, StepSpec
 from worker.errors import DefinitionError, NotFound
 from worker.ids import new_id, parse_id
+from worker.machine.concurrency import render_key
 from worker.machine.definitions import find_definition, spec_of, store_definition
 from worker.machine.events import add_event
 from worker.machine.messages import StepMessage
@@ -353,7 +354,15 @@ def _insert_run(
         if existing is None:  # pragma: no cover - the conflict names one of the two keys
             raise NotFound(f"run {run_id} conflicts with a run that is gone; start again")
         return StartedRun(existing, False, [])
-    planned = plan_steps(spec, run_id, settings, now, priority=request.priority)
+    planned = plan_steps(
+        spec,
+        run_id,
+        settings,
+        now,
+        priority=request.priority,
+        tenant_id=tenant_id,
+        inputs=request.inputs,
+    )
     insert_steps(session, planned)
     add_event(
         session,
@@ -387,12 +396,15 @@ def plan_steps(
     done: Mapping[str, Mapping[str, Any]] | None = None,
     step_inputs: Mapping[str, dict[str, Any]] | None = None,
     priority: int | None = None,
+    tenant_id: uuid.UUID | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> PlannedSteps:
     """Plan a run's steps: those in ``done`` inserted succeeded with the given columns (a
     fork's reused steps), the ones whose every upstream is done queued, the rest pending.
 
     ``step_inputs`` are inputs of one step only (a fork's edits), kept on its row;
-    ``priority`` (the run's) replaces every step's own.
+    ``priority`` (the run's) replaces every step's own. Concurrency keys are rendered
+    over ``inputs`` (the run's) under ``tenant_id``.
     """
     done = done or {}
     step_inputs = step_inputs or {}
@@ -416,8 +428,9 @@ def plan_steps(
             "queue": queue,
             "priority": step_priority,
             "approve": gate_columns(step.approve) if step.approve else None,
-            "map": step.map.model_dump(mode="json") if step.map else None,
+            "map": _map_column(step, spec),
             "inputs": step_inputs.get(key),
+            **_concurrency(step, spec, tenant_id, dict(inputs or {}) | step_inputs.get(key, {})),
             "status": StepStatus.PENDING,
             # Every row has every key (one executemany): a reused step's columns or None.
             "output": None,
@@ -447,6 +460,34 @@ def plan_steps(
         for dep in s.after
     ]
     return planned
+
+
+def _map_column(step: StepSpec, spec: WorkflowSpec) -> dict[str, Any] | None:
+    """A map step's ``map`` column: its map, and the concurrency its elements take."""
+    if step.map is None:
+        return None
+    column = step.map.model_dump(mode="json")
+    limit = step.concurrency or spec.concurrency
+    if limit is not None:
+        column["concurrency"] = limit.model_dump(mode="json")
+    return column
+
+
+def _concurrency(
+    step: StepSpec, spec: WorkflowSpec, tenant_id: uuid.UUID | None, values: dict[str, Any]
+) -> dict[str, Any]:
+    """The step's concurrency columns (a map step's elements render theirs when made)."""
+    limit = step.concurrency or spec.concurrency
+    where = f"steps.{step.key}.concurrency" if step.concurrency else "concurrency"
+    if limit is None or tenant_id is None:
+        return {"concurrency_key": None, "concurrency_limit": None}
+    if step.map is not None:  # checked now, rendered per element with its item and index
+        render_key(tenant_id, limit, values | {"item": "", "index": 0}, where)
+        return {"concurrency_key": None, "concurrency_limit": None}
+    return {
+        "concurrency_key": render_key(tenant_id, limit, values, where),
+        "concurrency_limit": limit.limit,
+    }
 
 
 def insert_steps(session: Session, planned: PlannedSteps) -> None:

@@ -72,6 +72,10 @@ REQUEUE_EXPIRED = StepMove("requeue_expired", (S.RUNNING,), S.QUEUED)
 REQUEUE_DUE = StepMove("requeue_due", (S.RETRYING,), S.QUEUED)
 #: The last upstream of a pending step succeeded.
 RELEASE = StepMove("release", (S.PENDING,), S.QUEUED)
+#: A claim found the step's concurrency key at its limit: it waits, holding no message.
+THROTTLE = StepMove("throttle", (S.QUEUED,), S.THROTTLED)
+#: An attempt with its key stopped running: the oldest throttled step is queued again.
+UNTHROTTLE = StepMove("unthrottle", (S.THROTTLED,), S.QUEUED)
 #: The last element of a map step succeeded: the map step joins, without running.
 JOIN_MAP = StepMove("join_map", (S.PENDING,), S.SUCCEEDED)
 #: The attempt ended waiting (an approval, a signal, a sleep, its paused run's budget).
@@ -80,7 +84,9 @@ SUSPEND = StepMove("suspend", (S.RUNNING,), S.WAITING)
 WAKE = StepMove("wake", (S.WAITING,), S.QUEUED)
 #: Steps that had not started (or were waiting) when their run ended.
 CANCEL_NOT_STARTED = StepMove(
-    "cancel_not_started", (S.PENDING, S.QUEUED, S.RETRYING, S.WAITING), S.CANCELLED
+    "cancel_not_started",
+    (S.PENDING, S.QUEUED, S.THROTTLED, S.RETRYING, S.WAITING),
+    S.CANCELLED,
 )
 #: A run retry re-opens its failed and cancelled steps: ready ones queued, others pending.
 REOPEN_READY = StepMove("reopen_ready", (S.FAILED, S.CANCELLED), S.QUEUED)
@@ -110,6 +116,8 @@ STEP_MOVES = (
     REQUEUE_EXPIRED,
     REQUEUE_DUE,
     RELEASE,
+    THROTTLE,
+    UNTHROTTLE,
     JOIN_MAP,
     SUSPEND,
     WAKE,

@@ -157,3 +157,29 @@ def test_a_bad_map_names_its_field(map_: dict[str, Any], field: str) -> None:
     with pytest.raises(DefinitionError) as caught:
         parse_spec(document)
     assert caught.value.field == field
+
+
+def test_a_concurrency_key_is_rendered_under_its_tenant() -> None:
+    from worker.definitions.spec import ConcurrencySpec
+    from worker.machine.concurrency import render_key
+
+    tenant = uuid.UUID(int=7)
+    spec = ConcurrencySpec(key="openai:{model}:{n}", limit=2)
+    key = render_key(tenant, spec, {"model": "gpt", "n": 3}, "concurrency")
+    assert key == f"{tenant.hex}:openai:gpt:3"
+    with pytest.raises(DefinitionError, match="names input 'model'"):
+        render_key(tenant, spec, {"n": 1}, "concurrency")
+    with pytest.raises(DefinitionError, match="renders longer"):
+        render_key(tenant, spec, {"model": "x" * 300, "n": 1}, "concurrency")
+
+
+@pytest.mark.parametrize("template", ["{", "{a.b}", "{0}", "{}"])
+def test_a_bad_key_template_is_refused(template: str) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_spec(
+            {
+                "name": "w",
+                "steps": [{"key": "a", "task": "t", "concurrency": {"key": template, "limit": 1}}],
+            }
+        )
+    assert caught.value.field == "steps[0].concurrency.key"
