@@ -23,7 +23,8 @@ def connect(app: Celery, runtime: Runtime) -> None:
     def _init(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
             return
-        configure_logging(runtime.settings.log_level, runtime.settings.secret_values())
+        settings = runtime.settings
+        configure_logging(settings.log_level, settings.secret_values(), settings.log_format)
         runtime.registry.load_modules(runtime.settings.step_modules)
 
     @worker_ready.connect(weak=False)

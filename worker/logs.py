@@ -2,13 +2,59 @@
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import traceback
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 #: Record attributes printed after the message, in this order, when present.
 FIELDS = ("action", "run_id", "step_id", "key", "attempt", "owner", "workflow")
+
+
+#: The ids of the attempt this thread runs now: added to every line logged meanwhile,
+#: whoever logs it (cairn, Celery, the step's own loggers).
+_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "cairn_attempt", default=None
+)
+
+
+@contextmanager
+def attempt_context(**ids: Any) -> Iterator[None]:
+    """Tag every line logged inside with ``ids`` (run_id, step_id, key, attempt)."""
+    token = _current.set(ids)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    found = dict(_current.get() or {})
+    found.update({name: getattr(record, name) for name in FIELDS if hasattr(record, name)})
+    return found
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the ids (run_id, step_id,
+    key, attempt, ...) of the attempt it was logged in, and the traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(_fields(record))
+        if record.exc_info:
+            line["exc"] = record.exc_text or self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class EventFormatter(logging.Formatter):
@@ -19,7 +65,7 @@ class EventFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = [f"{name}={getattr(record, name)}" for name in FIELDS if hasattr(record, name)]
+        extras = [f"{name}={value}" for name, value in _fields(record).items()]
         if not extras:
             return line
         head, sep, tail = line.partition("\n")  # keep a traceback below the fields
@@ -68,15 +114,21 @@ def _masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return record
 
 
-def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """Send cairn's loggers to stderr with the event format; mask ``secrets`` everywhere."""
+def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), fmt: str = "text") -> None:
+    """Send cairn's loggers to stderr in ``fmt`` (``text``: the event format; ``json``:
+    one object a line); mask ``secrets`` everywhere. In JSON, the root logger (the
+    step modules' own loggers) gets the same handler when nothing else handles it."""
     mask_secrets(secrets)
     handler = logging.StreamHandler()
-    handler.setFormatter(EventFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else EventFormatter())
     logger = logging.getLogger("cairn")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    root = logging.getLogger()
+    if fmt == "json" and not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(level)
 
 
 class BoundLogger(logging.LoggerAdapter[logging.Logger]):

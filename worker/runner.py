@@ -37,6 +37,7 @@ from worker.errors import (
 from worker.faults import server_fault
 from worker.heartbeat import Heartbeat
 from worker.ids import new_id
+from worker.logs import attempt_context
 from worker.machine.claim import ClaimedStep, Throttled, claim_step, verify_claim
 from worker.machine.complete import Completion
 from worker.machine.continuation import Continued, Inline, complete_and_continue, verify_continued
@@ -105,14 +106,18 @@ def _run_attempt(
 ) -> ClaimedStep | None:
     """Run one claimed attempt; the next step to run inline, if its completion claimed one."""
     att = Attempt(runtime, claimed)
-    att.log.info("step started", extra={"action": "claim_step", "owner": claimed.fence.owner})
-    heartbeat = Heartbeat(
-        runtime.engine, claimed.fence, att, runtime.settings.lease_s, claimed.timeout_s
-    ).start()
-    try:
-        continued = _run_and_record(runtime, att, lambda: _inline(runtime, queue, deadline))
-    finally:
-        heartbeat.stop()
+    fence = claimed.fence
+    with attempt_context(
+        run_id=fence.run_id, step_id=fence.step_id, key=claimed.key, attempt=fence.attempt
+    ):
+        att.log.info("step started", extra={"action": "claim_step", "owner": fence.owner})
+        heartbeat = Heartbeat(
+            runtime.engine, fence, att, runtime.settings.lease_s, claimed.timeout_s
+        ).start()
+        try:
+            continued = _run_and_record(runtime, att, lambda: _inline(runtime, queue, deadline))
+        finally:
+            heartbeat.stop()
     runtime.dispatcher.send(continued.completion.messages)
     return continued.next
 

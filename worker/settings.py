@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     #: Tenant used when a caller names none (single-tenant installs).
     default_tenant: str = "default"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: ``text`` (a line with key=value ids) or ``json`` (one object a line, for a log
+    #: pipeline); both carry run_id, step and attempt on every line logged in a step.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("notify_hook")
     @classmethod

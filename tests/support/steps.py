@@ -6,6 +6,7 @@ an input every such test passes: the file is the outside witness of each executi
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -323,3 +324,11 @@ def parent(
     ]
     outputs = [ctx.wait_child(child) for child in children]
     return {"children": children, "outputs": outputs}
+
+
+@step("t.logs")
+def logs(ctx: StepContext, **_: Any) -> dict[str, Any]:
+    """Logs through ctx.log and through a logger of its own module."""
+    ctx.log.info("from ctx.log")
+    logging.getLogger("user.steps").warning("from my own logger")
+    return {}
