@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
 
+from worker import metrics
 from worker.logs import configure_logging
 from worker.runtime import Runtime
 from worker.workers import WorkerHeartbeat, register_worker, stop_worker
@@ -26,6 +30,21 @@ def connect(app: Celery, runtime: Runtime) -> None:
         settings = runtime.settings
         configure_logging(settings.log_level, settings.secret_values(), settings.log_format)
         runtime.registry.load_modules(runtime.settings.step_modules)
+        if settings.metrics_port is not None:
+            folder = settings.metrics_dir or Path(tempfile.gettempdir()) / (
+                f"cairn-metrics-{os.getpid()}"
+            )
+            metrics.serve_multiprocess(settings.metrics_port, folder, settings.metrics_host)
+            log.info(
+                "metrics on http://%s:%d/metrics",
+                settings.metrics_host,
+                settings.metrics_port,
+                extra={"action": "serve_metrics"},
+            )
+
+    @worker_process_shutdown.connect(weak=False)
+    def _child_exit(pid: int | None = None, **_: Any) -> None:
+        metrics.child_exited(pid or os.getpid())
 
     @worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:

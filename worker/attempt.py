@@ -19,6 +19,7 @@ from db.session import run_transaction
 from db.states import WaitKind
 from db.types import utcnow
 from db.views import money
+from worker import metrics
 from worker.artifacts import object_key
 from worker.errors import RunCancelled, StaleAttempt, StepSuspended, StepTimeout
 from worker.logs import BoundLogger
@@ -94,7 +95,8 @@ class Attempt:
             return Records(list(r.costs), list(r.messages), list(r.artifacts))
 
     def clear_records(self, committed: Records) -> None:
-        """Forget the records that were just committed."""
+        """Forget the records that were just committed (their costs are counted)."""
+        metrics.spent(committed.costs)
         with self._lock:
             r = self._records
             r.costs = r.costs[len(committed.costs) :]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from db.session import run_transaction
 from db.types import utcnow
-from worker import notify
+from worker import metrics, notify
 from worker.errors import CairnError
 from worker.machine.approvals import expire_due
 from worker.machine.concurrency import wake_all
@@ -54,6 +54,9 @@ def reap(runtime: Runtime) -> None:
             silent,
             extra={"action": "reap"},
         )
+    metrics.recovered("reaper_requeued", len(reaped.requeued))
+    metrics.recovered("reaper_failed", reaped.failed)
+    metrics.recovered("reaper_cancelled", reaped.cancelled)
     runtime.dispatcher.send(reaped.requeued, urgent=True)
 
 
@@ -80,6 +83,8 @@ def reconcile(runtime: Runtime) -> None:
         runtime.dispatcher.declare_queues(m.queue for m in stale)
     # At their own priority: only steps of crashed attempts go first, or a backlog sent
     # again would crowd them out.
+    metrics.recovered("reconciler_redispatched", len(stale))
+    metrics.recovered("reconciler_requeued_due", len(due))
     runtime.dispatcher.send(stale)
     runtime.dispatcher.send(due)
 

@@ -18,7 +18,7 @@ from typing import Any
 from db.session import run_transaction
 from db.states import RunStatus, StepStatus
 from db.types import utcnow
-from worker import blobs
+from worker import blobs, metrics
 from worker.attempt import Attempt
 from worker.blobs import BlobRef
 from worker.context import Approval, StepContext
@@ -42,6 +42,7 @@ from worker.machine.claim import ClaimedStep, Throttled, claim_step, verify_clai
 from worker.machine.complete import Completion
 from worker.machine.continuation import Continued, Inline, complete_and_continue, verify_continued
 from worker.machine.fail import cancel_step, fail_step, release_step, verify_ended
+from worker.machine.records import Records
 from worker.machine.retry import RetryDecision, decide, decide_release
 from worker.runtime import Runtime
 
@@ -111,6 +112,10 @@ def _run_attempt(
         run_id=fence.run_id, step_id=fence.step_id, key=claimed.key, attempt=fence.attempt
     ):
         att.log.info("step started", extra={"action": "claim_step", "owner": fence.owner})
+        waited = claimed.started_at - claimed.queued_at if claimed.queued_at else None
+        metrics.claimed(
+            claimed.workflow, claimed.key, None if waited is None else waited.total_seconds()
+        )
         heartbeat = Heartbeat(
             runtime.engine, fence, att, runtime.settings.lease_s, claimed.timeout_s
         ).start()
@@ -160,11 +165,13 @@ def _run_and_record(
             retry_for_s=runtime.settings.server_retry_s,
         )
     except StepSuspended:
+        _ended(att, "waiting")
         return NOTHING  # committed: the step waits, holding no worker
     except StaleAttempt as exc:
         att.log.warning(
             "attempt superseded, nothing recorded: %s", exc, extra={"action": "lose_lease"}
         )
+        _ended(att, "superseded")
         return NOTHING
     except RunCancelled:
         records = att.pending_records()
@@ -175,6 +182,7 @@ def _run_and_record(
             lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
         )
         att.log.info("step stopped: run cancelled", extra={"action": "cancel_step"})
+        _ended(att, "cancelled", records)
         return NOTHING
     except Exception as exc:
         fault = server_fault(exc)
@@ -184,7 +192,19 @@ def _run_and_record(
             _record_failure(runtime, att, exc)
         return NOTHING
     att.log.info("step succeeded", extra={"action": "complete_step"})
+    duration = (utcnow() - claimed.started_at).total_seconds()
+    _ended(att, "succeeded", records, duration)
     return continued
+
+
+def _ended(
+    att: Attempt, outcome: str, records: Records | None = None, duration_s: float | None = None
+) -> None:
+    """Count the attempt's end (and the costs it committed) in the worker's metrics."""
+    claimed = att.claimed
+    metrics.ended(claimed.workflow, claimed.key, outcome, duration_s)
+    if records is not None:
+        metrics.spent(records.costs)
 
 
 #: An attempt that set nothing in motion.
@@ -230,6 +250,7 @@ def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> None:
             extra={"action": "release_step", "server": fault.server},
         )
         return
+    _ended(att, "released", records)
     att.log.warning(
         "attempt released, %s unavailable: %s; the step runs again at %s, no attempt spent",
         fault.server,
@@ -260,6 +281,7 @@ def _record_failure(
             lambda s: cancel_step(s, fence, records, utcnow()),
             lambda s: verify_ended(s, fence, StepStatus.CANCELLED),
         )
+        _ended(att, "cancelled", records)
         return
     now = utcnow()
     policy = claimed.retry.model_copy(update={"max_attempts": claimed.max_attempts})
@@ -286,6 +308,8 @@ def _record_failure(
             extra={"action": "fail_step"},
         )
         return
+    if status is not None:
+        _ended(att, "retried" if decision.retry else "failed", records)
     # The traceback logged is the recorded one, with every secret masked: a step's
     # exception may quote a URL with a password in it.
     att.log.log(

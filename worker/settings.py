@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     #: ``text`` (a line with key=value ids) or ``json`` (one object a line, for a log
     #: pipeline); both carry run_id, step and attempt on every line logged in a step.
     log_format: Literal["text", "json"] = "text"
+    #: A worker (or beat) serves Prometheus ``/metrics`` on this port; None: it does not.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    #: Where prefork children keep their counts (emptied when the worker starts); a
+    #: private folder under the system's temp folder when None.
+    metrics_dir: Path | None = None
 
     @field_validator("notify_hook")
     @classmethod

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from db.session import async_transaction, make_async_engine
 from worker import __version__
-from worker.api import approvals, artifacts, catalog, errors, runs, ui
+from worker.api import approvals, artifacts, catalog, errors, metrics, runs, ui
 from worker.api.bodies import ERRORS, Health
 from worker.api.state import ApiState, State
 from worker.app import make_celery
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.middleware("http")(_limit_body)
-    for router in (runs.router, artifacts.router, catalog.router, approvals.router):
+    for router in (runs.router, artifacts.router, catalog.router, approvals.router, metrics.router):
         app.include_router(router, responses=ERRORS)
     ui.install(app)
     app.add_api_route(
