@@ -128,9 +128,7 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
 STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
     # A map step succeeds without running: the last of its elements joins it.
     StepStatus.PENDING: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED, StepStatus.SUCCEEDED}),
-    StepStatus.QUEUED: frozenset(
-        {StepStatus.RUNNING, StepStatus.THROTTLED, StepStatus.CANCELLED}
-    ),
+    StepStatus.QUEUED: frozenset({StepStatus.RUNNING, StepStatus.THROTTLED, StepStatus.CANCELLED}),
     StepStatus.THROTTLED: frozenset({StepStatus.QUEUED, StepStatus.CANCELLED}),
     StepStatus.RUNNING: frozenset(
         {
