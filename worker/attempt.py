@@ -218,6 +218,20 @@ class Attempt:
         )
         return None if left is None else money(left - self.pending_records().usd())
 
+    def rate_limit(self, name: str, tokens: int = 0) -> float:
+        """Block until the named limit admits one request and ``tokens``; seconds waited.
+        The wait stops (raising) if the run is cancelled, the lease lost or time is up."""
+        waited = self.runtime.rate_limiter.acquire(name, tokens, check=self.raise_if_stopped)
+        metrics.rate_limited(name, waited)
+        if waited > 0.05:
+            self.log.info(
+                "waited %.2f s for rate limit %s",
+                waited,
+                name,
+                extra={"action": "rate_limit", "limit": name},
+            )
+        return waited
+
     def blob_key(self, name: str) -> str:
         """The object key of a value this attempt stores (outputs, checkpoint states)."""
         c = self.claimed

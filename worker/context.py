@@ -287,6 +287,13 @@ class StepContext:
         assert length is not None
         self._attempt.sleep(length)
 
+    def rate_limit(self, name: str, tokens: int = 0) -> float:
+        """Wait until the named rate limit (``CAIRN_RATE_LIMITS``) admits one request and
+        ``tokens`` tokens, across every worker; return the seconds waited. Call it before
+        each call to the API it limits."""
+        limits.check_int("tokens", tokens, 0, limits.TOKENS_MAX)
+        return self._attempt.rate_limit(name, tokens)
+
     @property
     def budget_left(self) -> Decimal | None:
         """Money left before the run pauses (the least of its budget and its tenant's

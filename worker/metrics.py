@@ -42,6 +42,8 @@ class _Metrics:
     spend: Counter
     tokens: Counter
     recovery: Counter
+    rate_waits: Counter
+    rate_waited: Counter
 
 
 _made: list[_Metrics] = []
@@ -84,6 +86,12 @@ def _make() -> _Metrics:
             "cairn_tokens",
             "Tokens recorded by steps, committed",
             ["provider", "model", "direction"],
+        ),
+        rate_waits=Counter(
+            "cairn_rate_limit_waits", "Takes of a rate limit that had to wait", ["limit"]
+        ),
+        rate_waited=Counter(
+            "cairn_rate_limit_wait_seconds", "Time spent waiting for rate limits", ["limit"]
         ),
         recovery=Counter(
             "cairn_recovery_actions",
@@ -128,6 +136,14 @@ def spent(costs: Iterable[Any]) -> None:
             m.tokens.labels(cost.provider, cost.model, "input").inc(cost.input_tokens)
         if cost.output_tokens:
             m.tokens.labels(cost.provider, cost.model, "output").inc(cost.output_tokens)
+
+
+def rate_limited(name: str, waited_s: float) -> None:
+    """A rate limit was taken after ``waited_s`` seconds (counted when it had to wait)."""
+    if waited_s > 0:
+        m = _metrics()
+        m.rate_waits.labels(name).inc()
+        m.rate_waited.labels(name).inc(waited_s)
 
 
 def recovered(action: str, count: int) -> None:

@@ -153,6 +153,8 @@ def _run_and_record(
         if claimed.approve:
             gate = claimed.approve
             Approval.of(att.wait_for_approval(gate), gate["title"])
+        for name in claimed.rate_limits:
+            att.rate_limit(name)
         with _time_limit(claimed.timeout_s):
             result = _call(fn, ctx, inputs)
         output = _store_output(runtime, att, result)

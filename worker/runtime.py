@@ -12,6 +12,7 @@ from db.session import make_engine
 from worker.artifacts import ArtifactStore, make_store
 from worker.dispatch import Dispatcher
 from worker.faults import RetryingStore
+from worker.ratelimit import RateLimiter
 from worker.registry import StepRegistry
 from worker.settings import Settings
 
@@ -31,6 +32,11 @@ class Runtime:
     def engine(self) -> Engine:
         """The SQLAlchemy engine of this process."""
         return make_engine(self.settings)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """The named rate limits of the settings, their buckets in Redis."""
+        return RateLimiter(self.settings)
 
     @cached_property
     def store(self) -> ArtifactStore:

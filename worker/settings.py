@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -20,6 +20,30 @@ from worker.errors import ConfigurationError
 
 ENV_PREFIX = "CAIRN_"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class RateLimit(BaseModel):
+    """A named limit of a paid API: requests and tokens per second or per minute (any of
+    them; each is a token bucket holding one period's worth)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_s: float | None = Field(None, gt=0)
+    requests_per_min: float | None = Field(None, gt=0)
+    tokens_per_s: float | None = Field(None, gt=0)
+    tokens_per_min: float | None = Field(None, gt=0)
+
+    def buckets(self) -> list[tuple[str, float, float]]:
+        """``(dimension, refill per second, capacity)`` of each bucket of this limit."""
+        found = []
+        for dimension in ("requests", "tokens"):
+            per_s = getattr(self, f"{dimension}_per_s")
+            per_min = getattr(self, f"{dimension}_per_min")
+            if per_s is not None:
+                found.append((f"{dimension}/s", per_s, per_s))
+            if per_min is not None:
+                found.append((f"{dimension}/min", per_min / 60, per_min))
+        return found
 
 
 class Settings(BaseSettings):
@@ -140,6 +164,12 @@ class Settings(BaseSettings):
     #: Where prefork children keep their counts (emptied when the worker starts); a
     #: private folder under the system's temp folder when None.
     metrics_dir: Path | None = None
+    #: Named rate limits, as JSON: ``{"openai:gpt-4o": {"requests_per_min": 500,
+    #: "tokens_per_min": 200000}}``; taken with ``ctx.rate_limit(name, tokens=...)`` or a
+    #: step's ``rate_limits``. Their buckets live in Redis (``rate_limit_url``).
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    #: The Redis of the rate limits' buckets; the broker's when None (then a Redis broker).
+    rate_limit_url: str | None = Field(None, repr=False)
 
     @field_validator("notify_hook")
     @classmethod
@@ -228,6 +258,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret cairn knows of, to mask in error records and logs."""
         found = [self.db_url.password, make_url_password(self.broker_url)]
+        if self.rate_limit_url:
+            found.append(make_url_password(self.rate_limit_url))
         keys = (self.s3_access_key, self.s3_secret_key, self.flower_password, self.notify_hook)
         found += [s.get_secret_value() for s in keys if s]
         return [str(value) for value in found if value]

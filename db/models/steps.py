@@ -99,6 +99,9 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
     #: at most ``concurrency_limit`` attempts with one key run at once.
     concurrency_key: Mapped[str | None] = mapped_column(String(300))
     concurrency_limit: Mapped[int | None]
+    #: Named rate limits (``CAIRN_RATE_LIMITS``) the step takes one request from before
+    #: its code runs.
+    rate_limits: Mapped[list[str] | None] = mapped_column(NullableJSON)
 
 
 class StepEdge(IdMixin, Base):

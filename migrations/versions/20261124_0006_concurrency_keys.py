@@ -1,4 +1,5 @@
-"""Per-key concurrency: a step's concurrency key and limit, and the ``throttled`` state.
+"""Flow control: a step's concurrency key and limit, the ``throttled`` state, and the
+rate limits a step takes before its code runs.
 
 Revision ID: 0006
 Revises: 0005
@@ -9,6 +10,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import db.types
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -37,12 +40,14 @@ def upgrade() -> None:
     with op.batch_alter_table("workflow_steps") as batch:
         batch.add_column(sa.Column("concurrency_key", sa.String(length=300), nullable=True))
         batch.add_column(sa.Column("concurrency_limit", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("rate_limits", db.types.JSONValue, nullable=True))
         batch.create_index(op.f(INDEX), ["concurrency_key", "status", "queued_at"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("workflow_steps") as batch:
         batch.drop_index(op.f(INDEX))
+        batch.drop_column("rate_limits")
         batch.drop_column("concurrency_limit")
         batch.drop_column("concurrency_key")
     _swap_check(STEP_BEFORE)

@@ -332,3 +332,15 @@ def logs(ctx: StepContext, **_: Any) -> dict[str, Any]:
     ctx.log.info("from ctx.log")
     logging.getLogger("user.steps").warning("from my own logger")
     return {}
+
+
+@step("t.ratelimited")
+def ratelimited(
+    ctx: StepContext, calls: int = 10, tokens: int = 0, trace_dir: str | None = None, **_: Any
+) -> dict[str, Any]:
+    """Calls a rate-limited API ``calls`` times; one trace line (its time) per call."""
+    waited = 0.0
+    for _ in range(calls):
+        waited += ctx.rate_limit("test:api", tokens=tokens)
+        _trace(trace_dir, f"call {time.time()}")
+    return {"waited": waited}

@@ -179,6 +179,9 @@ class StepSpec(_Strict):
     approve: ApprovalGate | None = None
     #: At most ``limit`` attempts with the same key at once (the workflow's, when None).
     concurrency: ConcurrencySpec | None = None
+    #: Named rate limits (``CAIRN_RATE_LIMITS``) each attempt takes one request from
+    #: before its code runs (``ctx.rate_limit`` takes more, with tokens, in the code).
+    rate_limits: tuple[StrictStr, ...] = Field((), max_length=10)
 
     @model_validator(mode="after")
     def _task_or_map(self) -> StepSpec:
@@ -222,4 +225,6 @@ class WorkflowSpec(_Strict):
             for optional in ("approve", "map", "concurrency"):
                 if step.get(optional) is None:
                     step.pop(optional, None)
+            if not step.get("rate_limits"):
+                step.pop("rate_limits", None)
         return body

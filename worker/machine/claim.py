@@ -50,6 +50,8 @@ class ClaimedStep:
     wait_resumes: int
     #: The definition's approve gate, asked before the step's code runs.
     approve: dict[str, Any] | None
+    #: Named rate limits taken (one request each) before the step's code runs.
+    rate_limits: tuple[str, ...]
     #: The run's status at the claim: a paused run's step waits for its new budget.
     run_status: str
     timeout_s: float | None
@@ -86,6 +88,7 @@ class ClaimedStep:
             server_releases=step.server_releases,
             wait_resumes=step.wait_resumes,
             approve=step.approve,
+            rate_limits=tuple(step.rate_limits or ()),
             run_status=run_status,
             timeout_s=step.timeout_s,
             queued_at=step.queued_at,
@@ -235,6 +238,7 @@ def verify_claim(
                 WorkflowStep.queued_at,
                 WorkflowStep.started_at,
                 WorkflowStep.inputs.label("step_inputs"),
+                WorkflowStep.rate_limits,
             ).where(
                 WorkflowStep.id == step_id,
                 WorkflowStep.status == StepStatus.RUNNING,

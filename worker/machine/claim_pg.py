@@ -28,7 +28,7 @@ WITH claimed AS (
      WHERE id = :step_id AND status = :claim_source AND attempt = :attempt
        AND concurrency_key IS NULL
  RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
-           timeout_s, queued_at, started_at, approve, inputs AS step_inputs
+           timeout_s, queued_at, started_at, approve, inputs AS step_inputs, rate_limits
 ), started AS (
     UPDATE workflow_runs
        SET status = :start_target, started_at = :now, updated_at = :now
@@ -40,7 +40,8 @@ WITH claimed AS (
  RETURNING id
 )
 SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wait_resumes,
-       c.timeout_s, c.queued_at, c.started_at, c.approve, c.step_inputs, r.inputs, r.tenant_id,
+       c.timeout_s, c.queued_at, c.started_at, c.approve, c.step_inputs, c.rate_limits,
+       r.inputs, r.tenant_id,
        r.status AS run_status, d.name AS workflow,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(u.key, u.output, u.output_blob_key,
                                                     u.output_sha256)), '[]'::jsonb)
@@ -73,6 +74,7 @@ STATEMENT = (
         retry=JSON(),
         approve=JSON(),
         step_inputs=JSON(),
+        rate_limits=JSON(),
         inputs=JSON(),
         upstream=JSON(),
         checkpoint=JSON(),

@@ -179,6 +179,7 @@ def expand_map(
                     "inputs": {"item": item, "index": i},
                     "map_parent_id": map_step_id,
                     "map_index": i,
+                    "rate_limits": node.rate_limits,
                     "concurrency_key": keys[i],
                     "concurrency_limit": concurrency.limit if keys[i] else None,
                     "created_at": now,

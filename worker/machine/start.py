@@ -429,6 +429,7 @@ def plan_steps(
             "priority": step_priority,
             "approve": gate_columns(step.approve) if step.approve else None,
             "map": _map_column(step, spec),
+            "rate_limits": list(step.rate_limits) or None,
             "inputs": step_inputs.get(key),
             **_concurrency(step, spec, tenant_id, dict(inputs or {}) | step_inputs.get(key, {})),
             "status": StepStatus.PENDING,

@@ -27,6 +27,7 @@ def test_step_context_is_the_users_api_only() -> None:
         "sleep",
         "budget_left",
         "start_child",
+        "rate_limit",
         "wait_child",
     }
 
