@@ -6,7 +6,7 @@ from celery import Celery, Task
 
 from db.session import run_transaction
 from db.types import utcnow
-from worker import wire
+from worker import tracing, wire
 from worker.ids import parse_id
 from worker.machine.recovery import requeue_retrying
 from worker.runner import execute_step
@@ -19,7 +19,13 @@ def register(app: Celery, runtime: Runtime) -> None:
     @app.task(name=wire.EXECUTE_STEP, ignore_result=True, acks_late=True, bind=True)
     def execute_step_task(self: Task, step_id: str, attempt: int) -> None:  # type: ignore[type-arg]
         queue = (self.request.delivery_info or {}).get("routing_key")
-        execute_step(runtime, parse_id(step_id, "step_id"), int(attempt), queue)
+        request = self.request
+        headers = {
+            k: v
+            for k in tracing.CONTEXT_KEYS
+            if (v := getattr(request, k, None) or (request.headers or {}).get(k))
+        }
+        execute_step(runtime, parse_id(step_id, "step_id"), int(attempt), queue, headers)
 
     @app.task(name=wire.REQUEUE_STEP, ignore_result=True, acks_late=True)
     def requeue_step_task(step_id: str, attempt: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
 
-from worker import metrics
+from worker import metrics, tracing
 from worker.logs import configure_logging
 from worker.runtime import Runtime
 from worker.workers import WorkerHeartbeat, register_worker, stop_worker
@@ -45,6 +45,7 @@ def connect(app: Celery, runtime: Runtime) -> None:
     @worker_process_shutdown.connect(weak=False)
     def _child_exit(pid: int | None = None, **_: Any) -> None:
         metrics.child_exited(pid or os.getpid())
+        tracing.shutdown()  # export the child's last spans
 
     @worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:

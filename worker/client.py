@@ -47,7 +47,7 @@ from db.views import (
     ScheduleView,
     WorkerView,
 )
-from worker import blobs, limits
+from worker import blobs, limits, tracing
 from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.diff import RunDiff, diff_runs, load_side
@@ -141,10 +141,12 @@ class Client:
                 "priority": priority,
             }
         )
-        started = start_run(
-            self.runtime.engine, self.settings, request, self.registered_step_names()
-        )
-        self.runtime.dispatcher.send(started.messages)
+        # Without a span of the caller's, the start is the root of the run's trace.
+        with tracing.start_span("cairn.start_run", workflow=workflow or "(spec)"):
+            started = start_run(
+                self.runtime.engine, self.settings, request, self.registered_step_names()
+            )
+            self.runtime.dispatcher.send(started.messages)
         return started.run_id
 
     def _tenant_id(self, session: Session, run_id: uuid.UUID | None = None) -> uuid.UUID:

@@ -17,6 +17,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from worker import tracing
 from worker.app import URGENT, wire_priority
 from worker.machine.messages import StepMessage
 from worker.wire import EXECUTE_STEP, REQUEUE_STEP
@@ -51,6 +52,8 @@ class Dispatcher:
             except Exception as exc:  # the send below logs the broker's state per message
                 log.warning("could not declare queues: %s", exc, extra={"action": "dispatch"})
         sent = 0
+        # The sender's trace context rides in the headers: the attempt's span is its child.
+        headers = tracing.current_context()
         for m in messages:
             priority = URGENT if urgent else m.priority
             try:
@@ -61,6 +64,7 @@ class Dispatcher:
                     queue=m.queue,
                     priority=wire_priority(self._broker_url, priority),
                     shadow=f"cairn.step {m.key} ({m.task})",
+                    headers=headers,
                 )
                 sent += 1
             except Exception as exc:  # kombu raises several types for a broker that is down

@@ -18,7 +18,7 @@ from typing import Any
 from db.session import run_transaction
 from db.states import RunStatus, StepStatus
 from db.types import utcnow
-from worker import blobs, metrics
+from worker import blobs, metrics, tracing
 from worker.attempt import Attempt
 from worker.blobs import BlobRef
 from worker.context import Approval, StepContext
@@ -52,13 +52,19 @@ INLINE_BUDGET_S = 1.0
 
 
 def execute_step(
-    runtime: Runtime, step_id: uuid.UUID, attempt: int, queue: str | None = None
+    runtime: Runtime,
+    step_id: uuid.UUID,
+    attempt: int,
+    queue: str | None = None,
+    trace_headers: dict[str, str] | None = None,
 ) -> None:
     """Run ``attempt`` of step ``step_id`` if it is still claimable; drop the message if not.
 
     ``queue`` is the queue the message came from: a dependent on that queue that this
     completion alone released is run next in this process (inline continuation).
+    ``trace_headers``: the sender's trace context, the parent of the attempt's span.
     """
+    tracing.ensure_setup("cairn-worker")
     owner = _new_owner(runtime)
     try:
         found: ClaimedStep | Throttled | None = run_transaction(
@@ -95,7 +101,8 @@ def execute_step(
     # recovered step (sent first in its queue) never waits behind a long chain.
     deadline = time.monotonic() + INLINE_BUDGET_S
     while claimed is not None:
-        claimed = _run_attempt(runtime, claimed, queue, deadline)
+        claimed = _run_attempt(runtime, claimed, queue, deadline, trace_headers)
+        trace_headers = None  # a step continued inline hangs off its run's context
 
 
 def _new_owner(runtime: Runtime) -> str:
@@ -103,13 +110,29 @@ def _new_owner(runtime: Runtime) -> str:
 
 
 def _run_attempt(
-    runtime: Runtime, claimed: ClaimedStep, queue: str | None, deadline: float
+    runtime: Runtime,
+    claimed: ClaimedStep,
+    queue: str | None,
+    deadline: float,
+    trace_headers: dict[str, str] | None = None,
 ) -> ClaimedStep | None:
     """Run one claimed attempt; the next step to run inline, if its completion claimed one."""
     att = Attempt(runtime, claimed)
     fence = claimed.fence
-    with attempt_context(
-        run_id=fence.run_id, step_id=fence.step_id, key=claimed.key, attempt=fence.attempt
+    with (
+        attempt_context(
+            run_id=fence.run_id, step_id=fence.step_id, key=claimed.key, attempt=fence.attempt
+        ),
+        tracing.attempt_span(
+            claimed.key,
+            trace_headers,
+            claimed.trace_context,
+            run_id=fence.run_id,
+            step=claimed.key,
+            attempt=fence.attempt,
+            workflow=claimed.workflow,
+            tenant_id=claimed.tenant_id,
+        ),
     ):
         att.log.info("step started", extra={"action": "claim_step", "owner": fence.owner})
         waited = claimed.started_at - claimed.queued_at if claimed.queued_at else None
@@ -123,7 +146,7 @@ def _run_attempt(
             continued = _run_and_record(runtime, att, lambda: _inline(runtime, queue, deadline))
         finally:
             heartbeat.stop()
-    runtime.dispatcher.send(continued.completion.messages)
+        runtime.dispatcher.send(continued.completion.messages)  # in the span: its children
     return continued.next
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, CreatedMixin, IdMixin
 from db.states import RunStatus, check_in
+from db.types import NullableJSON
 
 #: Money columns: 18 digits, 8 after the point (fractions of a cent per token add up).
 Money = Numeric(18, 8)
@@ -68,6 +69,9 @@ class WorkflowRun(IdMixin, CreatedMixin, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
+    #: The W3C trace context its start was made in (OpenTelemetry): its steps' spans
+    #: join that trace.
+    trace_context: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
 
 
 class Branch(IdMixin, CreatedMixin, Base):

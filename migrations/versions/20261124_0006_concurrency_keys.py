@@ -1,5 +1,5 @@
 """Flow control: a step's concurrency key and limit, the ``throttled`` state, and the
-rate limits a step takes before its code runs.
+rate limits a step takes before its code runs; a run's trace context (OpenTelemetry).
 
 Revision ID: 0006
 Revises: 0005
@@ -42,9 +42,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("concurrency_limit", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("rate_limits", db.types.JSONValue, nullable=True))
         batch.create_index(op.f(INDEX), ["concurrency_key", "status", "queued_at"])
+    with op.batch_alter_table("workflow_runs") as batch:
+        batch.add_column(sa.Column("trace_context", db.types.JSONValue, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("workflow_runs") as batch:
+        batch.drop_column("trace_context")
     with op.batch_alter_table("workflow_steps") as batch:
         batch.drop_index(op.f(INDEX))
         batch.drop_column("rate_limits")

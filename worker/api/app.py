@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from db.session import async_transaction, make_async_engine
-from worker import __version__
+from worker import __version__, tracing
 from worker.api import approvals, artifacts, catalog, errors, metrics, runs, ui
 from worker.api.bodies import ERRORS, Health
 from worker.api.state import ApiState, State
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing.ensure_setup("cairn-api")
         celery = make_celery(settings)
         engine = make_async_engine(settings)
         app.state.cairn = ApiState(settings, engine, Dispatcher(celery))

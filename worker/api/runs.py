@@ -14,7 +14,7 @@ from db.repositories import CostRepository, RunRepository
 from db.states import RunStatus
 from db.types import utcnow
 from db.views import CostSummary, RunView, StepDetail, StepView
-from worker import blobs
+from worker import blobs, tracing
 from worker.api.bodies import (
     CancelBody,
     CancelledBody,
@@ -52,9 +52,11 @@ async def start_run(
     """
     fields = body.model_dump(exclude_unset=True)
     request = StartRequest.parse({**fields, "tenant": caller.tenant})
-    plan = plan_start(state.settings, request, await state.step_names())
-    started = await start_run_async(state.engine, plan)
-    await state.send(started.messages)
+    names = await state.step_names()
+    with tracing.start_span("cairn.start_run", workflow=request.workflow or "(spec)"):
+        plan = plan_start(state.settings, request, names)
+        started = await start_run_async(state.engine, plan)
+        await state.send(started.messages)
     if not started.created:
         response.status_code = 200
     return StartedBody(run_id=started.run_id, created=started.created)

@@ -52,6 +52,8 @@ class ClaimedStep:
     approve: dict[str, Any] | None
     #: Named rate limits taken (one request each) before the step's code runs.
     rate_limits: tuple[str, ...]
+    #: The W3C trace context of the run (its attempt spans join that trace).
+    trace_context: dict[str, Any] | None
     #: The run's status at the claim: a paused run's step waits for its new budget.
     run_status: str
     timeout_s: float | None
@@ -63,14 +65,14 @@ class ClaimedStep:
         cls,
         fence: Fence,
         step: Any,
-        run: tuple[dict[str, Any], str, uuid.UUID, str],
+        run: tuple[dict[str, Any], str, uuid.UUID, str, dict[str, Any] | None],
         upstream: Iterable[Sequence[Any]],
         checkpoint: Sequence[Any] | None,
     ) -> ClaimedStep:
         """Build the claimed attempt from what the claim read: the step row (its columns
         by name), the run's ``(inputs, workflow name, tenant id, status)``, the upstream steps'
         ``(key, output, blob key, sha256)`` and the last ``(seq, state, blob key, sha256)``."""
-        run_inputs, workflow, tenant_id, run_status = run
+        run_inputs, workflow, tenant_id, run_status, trace_context = run
         return cls(
             fence=fence,
             tenant_id=tenant_id,
@@ -89,6 +91,7 @@ class ClaimedStep:
             wait_resumes=step.wait_resumes,
             approve=step.approve,
             rate_limits=tuple(step.rate_limits or ()),
+            trace_context=trace_context,
             run_status=run_status,
             timeout_s=step.timeout_s,
             queued_at=step.queued_at,
@@ -128,7 +131,13 @@ def claim_step(
         found = claim_pg.claim_row(session, step_id, attempt, owner, lease_s, now)
         if found is not None:
             fence = Fence(step_id, found.run_id, attempt, owner)
-            run = (found.inputs, found.workflow, found.tenant_id, found.run_status)
+            run = (
+                found.inputs,
+                found.workflow,
+                found.tenant_id,
+                found.run_status,
+                found.trace_context,
+            )
             return ClaimedStep.of(fence, found, run, found.upstream, found.checkpoint)
     else:
         claimed = _claim(session, step_id, attempt, owner, lease_s, now, unkeyed=True)
@@ -250,7 +259,7 @@ def verify_claim(
     )
     if step is None:
         return None
-    run_inputs, workflow, tenant_id, run_status = (
+    run_inputs, workflow, tenant_id, run_status, trace_context = (
         session.connection()
         .execute(
             select(
@@ -258,6 +267,7 @@ def verify_claim(
                 WorkflowDefinition.name,
                 WorkflowRun.tenant_id,
                 WorkflowRun.status,
+                WorkflowRun.trace_context,
             )
             .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
             .where(WorkflowRun.id == step.run_id)
@@ -275,7 +285,7 @@ def verify_claim(
         )
         .first()
     )
-    run = (run_inputs, workflow, tenant_id, run_status)
+    run = (run_inputs, workflow, tenant_id, run_status, trace_context)
     fence = Fence(step_id, step.run_id, attempt, owner)
     return ClaimedStep.of(fence, step, run, upstream, checkpoint)
 

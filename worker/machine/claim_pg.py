@@ -41,7 +41,7 @@ WITH claimed AS (
 )
 SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wait_resumes,
        c.timeout_s, c.queued_at, c.started_at, c.approve, c.step_inputs, c.rate_limits,
-       r.inputs, r.tenant_id,
+       r.inputs, r.tenant_id, r.trace_context,
        r.status AS run_status, d.name AS workflow,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(u.key, u.output, u.output_blob_key,
                                                     u.output_sha256)), '[]'::jsonb)
@@ -75,6 +75,7 @@ STATEMENT = (
         approve=JSON(),
         step_inputs=JSON(),
         rate_limits=JSON(),
+        trace_context=JSON(),
         inputs=JSON(),
         upstream=JSON(),
         checkpoint=JSON(),

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Artifact, Branch, WorkflowDefinition, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
-from worker import limits
+from worker import limits, tracing
 from worker.definitions import WorkflowSpec
 from worker.errors import DefinitionError, NotFound
 from worker.ids import new_id
@@ -130,6 +130,7 @@ def fork_run(
             status=RunStatus.QUEUED,
             inputs=dict(parent.inputs) | request.inputs,
             budget_usd=parent.budget_usd,
+            trace_context=tracing.current_context(),
             steps_left=len(keys) - len(reused),
             created_at=now,
             updated_at=now,

@@ -24,7 +24,7 @@ from db.repositories import ProjectRepository, ensure_tenant
 from db.session import is_foreign_key_violation, run_transaction, run_transaction_async, upsert
 from db.states import RunStatus, StepStatus
 from db.types import utcnow
-from worker import limits
+from worker import limits, tracing
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.definitions.dag import topological_order
 from worker.definitions.spec import ApprovalGate, StepSpec
@@ -159,10 +159,20 @@ class StartPlan:
     registered: Collection[str] | None
     #: A child run: ``(parent run id, parent step id)``.
     parent: tuple[uuid.UUID, uuid.UUID] | None = None
+    #: The trace context the start was made in (OpenTelemetry), kept on the run.
+    trace: dict[str, str] | None = None
 
     def __call__(self, session: Session) -> StartedRun:
         """Create the run in ``session`` (or find the one this request already made)."""
-        return _start(session, self.settings, self.request, self.spec, self.registered, self.parent)
+        return _start(
+            session,
+            self.settings,
+            self.request,
+            self.spec,
+            self.registered,
+            self.parent,
+            self.trace,
+        )
 
 
 #: A start that loses a unique-index race to a concurrent caller runs again this many times.
@@ -176,7 +186,7 @@ def plan_start(
     spec = check_request(request, settings, registered)
     if request.run_id is None:
         request = request.model_copy(update={"run_id": new_id()})
-    return StartPlan(settings, request, spec, registered)
+    return StartPlan(settings, request, spec, registered, trace=tracing.current_context())
 
 
 def start_run(
@@ -288,9 +298,10 @@ def _start(
     spec: WorkflowSpec | None,
     registered: Collection[str] | None,
     parent: tuple[uuid.UUID, uuid.UUID] | None = None,
+    trace: dict[str, str] | None = None,
 ) -> StartedRun:
     try:
-        return _insert_run(session, settings, request, spec, registered, parent)
+        return _insert_run(session, settings, request, spec, registered, parent, trace)
     except IntegrityError as exc:
         if is_foreign_key_violation(exc):
             _ids.clear()  # a cached id is gone; the caller runs the start again
@@ -304,6 +315,7 @@ def _insert_run(
     spec: WorkflowSpec | None,
     registered: Collection[str] | None,
     parent: tuple[uuid.UUID, uuid.UUID] | None,
+    trace: dict[str, str] | None,
 ) -> StartedRun:
     tenant_id = _ids.tenant(session, request.tenant)
     project_id = _ids.project(session, tenant_id, request.project)
@@ -342,6 +354,7 @@ def _insert_run(
             budget_usd=request.budget_usd,
             parent_run_id=parent[0] if parent else None,
             parent_step_id=parent[1] if parent else None,
+            trace_context=trace,
             steps_left=len(spec.steps),
             created_at=now,
             updated_at=now,
