@@ -57,6 +57,7 @@ from worker.ids import parse_id
 from worker.machine.approvals import DecisionInput, decide
 from worker.machine.budgets import SpendLimits, set_spend_limits, spend_limits
 from worker.machine.cancel import cancel_run
+from worker.machine.concurrency import quota_of, set_quota
 from worker.machine.definitions import find_definition, store_definition
 from worker.machine.fork import ForkRequest, check_fork, fork_run
 from worker.machine.messages import StepMessage
@@ -396,6 +397,17 @@ class Client:
             self.runtime.engine,
             lambda s: set_spend_limits(s, self.tenant, daily_usd, monthly_usd, utcnow()),
         )
+
+    def set_quota(self, max_running_steps: int | None) -> int | None:
+        """Set how many steps of the tenant may run at once, across every worker (None
+        removes the quota); steps past it wait throttled, holding no worker."""
+        return run_transaction(
+            self.runtime.engine, lambda s: set_quota(s, self.tenant, max_running_steps)
+        )
+
+    def quota(self) -> int | None:
+        """The tenant's quota of running steps (None: none)."""
+        return run_transaction(self.runtime.engine, lambda s: quota_of(s, self._tenant_id(s)))
 
     def spend_limits(self) -> SpendLimits:
         """The tenant's spend limits and what it spent today and this month."""

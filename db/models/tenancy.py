@@ -21,6 +21,8 @@ class Tenant(IdMixin, CreatedMixin, Base):
     #: would cross one pauses (see worker/machine/budgets.py). None: no limit.
     daily_limit_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
     monthly_limit_usd: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    #: Steps of the tenant running at once, at most (None: no quota).
+    max_running_steps: Mapped[int | None]
 
 
 class Project(IdMixin, CreatedMixin, Base):

@@ -1,5 +1,5 @@
 """Flow control: a step's concurrency key and limit, the ``throttled`` state, and the
-rate limits a step takes before its code runs; a run's trace context (OpenTelemetry).
+rate limits a step takes before its code runs; a run's trace context (OpenTelemetry); a tenant's quota of running steps.
 
 Revision ID: 0006
 Revises: 0005
@@ -44,9 +44,13 @@ def upgrade() -> None:
         batch.create_index(op.f(INDEX), ["concurrency_key", "status", "queued_at"])
     with op.batch_alter_table("workflow_runs") as batch:
         batch.add_column(sa.Column("trace_context", db.types.JSONValue, nullable=True))
+    with op.batch_alter_table("tenants") as batch:
+        batch.add_column(sa.Column("max_running_steps", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tenants") as batch:
+        batch.drop_column("max_running_steps")
     with op.batch_alter_table("workflow_runs") as batch:
         batch.drop_column("trace_context")
     with op.batch_alter_table("workflow_steps") as batch:

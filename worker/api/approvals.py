@@ -20,6 +20,7 @@ from worker.api.state import ApiState, Caller, State
 from worker.apikeys import Principal
 from worker.machine.approvals import DecisionInput, decide
 from worker.machine.budgets import SpendLimits, set_spend_limits, spend_limits
+from worker.machine.concurrency import quota_of, set_quota
 from worker.machine.messages import StepMessage
 from worker.machine.waits import check_signal, signal_run
 
@@ -133,6 +134,25 @@ async def set_limits(body: LimitsBody, state: State, caller: Caller) -> SpendLim
     return await state.write(
         lambda s: set_spend_limits(s, caller.tenant, body.daily_usd, body.monthly_usd, utcnow())
     )
+
+
+class QuotaBody(_Body):
+    """The tenant's quota of steps running at once; null removes it."""
+
+    max_running_steps: int | None = Field(None, ge=1, le=1_000_000)
+
+
+@router.get("/v1/quota")
+async def get_quota(state: State, caller: Caller) -> QuotaBody:
+    """How many steps of the tenant may run at once (null: no quota)."""
+    return QuotaBody(max_running_steps=await state.read(lambda s: quota_of(s, caller.tenant_id)))
+
+
+@router.put("/v1/quota")
+async def put_quota(body: QuotaBody, state: State, caller: Caller) -> QuotaBody:
+    """Set the tenant's quota: steps past it wait throttled, holding no worker."""
+    found = await state.write(lambda s: set_quota(s, caller.tenant, body.max_running_steps))
+    return QuotaBody(max_running_steps=found)
 
 
 async def _decide(

@@ -20,7 +20,10 @@ approvals = typer.Typer(
     help="Approval requests: steps and budgets waiting for a person.", no_args_is_help=True
 )
 app.add_typer(approvals, name="approvals")
-limits = typer.Typer(help="The tenant's daily and monthly spend limits.", no_args_is_help=True)
+limits = typer.Typer(
+    help="The tenant's daily and monthly spend limits, and its quota of running steps.",
+    no_args_is_help=True,
+)
 app.add_typer(limits, name="limits")
 console = Console()
 
@@ -150,6 +153,25 @@ def limits_set(
         found = client.set_spend_limits(daily_usd=daily, monthly_usd=monthly)
     _print_limits(found.daily_limit_usd, found.spent_today_usd, "today")
     _print_limits(found.monthly_limit_usd, found.spent_this_month_usd, "this month")
+
+
+@limits.command("quota")
+@one_line_errors
+def limits_quota(
+    max_running_steps: int | None = typer.Argument(
+        None, help="Steps of the tenant running at once, at most; omit to show it."
+    ),
+    clear: bool = typer.Option(False, "--clear", help="Remove the quota."),
+) -> None:
+    """Show or set the tenant's quota of steps running at once (across every worker)."""
+    with Client(settings()) as client:
+        if clear:
+            found = client.set_quota(None)
+        elif max_running_steps is not None:
+            found = client.set_quota(max_running_steps)
+        else:
+            found = client.quota()
+    typer.echo(f"at most {found} steps running at once" if found else "no quota")
 
 
 def _print_limits(limit: Decimal | None, spent: Decimal, when: str) -> None:

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Checkpoint, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.models import Checkpoint, Tenant, WorkflowDefinition, WorkflowRun, WorkflowStep
 from db.repositories.runs import upstream_outputs
 from db.states import StepStatus
 from worker.definitions.spec import RetryPolicy
 from worker.errors import StepNotClaimable
 from worker.machine import claim_pg
-from worker.machine.concurrency import may_claim
+from worker.machine.concurrency import may_claim, slots_of
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
 from worker.machine.messages import StepMessage
@@ -150,19 +150,19 @@ def claim_step(
                 WorkflowStep.concurrency_key,
                 WorkflowStep.concurrency_limit,
                 WorkflowStep.queued_at,
-            ).where(
-                WorkflowStep.id == step_id,
-                CLAIM.guard(),
-                WorkflowStep.attempt == attempt,
-                WorkflowStep.concurrency_key.is_not(None),
+                WorkflowRun.tenant_id,
             )
+            .join(WorkflowRun, WorkflowRun.id == WorkflowStep.run_id)
+            .where(WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt)
         )
         .first()
     )
     if limited is None:
         raise StepNotClaimable(_why_not(session, step_id, attempt))
-    key, limit, queued_at = limited
-    free, messages = may_claim(session, step_id, str(key), int(limit or 1), queued_at, now)
+    slots = slots_of(session, limited.concurrency_key, limited.tenant_id, limited.concurrency_limit)
+    if not slots:  # in no slot, yet not claimed: it was not claimable
+        raise StepNotClaimable(_why_not(session, step_id, attempt))
+    free, messages = may_claim(session, step_id, slots, limited.queued_at, now)
     if not free:
         return Throttled(messages)
     claimed = _claim(session, step_id, attempt, owner, lease_s, now, unkeyed=False)
@@ -183,8 +183,15 @@ def _claim(
     """The claim as separate statements; None if the step was not claimable (or, with
     ``unkeyed``, has a concurrency key: its slot is taken first)."""
     guard = [WorkflowStep.id == step_id, CLAIM.guard(), WorkflowStep.attempt == attempt]
-    if unkeyed:
+    if unkeyed:  # in no slot: no key, and its tenant has no quota
         guard.append(WorkflowStep.concurrency_key.is_(None))
+        guard.append(
+            ~exists().where(
+                WorkflowRun.id == WorkflowStep.run_id,
+                Tenant.id == WorkflowRun.tenant_id,
+                Tenant.max_running_steps.is_not(None),
+            )
+        )
     row = (
         session.connection()
         .execute(

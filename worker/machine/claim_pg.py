@@ -27,6 +27,8 @@ WITH claimed AS (
            started_at = :now, finished_at = NULL, cancel_requested = false
      WHERE id = :step_id AND status = :claim_source AND attempt = :attempt
        AND concurrency_key IS NULL
+       AND NOT EXISTS (SELECT 1 FROM workflow_runs qr JOIN tenants qt ON qt.id = qr.tenant_id
+                        WHERE qr.id = workflow_steps.run_id AND qt.max_running_steps IS NOT NULL)
  RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
            timeout_s, queued_at, started_at, approve, inputs AS step_inputs, rate_limits
 ), started AS (

@@ -1,14 +1,18 @@
-"""Per-key concurrency: at most ``limit`` attempts with one key run at once, everywhere.
+"""Per-key concurrency and tenant quotas: at most ``limit`` attempts run at once in a
+slot, everywhere.
 
-A step with a concurrency key (``concurrency: {key: "{customer}", limit: 2}``, rendered
-over the run's inputs when the step is created) is never claimed by the one-statement
-claim. Its claim takes the key's lock (a PostgreSQL advisory transaction lock; SQLite
-serialises writers anyway), counts the key's running attempts, and either claims the step
-or moves it to ``throttled``: no message is out for it, no worker holds it, no attempt
-is spent. A throttled step is queued again, oldest first, when a slot frees: by the
-completion of an attempt with that key (in its transaction), and by beat's timer for
-every other way an attempt stops running (a failure, a wait, a reaped lease), so a
-crashed holder's slot comes back when its lease is reaped.
+A slot is a set of steps that share a limit: those with one concurrency key
+(``concurrency: {key: "{customer}", limit: 2}``, rendered over the run's inputs when the
+step is created, under its tenant's id), and those of one tenant with a quota of running
+steps (``max_running_steps``). A step in a slot is never claimed by the one-statement
+claim. Its claim takes its slots' locks (PostgreSQL advisory transaction locks, in a
+fixed order; SQLite serialises writers anyway), counts each slot's running attempts,
+and either claims the step or moves it to ``throttled``: no message is out for it, no
+worker holds it, no attempt is spent. Throttled steps are queued again, oldest first,
+when their slots have room: by the completion of an attempt of the key (in its
+transaction), and by beat's timer for every other way an attempt stops running (a
+failure, a wait, a reaped lease), so a crashed holder's slot comes back when its lease
+is reaped.
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ import json
 import string
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, exists, func, select, text, update
 from sqlalchemy.orm import Session
 
-from db.models import WorkflowStep
+from db.models import Tenant, WorkflowRun, WorkflowStep
+from db.repositories.base import ensure_tenant
 from db.states import StepStatus
+from worker import limits
 from worker.definitions.spec import ConcurrencySpec
 from worker.errors import DefinitionError
 from worker.machine.events import add_event
@@ -33,6 +40,58 @@ from worker.machine.transitions import THROTTLE, UNTHROTTLE
 
 #: Longest key stored (the tenant's id, a colon, the rendered template).
 KEY_MAX = 300
+#: Steps in one of these hold (or are about to take) a slot.
+HOLDING = (StepStatus.RUNNING, StepStatus.QUEUED)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Steps sharing a limit: ``lock`` names it, ``scope`` selects its steps."""
+
+    lock: str
+    limit: int
+    scope: ColumnElement[bool]
+
+
+def key_slot(key: str, limit: int) -> Slot:
+    """The slot of a concurrency key."""
+    return Slot(f"key:{key}", limit, WorkflowStep.concurrency_key == key)
+
+
+def tenant_slot(tenant_id: uuid.UUID, quota: int) -> Slot:
+    """The slot of a tenant's quota of running steps."""
+    in_tenant = exists().where(
+        WorkflowRun.id == WorkflowStep.run_id, WorkflowRun.tenant_id == tenant_id
+    )
+    return Slot(f"tenant:{tenant_id.hex}", quota, in_tenant)
+
+
+def tenant_of_key(key: str) -> uuid.UUID:
+    """The tenant a stored key belongs to (keys are ``<tenant id hex>:<rendered>``)."""
+    return uuid.UUID(hex=key.split(":", 1)[0])
+
+
+def slots_of(
+    session: Session, key: str | None, tenant_id: uuid.UUID, limit: int | None = None
+) -> list[Slot]:
+    """The slots a step of ``tenant_id`` with concurrency key ``key`` (or none; its
+    ``limit`` when known, else the least of the key's live steps) is in."""
+    found = []
+    if key is not None:
+        if limit is None:
+            limit = session.connection().scalar(
+                select(func.min(WorkflowStep.concurrency_limit)).where(
+                    WorkflowStep.concurrency_key == key,
+                    WorkflowStep.status.in_((*HOLDING, StepStatus.THROTTLED)),
+                )
+            )
+        found.append(key_slot(key, int(limit or 1)))
+    quota = session.connection().scalar(
+        select(Tenant.max_running_steps).where(Tenant.id == tenant_id)
+    )
+    if quota is not None:
+        found.append(tenant_slot(tenant_id, int(quota)))
+    return found
 
 
 def names_in(template: str) -> list[str]:
@@ -60,45 +119,41 @@ def render_key(
     return key
 
 
-def lock_key(session: Session, key: str) -> None:
-    """Hold the key's lock until commit: its claims and wake-ups go one at a time."""
-    if session.connection().dialect.name == "postgresql":
+def _lock(session: Session, slots: list[Slot]) -> None:
+    """Hold the slots' locks until commit, in one order (no two claims deadlock)."""
+    if session.connection().dialect.name != "postgresql":
+        return
+    for name in sorted({slot.lock for slot in slots}):
         session.connection().execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": name}
         )
 
 
-def running(session: Session, key: str) -> int:
-    """Attempts with the key that hold a lease now."""
+def _count(session: Session, slot: Slot, statuses: tuple[StepStatus, ...]) -> int:
     return int(
         session.connection().scalar(
-            select(func.count()).where(
-                WorkflowStep.concurrency_key == key, WorkflowStep.status == StepStatus.RUNNING
-            )
+            select(func.count()).where(slot.scope, WorkflowStep.status.in_(statuses))
         )
         or 0
     )
 
 
 def may_claim(
-    session: Session,
-    step_id: uuid.UUID,
-    key: str,
-    limit: int,
-    queued_at: datetime | None,
-    now: datetime,
+    session: Session, step_id: uuid.UUID, slots: list[Slot], queued_at: Any, now: datetime
 ) -> tuple[bool, list[StepMessage]]:
-    """Under the key's lock: whether the step may run now (a slot is free and no step of
-    the key was throttled before it was queued). If not, it is throttled, and the older
-    throttled steps that fit in free slots are queued (their messages are returned)."""
-    lock_key(session, key)
-    older = select(WorkflowStep.id).where(
-        WorkflowStep.concurrency_key == key, WorkflowStep.status == StepStatus.THROTTLED
-    )
-    if queued_at is not None:
-        older = older.where(WorkflowStep.queued_at <= queued_at)
-    if running(session, key) < limit and session.connection().scalar(older.limit(1)) is None:
-        return True, []
+    """Under the slots' locks: whether the step may run now (every slot has room and no
+    step of its slots was throttled before it was queued). If not, it is throttled, and
+    older throttled steps that fit are queued (their messages are returned)."""
+    _lock(session, slots)
+    room = all(_count(session, s, (StepStatus.RUNNING,)) < s.limit for s in slots)
+    if room:
+        older = select(WorkflowStep.id).where(
+            WorkflowStep.status == StepStatus.THROTTLED, *[s.scope for s in slots[:1]]
+        )
+        if queued_at is not None:
+            older = older.where(WorkflowStep.queued_at <= queued_at)
+        if session.connection().scalar(older.limit(1)) is None:
+            return True, []
     row = (
         session.connection()
         .execute(
@@ -111,33 +166,21 @@ def may_claim(
     )
     if row is not None:
         add_event(session, row.run_id, "throttle", now, step_id=step_id, attempt=row.attempt)
-    return False, wake_throttled(session, key, now)
+    return False, (wake(session, slots, now) if room else [])
 
 
-def wake_throttled(session: Session, key: str, now: datetime) -> list[StepMessage]:
-    """Queue the key's oldest throttled steps into its free slots; the messages to send."""
-    lock_key(session, key)
-    holding = (
-        session.connection()
-        .execute(
-            select(func.count(), func.min(WorkflowStep.concurrency_limit)).where(
-                WorkflowStep.concurrency_key == key,
-                WorkflowStep.status.in_((StepStatus.RUNNING, StepStatus.QUEUED)),
-            )
-        )
-        .one()
-    )
-    limit = holding[1] or session.connection().scalar(
-        select(func.min(WorkflowStep.concurrency_limit)).where(
-            WorkflowStep.concurrency_key == key, WorkflowStep.status == StepStatus.THROTTLED
-        )
-    )
-    free = int(limit or 0) - int(holding[0])
+def wake(session: Session, slots: list[Slot], now: datetime) -> list[StepMessage]:
+    """Queue the oldest throttled steps of the first slot into the room every slot has
+    (steps holding a slot: running, or queued and about to claim it)."""
+    if not slots:
+        return []
+    _lock(session, slots)
+    free = min(s.limit - _count(session, s, HOLDING) for s in slots)
     if free <= 0:
         return []
     oldest = (
         select(WorkflowStep.id)
-        .where(WorkflowStep.concurrency_key == key, UNTHROTTLE.guard())
+        .where(slots[0].scope, UNTHROTTLE.guard())
         .order_by(WorkflowStep.queued_at, WorkflowStep.id)
         .limit(free)
     )
@@ -156,16 +199,63 @@ def wake_throttled(session: Session, key: str, now: datetime) -> list[StepMessag
     return to_messages(rows)
 
 
+def wake_throttled(session: Session, key: str, now: datetime) -> list[StepMessage]:
+    """An attempt with concurrency key ``key`` stopped running: its slots' room goes to
+    the key's oldest throttled steps."""
+    return wake(session, slots_of(session, key, tenant_of_key(key)), now)
+
+
 def wake_all(session: Session, now: datetime, limit: int = 100) -> list[StepMessage]:
-    """Beat's safety net: every key with throttled steps gets its free slots filled."""
+    """Beat's safety net: every key and every tenant quota with throttled steps gets the
+    room its slots have."""
+    messages: list[StepMessage] = []
     keys = session.connection().scalars(
         select(WorkflowStep.concurrency_key)
         .where(WorkflowStep.status == StepStatus.THROTTLED)
         .distinct()
         .limit(limit)
     )
-    messages: list[StepMessage] = []
     for key in list(keys):
         if key is not None:
             messages += wake_throttled(session, key, now)
+    tenants = (
+        session.connection()
+        .execute(
+            select(Tenant.id, Tenant.max_running_steps)
+            .where(
+                Tenant.max_running_steps.is_not(None),
+                exists().where(
+                    WorkflowRun.tenant_id == Tenant.id,
+                    exists().where(
+                        WorkflowStep.run_id == WorkflowRun.id,
+                        WorkflowStep.status == StepStatus.THROTTLED,
+                    ),
+                ),
+            )
+            .limit(limit)
+        )
+        .all()
+    )
+    for tenant_id, quota in tenants:
+        messages += wake(session, [tenant_slot(tenant_id, int(quota or 1))], now)
     return messages
+
+
+def set_quota(session: Session, tenant: str, max_running_steps: int | None) -> int | None:
+    """Set a tenant's quota of running steps (None removes it); creates the tenant."""
+    limits.check_text("tenant", tenant, limits.TENANT_MAX)
+    if max_running_steps is not None:
+        limits.check_int("max_running_steps", max_running_steps, 1, 1_000_000)
+    tenant_id = ensure_tenant(session, tenant).id
+    session.connection().execute(
+        update(Tenant).where(Tenant.id == tenant_id).values(max_running_steps=max_running_steps)
+    )
+    return max_running_steps
+
+
+def quota_of(session: Session, tenant_id: uuid.UUID) -> int | None:
+    """The tenant's quota of running steps (None: none)."""
+    found = session.connection().scalar(
+        select(Tenant.max_running_steps).where(Tenant.id == tenant_id)
+    )
+    return None if found is None else int(found)
