@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from db.models import WorkflowRun
@@ -55,6 +56,9 @@ def wait_until(check: object, what: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize(
+    "backend", ["postgresql"]
+)  # recovery is the reaper's, tested on both elsewhere
 def test_a_parent_waits_for_two_children_one_killed_mid_step(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:

@@ -62,6 +62,9 @@ class RunningSampler:
             time.sleep(0.02)
 
 
+@pytest.mark.parametrize(
+    "backend", ["postgresql"]
+)  # the claim path is shared; PostgreSQL is where slots race
 def test_twenty_runs_on_one_key_never_run_more_than_two_at_once(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from db.models import RunEvent, WorkflowRun, WorkflowStep
@@ -18,6 +19,9 @@ from worker.client import Client
 NAP = {"name": "nap", "steps": [{"key": "nap", "task": "t.sleep"}]}
 
 
+@pytest.mark.parametrize(
+    "backend", ["postgresql"]
+)  # the claim path is shared; PostgreSQL is where slots race
 def test_a_tenant_quota_of_two_running_steps_holds(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:

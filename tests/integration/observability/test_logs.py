@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tests.support.stack import Stack
 from worker.client import Client
 
@@ -20,6 +22,7 @@ def json_lines(stack: Stack) -> list[dict[str, Any]]:
     return lines
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # logging does not touch the database
 def test_json_logs_carry_the_attempt_on_every_line(stack: Stack, client: Client) -> None:
     stack.start_worker(concurrency=1, env={"CAIRN_LOG_FORMAT": "json"})
     spec = {"name": "logs", "steps": [{"key": "say", "task": "t.logs"}]}

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.stack import Stack
@@ -42,6 +43,7 @@ def labels(**pairs: str) -> frozenset[tuple[str, str]]:
     return frozenset(pairs.items())
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # the counters do not touch the database
 def test_a_workers_metrics_count_a_run(stack: Stack, client: Client, trace_dir: Path) -> None:
     port = free_port()
     stack.start_worker(concurrency=2, env={"CAIRN_METRICS_PORT": str(port)})

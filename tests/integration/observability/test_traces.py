@@ -75,6 +75,7 @@ def exporter() -> InMemorySpanExporter:
     return memory
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # tracing does not touch the database
 def test_a_run_is_one_trace_across_processes(
     stack: Stack, client: Client, receiver: Receiver, exporter: InMemorySpanExporter
 ) -> None:
@@ -115,6 +116,7 @@ def test_a_run_is_one_trace_across_processes(
     assert attributes["cairn.tenant_id"].string_value
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # tracing does not touch the database
 def test_tracing_is_off_without_otel_variables(
     stack: Stack, client: Client, receiver: Receiver
 ) -> None:
