@@ -106,6 +106,7 @@ def expand_map(
                 WorkflowStep.timeout_s,
                 WorkflowStep.queue,
                 WorkflowStep.priority,
+                WorkflowStep.rate_limits,
             ).where(WorkflowStep.id == map_step_id)
         )
         .one()

@@ -56,9 +56,8 @@ def wait_until(check: object, what: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize(
-    "backend", ["postgresql"]
-)  # recovery is the reaper's, tested on both elsewhere
+# Recovery is the reaper's, tested on both backends elsewhere.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_parent_waits_for_two_children_one_killed_mid_step(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:

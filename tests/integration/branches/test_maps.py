@@ -4,7 +4,6 @@ frontier (every element succeeds once as a committed effect). Real workers and b
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ from sqlalchemy import func, select
 from db.models import CostRecord, WorkflowStep
 from db.session import transaction
 from db.states import StepStatus
+from tests.support.sampling import MostAtOnce
 from tests.support.stack import Stack
 from tests.support.steps import trace_lines
 from worker.client import Client
@@ -38,39 +38,8 @@ def mapped(max_parallel: int, over: str = "split.items") -> dict[str, Any]:
     }
 
 
-class Sampler:
-    """Samples, from the database, how many elements hold a slot (queued or running)."""
-
-    def __init__(self, client: Client, run_id: uuid.UUID) -> None:
-        self.client, self.run_id = client, run_id
-        self.most_running = self.most_active = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with transaction(self.client.runtime.engine) as session:
-                rows = session.execute(
-                    select(WorkflowStep.status, func.count())
-                    .where(
-                        WorkflowStep.run_id == self.run_id,
-                        WorkflowStep.map_parent_id.is_not(None),
-                    )
-                    .group_by(WorkflowStep.status)
-                ).all()
-            counts = dict(rows)
-            running = counts.get(StepStatus.RUNNING, 0)
-            self.most_running = max(self.most_running, running)
-            self.most_active = max(self.most_active, running + counts.get(StepStatus.QUEUED, 0))
-            time.sleep(0.02)
+ELEMENTS = WorkflowStep.map_parent_id.is_not(None)
+RUNNING, QUEUED = StepStatus.RUNNING.value, StepStatus.QUEUED.value
 
 
 def element_costs(client: Client, run_id: uuid.UUID) -> dict[int, int]:
@@ -92,7 +61,7 @@ def test_a_map_runs_each_item_at_most_max_parallel_at_once_and_joins_in_order(
     run_id = client.start_run(
         spec=mapped(3), inputs={"n": 20, "nap": 0.2, "trace_dir": str(trace_dir)}
     )
-    with Sampler(client, run_id) as sampled:
+    with MostAtOnce(client, WorkflowStep.run_id == run_id, ELEMENTS) as sampled:
         view = client.wait(run_id, timeout=90)
     assert view.status == "succeeded", view.error
     assert view.step("sum").output == {
@@ -102,8 +71,8 @@ def test_a_map_runs_each_item_at_most_max_parallel_at_once_and_joins_in_order(
     }
     assert view.step("each").status == "succeeded"
     assert [o["y"] for o in view.step("each").output] == [i * i for i in range(20)]
-    assert 1 <= sampled.most_active <= 3
-    assert sampled.most_running <= 3
+    assert 1 <= sampled.most(RUNNING, QUEUED) <= 3
+    assert sampled.most(RUNNING) <= 3
     assert view.outputs == {"sum": view.step("sum").output}
     assert element_costs(client, run_id) == dict.fromkeys(range(20), 1)
     assert sorted(line for line in trace_lines(trace_dir)) == sorted(
@@ -150,7 +119,7 @@ def test_a_1000_element_map_survives_a_kill_9_in_the_middle(
     run_id = client.start_run(
         spec=mapped(8), inputs={"n": 1000, "nap": 0.01, "trace_dir": str(trace_dir)}
     )
-    with Sampler(client, run_id) as sampled:
+    with MostAtOnce(client, WorkflowStep.run_id == run_id, ELEMENTS) as sampled:
         deadline = time.monotonic() + 120
         while len(trace_lines(trace_dir)) < 300:
             assert time.monotonic() < deadline, "the map did not get going"
@@ -165,7 +134,7 @@ def test_a_1000_element_map_survives_a_kill_9_in_the_middle(
     assert out["sum"] == sum(i * i for i in range(1000))
     # Exactly one committed success per element, whatever ran twice around the kill.
     assert element_costs(client, run_id) == dict.fromkeys(range(1000), 1)
-    assert sampled.most_running <= 8
-    assert sampled.most_active <= 8
+    assert sampled.most(RUNNING) <= 8
+    assert sampled.most(RUNNING, QUEUED) <= 8
     ran = {line.split()[1] for line in trace_lines(trace_dir)}
     assert ran == {str(i) for i in range(1000)}

@@ -4,7 +4,6 @@ in the middle; throttled steps hold no worker and spend no attempt."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,11 +14,13 @@ from sqlalchemy import func, select
 from db.models import RunEvent, WorkflowStep
 from db.session import transaction
 from db.states import StepStatus
+from tests.support.sampling import MostAtOnce
 from tests.support.stack import Stack
 from tests.support.steps import trace_lines
 from worker.client import Client
 from worker.errors import DefinitionError
 
+RUNNING = StepStatus.RUNNING.value
 LIMITED = {
     "name": "limited",
     "steps": [
@@ -33,38 +34,13 @@ LIMITED = {
 }
 
 
-class RunningSampler:
-    """The most attempts of a key seen running at once, sampled every 20 ms."""
-
-    def __init__(self, client: Client, suffix: str) -> None:
-        self.client, self.suffix, self.most = client, suffix, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> RunningSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with transaction(self.client.runtime.engine) as session:
-                n = session.scalar(
-                    select(func.count()).where(
-                        WorkflowStep.concurrency_key.like(f"%:{self.suffix}"),
-                        WorkflowStep.status == StepStatus.RUNNING,
-                    )
-                )
-            self.most = max(self.most, int(n or 0))
-            time.sleep(0.02)
+def on_key(client: Client, suffix: str) -> MostAtOnce:
+    """Samples the steps of the concurrency key ending in ``suffix``."""
+    return MostAtOnce(client, WorkflowStep.concurrency_key.like(f"%:{suffix}"))
 
 
-@pytest.mark.parametrize(
-    "backend", ["postgresql"]
-)  # the claim path is shared; PostgreSQL is where slots race
+# The claim path is shared; PostgreSQL is where concurrent claims race.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_twenty_runs_on_one_key_never_run_more_than_two_at_once(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:
@@ -81,7 +57,7 @@ def test_twenty_runs_on_one_key_never_run_more_than_two_at_once(
     other = client.start_run(
         spec=LIMITED, inputs={"customer": "globex", "seconds": 0.1, "trace_dir": str(trace_dir)}
     )
-    with RunningSampler(client, "acme") as sampled:
+    with on_key(client, "acme") as sampled:
         deadline = time.monotonic() + 60
         while len(trace_lines(trace_dir)) < 8:
             assert time.monotonic() < deadline, "the runs did not get going"
@@ -91,7 +67,7 @@ def test_twenty_runs_on_one_key_never_run_more_than_two_at_once(
         views = [client.wait(run_id, timeout=120) for run_id in runs]
     assert [v.status for v in views] == ["succeeded"] * 20
     assert client.wait(other, timeout=30).status == "succeeded"
-    assert 1 <= sampled.most <= 2
+    assert 1 <= sampled.most(RUNNING) <= 2
     with transaction(client.runtime.engine) as session:
         attempts = session.scalars(
             select(WorkflowStep.attempt).where(WorkflowStep.run_id.in_(runs))
@@ -124,9 +100,9 @@ def test_a_workflow_limit_applies_to_every_step_and_keys_are_per_tenant(
     }
     stack.start_worker(concurrency=3)
     run_id = client.start_run(spec=spec, inputs={"seconds": 0.3})
-    with RunningSampler(client, "shared") as sampled:
+    with on_key(client, "shared") as sampled:
         assert client.wait(run_id, timeout=60).status == "succeeded"
-    assert sampled.most == 1
+    assert sampled.most(RUNNING) == 1
     with transaction(client.runtime.engine) as session:
         keys = set(
             session.scalars(

@@ -3,25 +3,23 @@ steps past it wait throttled and all finish."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from db.models import RunEvent, WorkflowRun, WorkflowStep
+from db.models import RunEvent
 from db.session import transaction
 from db.states import StepStatus
+from tests.support.sampling import MostAtOnce
 from tests.support.stack import Stack
 from worker.client import Client
 
 NAP = {"name": "nap", "steps": [{"key": "nap", "task": "t.sleep"}]}
 
 
-@pytest.mark.parametrize(
-    "backend", ["postgresql"]
-)  # the claim path is shared; PostgreSQL is where slots race
+# The claim path is shared; PostgreSQL is where concurrent claims race.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_tenant_quota_of_two_running_steps_holds(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:
@@ -33,31 +31,10 @@ def test_a_tenant_quota_of_two_running_steps_holds(
         client.start_run(spec=NAP, inputs={"seconds": 0.3, "trace_dir": str(trace_dir)})
         for _ in range(10)
     ]
-    most = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal most
-        while not stop.is_set():
-            with transaction(client.runtime.engine) as session:
-                n = session.scalar(
-                    select(func.count())
-                    .select_from(WorkflowStep)
-                    .join(WorkflowRun, WorkflowRun.id == WorkflowStep.run_id)
-                    .where(WorkflowStep.status == StepStatus.RUNNING)
-                )
-            most = max(most, int(n or 0))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with MostAtOnce(client) as sampled:
         views = [client.wait(r, timeout=90) for r in runs]
-    finally:
-        stop.set()
-        sampler.join()
     assert [v.status for v in views] == ["succeeded"] * 10
-    assert 1 <= most <= 2
+    assert 1 <= sampled.most(StepStatus.RUNNING.value) <= 2
     with transaction(client.runtime.engine) as session:
         throttled = session.scalar(
             select(func.count()).where(RunEvent.run_id.in_(runs), RunEvent.kind == "throttle")
