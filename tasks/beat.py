@@ -14,7 +14,8 @@ from typing import Any
 
 from celery import beat
 
-from worker import wire
+from worker import metrics, wire
+from worker.settings import get_settings
 
 #: Periodic tasks beat runs itself rather than sending (retention, which may list a whole
 #: bucket, goes to a worker so it never holds up the reaper).
@@ -23,6 +24,14 @@ IN_PROCESS = frozenset({wire.REAP, wire.RECONCILE, wire.TICK_SCHEDULES, wire.TIC
 
 class Scheduler(beat.Scheduler):
     """Runs cairn's maintenance in process; sends everything else."""
+
+    def setup_schedule(self) -> None:
+        """Celery's schedule; and ``/metrics`` of the maintenance done here, when
+        ``CAIRN_BEAT_METRICS_PORT`` asks for it."""
+        super().setup_schedule()
+        settings = get_settings()
+        if settings.beat_metrics_port is not None:
+            metrics.serve(settings.beat_metrics_port, settings.metrics_host)
 
     def apply_async(
         self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any

@@ -165,6 +165,11 @@ def serve_multiprocess(port: int, directory: Path, host: str = "127.0.0.1") -> N
     prometheus_client.start_http_server(port, addr=host, registry=registry)
 
 
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` of this one process (beat) on ``host:port``."""
+    prometheus_client.start_http_server(port, addr=host)
+
+
 def child_exited(pid: int) -> None:
     """A prefork child is gone: its live gauges no longer count (its counters do)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     #: A worker (or beat) serves Prometheus ``/metrics`` on this port; None: it does not.
     metrics_port: int | None = Field(None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
+    #: Beat serves its own /metrics (the reaper's and reconciler's actions) on this port.
+    beat_metrics_port: int | None = Field(None, ge=1, le=65535)
     #: Where prefork children keep their counts (emptied when the worker starts); a
     #: private folder under the system's temp folder when None.
     metrics_dir: Path | None = None

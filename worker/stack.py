@@ -161,8 +161,9 @@ class Stack:
         self._wait_ping(proc, name)
         return proc
 
-    def start_beat(self) -> Proc:
-        """Start a beat process with the in-memory scheduler (no shelve, no pickle)."""
+    def start_beat(self, env: dict[str, str] | None = None) -> Proc:
+        """Start a beat process with the in-memory scheduler (no shelve, no pickle);
+        ``env`` overrides variables of this beat only."""
         self._count += 1
         name = f"beat{self._count}"
         argv = [
@@ -176,7 +177,7 @@ class Stack:
             "tasks.beat:Scheduler",
             "--loglevel=INFO",
         ]
-        proc = self._spawn(name, argv)
+        proc = self._spawn(name, argv, env)
         deadline = time.monotonic() + 30
         while "beat: Starting" not in proc.log.read_text(errors="replace"):
             if not proc.alive() or time.monotonic() > deadline:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.machine.test_recovery import wait_for_line
 from tests.support.stack import Stack
 from worker.client import Client
 from worker.devstack import free_port
@@ -78,3 +79,20 @@ def test_a_workers_metrics_count_a_run(stack: Stack, client: Client, trace_dir: 
         assert got[key] == 1
         wait = ("cairn_step_queue_wait_seconds_count", labels(workflow="obs", step=step))
         assert got[wait] >= 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # the counters do not touch the database
+def test_beats_metrics_count_the_reapers_work(
+    stack: Stack, client: Client, trace_dir: Path
+) -> None:
+    doomed = stack.start_worker(concurrency=1)
+    port = free_port()
+    stack.start_beat(env={"CAIRN_BEAT_METRICS_PORT": str(port)})
+    spec = {"name": "long", "steps": [{"key": "nap", "task": "t.sleep"}]}
+    run_id = client.start_run(spec=spec, inputs={"seconds": 4, "trace_dir": str(trace_dir)})
+    wait_for_line(trace_dir, r"sleep nap 1")
+    doomed.kill()
+    stack.start_worker(concurrency=1)
+    assert client.wait(run_id, timeout=60).status == "succeeded"
+    got = scrape(f"http://127.0.0.1:{port}/metrics")
+    assert got[("cairn_recovery_actions_total", labels(action="reaper_requeued"))] == 1
