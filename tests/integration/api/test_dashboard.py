@@ -279,6 +279,10 @@ def test_a_map_and_a_fork_and_a_parent_show_their_shape(
     fork_id = fork.json()["run_id"]
     page.goto(f"{api_url}/ui/runs/{fork_id}")
     expect(page.locator("#lineage")).to_contain_text(f"forked from {run_id}")
+    expect(page.locator("g.node[data-step=sum]")).to_have_attribute(
+        "data-status", "succeeded", timeout=60_000
+    )
+    expect(page.locator("[data-outputs]")).to_be_visible()
+    shot(page, "run-fork", backend)
     page.click(f"#lineage a[href='/ui/runs/{run_id}']")
     expect(page).to_have_url(f"{api_url}/ui/runs/{run_id}")
-    shot(page, "run-fork", backend)
