@@ -150,7 +150,9 @@ function drawTimeline(steps) {
   const span = Math.max(t1 - t0, 1);
   const byStep = new Map();
   for (const a of attempts) (byStep.get(a.key) || byStep.set(a.key, []).get(a.key)).push(a);
-  const shown = steps.filter((s) => byStep.has(s.key));
+  // In the order they first started (a map's elements come between their neighbours).
+  const first = (s) => Math.min(...byStep.get(s.key).map((a) => a.start));
+  const shown = steps.filter((s) => byStep.has(s.key)).sort((a, b) => first(a) - first(b));
   const rows = shown.slice(0, 100).map((s) => {
     const bars = byStep.get(s.key).map((a) => el("div", { class: "bar", "data-attempt": `${s.key}#${a.attempt}`,
       title: `attempt ${a.attempt}: ${a.outcome || "running"} · ${duration(a.start.toISOString(), a.end && a.end.toISOString())}`,
