@@ -132,6 +132,8 @@ def test_a_failed_child_fails_the_step_whose_retry_reopens_the_child(
     assert [re.sub(r" [\d.]+$", "", line) for line in flaky] == ["flaky 1", "flaky 2"]
 
 
+# SQLite runs the same verbs in the main test of this file; PostgreSQL only here.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_child_that_fails_for_good_fails_the_parent(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:

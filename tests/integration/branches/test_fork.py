@@ -100,6 +100,8 @@ def test_fork_from_step_3_reuses_1_and_2_and_the_diff_names_the_changes(
         assert changed.cost_usd[0] == changed.cost_usd[1]
 
 
+# SQLite runs the same verbs in the main test of this file; PostgreSQL only here.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_step_inputs_edit_one_step_and_a_fork_of_a_fork_points_at_the_step_that_ran(
     client: Client, finished: uuid.UUID, trace_dir: Path
 ) -> None:
@@ -135,6 +137,8 @@ def test_a_bad_fork_is_refused_naming_what_is_wrong(client: Client, finished: uu
     assert runs == 5  # nothing half-written
 
 
+# SQLite runs the same verbs in the main test of this file; PostgreSQL only here.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_running_run_can_be_forked(stack: Stack, client: Client, trace_dir: Path) -> None:
     spec = {
         "name": "slow",

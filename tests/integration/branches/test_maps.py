@@ -80,6 +80,8 @@ def test_a_map_runs_each_item_at_most_max_parallel_at_once_and_joins_in_order(
     )
 
 
+# SQLite runs the same verbs in the main test of this file; PostgreSQL only here.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_an_empty_list_joins_at_once(stack: Stack, client: Client) -> None:
     stack.start_worker(concurrency=1)
     view = client.wait(client.start_run(spec=mapped(2), inputs={"n": 0}), timeout=30)
@@ -87,6 +89,8 @@ def test_an_empty_list_joins_at_once(stack: Stack, client: Client) -> None:
     assert view.step("sum").output == {"n": 0, "indexes": [], "sum": 0}
 
 
+# SQLite runs the same verbs in the main test of this file; PostgreSQL only here.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_map_over_what_is_not_a_list_fails_the_run_naming_it(
     stack: Stack, client: Client
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.integration.cli.test_cli import cairn
 from tests.support.stack import Stack
 from worker.client import Client
@@ -30,6 +32,8 @@ steps:
 """
 
 
+# The CLI is a thin door; the verbs are tested on both databases.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_fork_and_diff(cli_stack: Stack, cli_settings: Settings, tmp_path: Path) -> None:
     spec = tmp_path / "chain.yaml"
     spec.write_text(CHAIN)
@@ -62,6 +66,8 @@ def test_fork_and_diff(cli_stack: Stack, cli_settings: Settings, tmp_path: Path)
     assert "has no step 's9'" in bad.stderr
 
 
+# The CLI is a thin door; the verbs are tested on both databases.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_status_shows_a_map_in_one_line(
     cli_stack: Stack, cli_settings: Settings, tmp_path: Path
 ) -> None:

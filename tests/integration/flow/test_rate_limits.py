@@ -29,13 +29,13 @@ def test_ten_requests_a_second_hold_across_two_workers(
     stack.start_worker(concurrency=2, env=env)
     spec = {"name": "limited-calls", "steps": [{"key": "call", "task": "t.ratelimited"}]}
     runs = [
-        client.start_run(spec=spec, inputs={"calls": 90, "trace_dir": str(trace_dir)})
+        client.start_run(spec=spec, inputs={"calls": 80, "trace_dir": str(trace_dir)})
         for _ in range(4)
     ]
     for run_id in runs:
         assert client.wait(run_id, timeout=120).status == "succeeded"
     times = call_times(trace_dir)
-    assert len(times) == 360
+    assert len(times) == 320
     start = times[0]
     in_window = [t for t in times if t < start + 30]
     # A full bucket (10) at the start, then 10 a second: 310 at most, 270 at least.
@@ -45,6 +45,8 @@ def test_ten_requests_a_second_hold_across_two_workers(
         assert len(burst) <= 12, (second, len(burst))
 
 
+# The buckets are in Redis whatever the database.
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_steps_declared_limit_is_taken_before_its_code(
     stack: Stack, client: Client, trace_dir: Path
 ) -> None:
