@@ -16,7 +16,7 @@ from worker.machine.events import add_event
 from worker.machine.messages import Released
 from worker.machine.rollup import output_value, run_outputs
 from worker.machine.transitions import CANCEL_NOT_STARTED, CANCEL_RUN, FAIL_RUN, FINISH_RUN
-from worker.machine.waits import drop_run_waits, wake_parent
+from worker.machine.waits import child_end, drop_run_waits, wake_parent
 
 #: A run in one of these may still start steps (a paused run's steps wait at their claim).
 ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
@@ -140,7 +140,7 @@ def finish_run(session: Session, run_id: uuid.UUID, now: datetime, *, paused: bo
     add_event(session, run_id, "finish_run", now, data={"status": "succeeded"})
     messages = []
     if finished is not None and finished.parent_step_id is not None:
-        result = {"status": str(RunStatus.SUCCEEDED), "outputs": outputs}
+        result = child_end(RunStatus.SUCCEEDED, outputs, None)
         messages = wake_parent(session, finished.parent_run_id, run_id, result, now)
     return Released(messages, finished=True)
 

@@ -62,7 +62,7 @@ def release_dependents(
         if row[-1] is not None and row[-2] == 0:
             messages, joined = expand_map(session, row[0], now)
             released.messages += messages
-            released += _after(session, run_id, joined, now)
+            released += release_joined(session, run_id, joined, now)
     return released
 
 
@@ -74,7 +74,7 @@ def expand_ready_maps(
     for map_step_id in map_step_ids:
         messages, joined = expand_map(session, map_step_id, now)
         released.messages += messages
-        released += _after(session, run_id, joined, now)
+        released += release_joined(session, run_id, joined, now)
     return released
 
 
@@ -83,10 +83,12 @@ def release_element(
 ) -> Released:
     """A map element succeeded: its slot goes to the next element, or the map joins."""
     messages, joined = element_done(session, map_step_id, now)
-    return Released(messages) if joined is None else _after(session, run_id, joined, now)
+    return Released(messages) if joined is None else release_joined(session, run_id, joined, now)
 
 
-def _after(session: Session, run_id: uuid.UUID, joined: Joined | None, now: datetime) -> Released:
+def release_joined(
+    session: Session, run_id: uuid.UUID, joined: Joined | None, now: datetime
+) -> Released:
     """A joined map step succeeded like any step: release what comes after it."""
     if joined is None:
         return Released()

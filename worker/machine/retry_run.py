@@ -18,9 +18,9 @@ from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.errors import IllegalTransition, NotFound
 from worker.machine.events import add_event
-from worker.machine.maps import expand_map, fill_slots, join_map
+from worker.machine.maps import fill_slots, join_map
 from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
-from worker.machine.release import release_dependents
+from worker.machine.release import expand_ready_maps, release_joined
 from worker.machine.transitions import REOPEN_READY, REOPEN_RUN, REOPEN_WAITING, queued
 
 
@@ -153,14 +153,11 @@ class _Maps:
         messages: list[StepMessage] = []
         for map_step_id, max_parallel in self.to_fill.items():
             messages += fill_slots(session, map_step_id, max_parallel, now)
-        for map_step_id in self.to_expand:
-            more, joined = expand_map(session, map_step_id, now)
-            messages += more
-            if joined is not None:  # an empty list: what comes after it is released
-                messages += release_dependents(session, run_id, map_step_id, now).messages
+        # As a completion would: an empty list joins at once, and a join may finish the run.
+        messages += expand_ready_maps(session, run_id, self.to_expand, now).messages
         for map_step_id in self.to_join:
-            join_map(session, map_step_id, now)
-            messages += release_dependents(session, run_id, map_step_id, now).messages
+            joined = join_map(session, map_step_id, now)
+            messages += release_joined(session, run_id, joined, now).messages
         return messages
 
 

@@ -378,7 +378,12 @@ def child_result(
         raise NotFound(f"run {child_run_id} is not a child run of run {parent_run_id}")
     if row.status not in TERMINAL_RUN:
         return None
-    return {"status": row.status, "outputs": row.outputs, "error": row.error}
+    return child_end(row.status, row.outputs, row.error)
+
+
+def child_end(status: str, outputs: Any, error: Any) -> dict[str, Any]:
+    """A child run's end as its parent's wait records it (what ``wait_child`` reads)."""
+    return {"status": str(status), "outputs": outputs, "error": error}
 
 
 def wake_parent(
@@ -419,8 +424,7 @@ def ended_children(session: Session, now: datetime, limit: int = 200) -> list[St
     )
     messages: list[StepMessage] = []
     for wait_id, status, outputs, error in rows:
-        result = {"status": status, "outputs": outputs, "error": error}
-        messages += resolve_wait(session, wait_id, result, now)
+        messages += resolve_wait(session, wait_id, child_end(status, outputs, error), now)
     return messages
 
 
