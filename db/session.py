@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -60,9 +60,9 @@ def make_engine(settings: Settings) -> Engine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout_s,
-            pool_pre_ping=settings.db_pool_pre_ping,
             connect_args=connect_args,
         )
+        _ping_when_idle(engine, settings)
     _dispose_in_forked_children(engine)
     return engine
 
@@ -84,14 +84,48 @@ def make_async_engine(settings: Settings) -> AsyncEngine:
     }
     if settings.db_schema:
         server_settings["search_path"] = settings.db_schema
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
-        pool_pre_ping=settings.db_pool_pre_ping,
         connect_args={"timeout": 10, "server_settings": server_settings},
     )
+    _ping_when_idle(engine.sync_engine, settings)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, settings: Settings) -> None:
+    """Ping a pooled connection before use when it has sat idle ``db_pool_ping_after_s``.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip more for every
+    transaction, a quarter of a step's database time. A connection used a moment ago is
+    alive; one that sat idle may have been cut (a server restart, a proxy's idle timeout),
+    and a dead one is thrown away here and the pool tries another. A connection that
+    breaks within the window fails its first statement as a disconnect, which
+    :func:`run_transaction` runs again on a fresh one.
+    """
+    if not settings.db_pool_pre_ping:
+        return
+    after_s = settings.db_pool_ping_after_s
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["cairn_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("cairn_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < after_s:
+            return  # new, or used a moment ago
+        try:
+            alive = dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error:
+            alive = False  # whatever broke it, a fresh connection is the cure
+        if not alive:
+            # The pool discards this connection and checks out another (or a new one).
+            raise DisconnectionError("pooled connection found dead by its ping")
 
 
 def _check_sqlite_folder(settings: Settings) -> None:

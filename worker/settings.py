@@ -67,7 +67,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, ge=1)
     db_max_overflow: int = Field(15, ge=0)
     db_pool_timeout_s: float = Field(30.0, gt=0)
+    #: Ping a pooled connection before use when it sat idle over ``db_pool_ping_after_s``
+    #: (a connection used a moment ago is not pinged: that round trip is per transaction).
     db_pool_pre_ping: bool = True
+    db_pool_ping_after_s: float = Field(1.0, ge=0)
     #: PostgreSQL schema for every cairn table (created by ``cairn migrate``).
     db_schema: str | None = None
     #: How long SQLite waits for a lock before giving up, in seconds.

@@ -8,15 +8,52 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import Uuid, and_, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowStep
 from db.states import StepStatus
+from db.types import UTCDateTime
 from worker.machine.maps import Joined, element_done, expand_map
 from worker.machine.messages import MESSAGE_COLUMNS, Released, to_messages
 from worker.machine.transitions import RELEASE
+
+
+def _release_statement() -> Any:
+    """The UPDATE that counts a success off its dependents, built once (it runs for every
+    completion; building and coercing it each time was a tenth of a step's CPU)."""
+    last = and_(WorkflowStep.pending_upstream == 1, WorkflowStep.map.is_(None))
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(WorkflowStep)
+        .where(
+            WorkflowStep.id.in_(
+                select(StepEdge.downstream_id).where(
+                    StepEdge.upstream_id == bindparam("step_id", type_=Uuid())
+                )
+            ),
+            RELEASE.guard(),
+        )
+        .values(
+            pending_upstream=WorkflowStep.pending_upstream - 1,
+            status=case((last, RELEASE.target), else_=WorkflowStep.status),
+            # Attempts only grow: a step re-opened by a run retry keeps its fencing history.
+            attempt=case((last, WorkflowStep.attempt + 1), else_=WorkflowStep.attempt),
+            queued_at=case((last, now), else_=WorkflowStep.queued_at),
+            dispatched_at=case((last, now), else_=WorkflowStep.dispatched_at),
+        )
+        .returning(
+            *MESSAGE_COLUMNS,
+            WorkflowStep.status,
+            WorkflowStep.pending_upstream,
+            WorkflowStep.map,
+        )
+    )
+
+
+_RELEASE = _release_statement()
 
 
 def release_dependents(
@@ -29,34 +66,7 @@ def release_dependents(
     completion that takes it from 1 to 0 queues the step. A map step that reaches 0 stays
     pending and is expanded into its elements instead.
     """
-    last = and_(WorkflowStep.pending_upstream == 1, WorkflowStep.map.is_(None))
-    rows = (
-        session.connection()
-        .execute(
-            update(WorkflowStep)
-            .where(
-                WorkflowStep.id.in_(
-                    select(StepEdge.downstream_id).where(StepEdge.upstream_id == step_id)
-                ),
-                RELEASE.guard(),
-            )
-            .values(
-                pending_upstream=WorkflowStep.pending_upstream - 1,
-                status=case((last, RELEASE.target), else_=WorkflowStep.status),
-                # Attempts only grow: a step re-opened by a run retry keeps its fencing history.
-                attempt=case((last, WorkflowStep.attempt + 1), else_=WorkflowStep.attempt),
-                queued_at=case((last, now), else_=WorkflowStep.queued_at),
-                dispatched_at=case((last, now), else_=WorkflowStep.dispatched_at),
-            )
-            .returning(
-                *MESSAGE_COLUMNS,
-                WorkflowStep.status,
-                WorkflowStep.pending_upstream,
-                WorkflowStep.map,
-            )
-        )
-        .all()
-    )
+    rows = session.connection().execute(_RELEASE, {"step_id": step_id, "now": now}).all()
     released = Released(to_messages(r for r in rows if r[-3] == StepStatus.QUEUED))
     for row in rows:
         if row[-1] is not None and row[-2] == 0:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 from db.models import Tenant
-from db.session import transaction
+from db.session import make_engine, run_transaction, transaction
 from worker.settings import Settings
 
 
@@ -18,7 +18,8 @@ def test_engine_is_configured_for_its_backend(
     if backend != "sqlite":
         assert engine.pool.size() == settings.db_pool_size  # type: ignore[attr-defined]
         assert engine.pool._max_overflow == settings.db_max_overflow  # type: ignore[attr-defined]
-        assert engine.pool._pre_ping is True
+        # cairn pings a pooled connection itself, only when it sat idle (see below).
+        assert engine.pool._pre_ping is False
         return
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -74,3 +75,53 @@ def test_postgres_sessions_do_not_launch_parallel_workers(backend: str, engine: 
             return
         setting = conn.execute(text("SHOW max_parallel_workers_per_gather")).scalar()
     assert setting == "0"
+
+
+def _terminate_pooled_backend(engine: Engine, admin: Engine) -> int:
+    """Kill the server side of the one connection in ``engine``'s pool; its pid."""
+    with engine.connect() as conn:
+        pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    return pid
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_an_idle_pooled_connection_is_pinged_and_replaced_when_dead(settings: Settings) -> None:
+    """A connection idle past db_pool_ping_after_s is pinged first: a dead one is
+    replaced before the transaction sees it."""
+    idle = settings.model_copy(update={"db_pool_ping_after_s": 0.0, "db_pool_size": 1})
+    engine, admin = make_engine(idle), make_engine(settings)
+    try:
+        dead = _terminate_pooled_backend(engine, admin)
+        with transaction(engine) as session:  # no error: the ping found it dead
+            pid = session.scalar(text("SELECT pg_backend_pid()"))
+        assert pid != dead
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_dead_one_is_retried(
+    settings: Settings,
+) -> None:
+    """Within the window no ping is sent (that round trip is per transaction); a
+    connection that died meanwhile fails as a disconnect and run_transaction runs the
+    work again on a fresh one."""
+    recent = settings.model_copy(update={"db_pool_ping_after_s": 3600.0, "db_pool_size": 1})
+    engine, admin = make_engine(recent), make_engine(settings)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        dead = _terminate_pooled_backend(engine, admin)
+        statements.clear()
+        pid = run_transaction(
+            engine, lambda s: s.scalar(text("SELECT pg_backend_pid()")), retry_for_s=10
+        )
+        assert pid != dead
+        # The work ran twice (the dead connection, then a fresh one) and nothing else.
+        assert statements == ["SELECT pg_backend_pid()"] * 2
+    finally:
+        engine.dispose()
+        admin.dispose()
