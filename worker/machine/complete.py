@@ -27,7 +27,7 @@ from worker.machine.events import add_event
 from worker.machine.lease import Fence
 from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
 from worker.machine.records import Records, write_records
-from worker.machine.release import release_dependents, release_element
+from worker.machine.release import release_dependents, release_element, released_from
 from worker.machine.transitions import SUCCEED, lease_cleared
 
 
@@ -51,12 +51,13 @@ def complete_step(
     A large output arrives as a :class:`BlobRef` (already uploaded); the row keeps its key
     and sha256.
     """
+    dependents: list[Any] | None = None  # counted off by the completion itself (PostgreSQL)
     if session.connection().dialect.name == "postgresql":
-        row = complete_row(session, fence, output, records.usd(), now)
-        if row is None:
+        done = complete_row(session, fence, output, records.usd(), now)
+        if done is None:
             raise _stale(fence)
-        steps_left, run_status = row.steps_left, row.status
-        map_parent, key = row.map_parent_id, row.concurrency_key
+        steps_left, run_status = done.steps_left, done.run_status
+        map_parent, key, dependents = done.map_parent_id, done.concurrency_key, done.dependents
         write_records(session, fence, records, now)
     else:
         steps_left, run_status, map_parent, key = _record_success(
@@ -69,7 +70,10 @@ def complete_step(
     if records.usd():
         # The last step's completion finishes the run: nothing is left to pause.
         check_budgets(session, fence.run_id, now, may_pause=steps_left > 0)
-    released = release_dependents(session, fence.run_id, fence.step_id, now)
+    if dependents is None:
+        released = release_dependents(session, fence.run_id, fence.step_id, now)
+    else:
+        released = released_from(session, fence.run_id, dependents, now)
     if map_parent is not None:
         released += release_element(session, fence.run_id, map_parent, now)
     if steps_left == 0:

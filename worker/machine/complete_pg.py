@@ -1,15 +1,20 @@
-"""The completion's fenced writes in ONE round trip on PostgreSQL: the step's success, its
-metrics, the event and the run's counter and spend, as one statement of data-modifying
-CTEs. Prebuilt once: no statement is constructed or cache-keyed per step.
+"""The completion in ONE round trip on PostgreSQL: the step's success, its metrics, the
+event, the run's counter and spend, and the release of its dependents, as one statement
+of data-modifying CTEs. Prebuilt once: no statement is constructed or cache-keyed per step.
 
-It is the first part of :func:`worker.machine.complete.complete_step` (SQLite runs the
-same writes as separate statements in the same transaction). The release of dependents
-stays a second statement: it runs after this one has locked the run row, so that the
-completions of one run go one by one from there and exactly one sees ``steps_left`` at 0.
+It is the core of :func:`worker.machine.complete.complete_step` (SQLite runs the same
+writes as separate statements in the same transaction, ``release.release_dependents``
+last). Order matters and is forced by data: the run's counter reads ``done`` and the
+release reads ``counted``, so the run row is locked before any dependent, as in the
+statement-by-statement version; the completions of one run go one by one from there,
+exactly one sees ``steps_left`` at 0, and exactly one takes a join's count to 0.
+Dependents are released only while the run is active (not cancelled or failed meanwhile).
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,8 +25,9 @@ from sqlalchemy.orm import Session
 from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
+from worker.machine.ending import ACTIVE_RUN
 from worker.machine.lease import Fence
-from worker.machine.transitions import SUCCEED
+from worker.machine.transitions import RELEASE, SUCCEED
 
 # Statuses are bound, not spelled: they come from the transition values.
 _SQL = """
@@ -50,11 +56,30 @@ WITH done AS (
        SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd, updated_at = :now
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
  RETURNING steps_left, status
+), released AS (
+    UPDATE workflow_steps s
+       SET pending_upstream = s.pending_upstream - 1,
+           status = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
+                         THEN :release_target ELSE s.status END,
+           attempt = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
+                          THEN s.attempt + 1 ELSE s.attempt END,
+           queued_at = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
+                            THEN :now ELSE s.queued_at END,
+           dispatched_at = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
+                                THEN :now ELSE s.dispatched_at END
+     WHERE s.id IN (SELECT downstream_id FROM step_edges WHERE upstream_id = :step_id)
+       AND s.status = :release_source
+       AND EXISTS (SELECT 1 FROM counted WHERE counted.status IN :active)
+ RETURNING s.id, s.attempt, s.run_id, s.key, s.task, s.queue, s.priority, s.status,
+           s.pending_upstream, s.map IS NOT NULL AS is_map
 )
 SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
        (SELECT concurrency_key FROM done) AS concurrency_key,
-       (SELECT count(*) FROM measured) AS measured, (SELECT count(*) FROM logged) AS logged
-  FROM counted c
+       (SELECT count(*) FROM measured) AS measured, (SELECT count(*) FROM logged) AS logged,
+       r.id AS r_id, r.attempt AS r_attempt, r.run_id AS r_run_id, r.key AS r_key,
+       r.task AS r_task, r.queue AS r_queue, r.priority AS r_priority,
+       r.status AS r_status, r.pending_upstream AS r_pending, r.is_map AS r_is_map
+  FROM counted c LEFT JOIN released r ON true
 """
 
 STATEMENT = (
@@ -72,9 +97,24 @@ STATEMENT = (
         bindparam("blob_key", type_=String()),
         bindparam("blob_sha256", type_=String()),
         bindparam("usd", type_=Numeric(20, 8)),
+        bindparam("active", expanding=True),
     )
-    .columns(map_parent_id=Uuid())
+    .columns(map_parent_id=Uuid(), r_id=Uuid(), r_run_id=Uuid())
 )
+_ACTIVE = [status.value for status in ACTIVE_RUN]
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What the statement wrote: the run's counter and status after it, the step's map
+    step and concurrency key, and the dependents it counted off (rows shaped as
+    ``release.release_dependents`` returns them)."""
+
+    steps_left: int
+    run_status: str
+    map_parent_id: uuid.UUID | None
+    concurrency_key: str | None
+    dependents: list[tuple[Any, ...]]
 
 
 def complete_row(
@@ -83,11 +123,11 @@ def complete_row(
     output: dict[str, Any] | BlobRef,
     usd: Decimal,
     now: datetime,
-) -> Any:
-    """Run the one-statement completion: ``(steps_left, run status)``, or None when the
-    attempt no longer holds its lease (nothing was written)."""
+) -> Completed | None:
+    """Run the one-statement completion; None when the attempt no longer holds its lease
+    (nothing was written)."""
     blob = output if isinstance(output, BlobRef) else None
-    return (
+    rows = (
         session.connection()
         .execute(
             STATEMENT,
@@ -106,7 +146,35 @@ def complete_row(
                 "event_id": new_id(),
                 "source": SUCCEED.sources[0].value,
                 "target": SUCCEED.target.value,
+                "release_source": RELEASE.sources[0].value,
+                "release_target": RELEASE.target.value,
+                "active": _ACTIVE,
             },
         )
-        .first()
+        .all()
+    )
+    if not rows:
+        return None
+    first = rows[0]
+    return Completed(
+        steps_left=int(first.steps_left),
+        run_status=str(first.status),
+        map_parent_id=first.map_parent_id,
+        concurrency_key=first.concurrency_key,
+        dependents=[
+            (
+                r.r_id,
+                r.r_attempt,
+                r.r_run_id,
+                r.r_key,
+                r.r_task,
+                r.r_queue,
+                r.r_priority,
+                r.r_status,
+                r.r_pending,
+                r.r_is_map,
+            )
+            for r in rows
+            if r.r_id is not None
+        ],
     )

@@ -7,6 +7,7 @@ the row lock of the step it counts on, so a join is queued (or a map joined) onc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +49,7 @@ def _release_statement() -> Any:
             *MESSAGE_COLUMNS,
             WorkflowStep.status,
             WorkflowStep.pending_upstream,
-            WorkflowStep.map,
+            WorkflowStep.map.is_not(None),
         )
     )
 
@@ -67,9 +68,18 @@ def release_dependents(
     pending and is expanded into its elements instead.
     """
     rows = session.connection().execute(_RELEASE, {"step_id": step_id, "now": now}).all()
+    return released_from(session, run_id, rows, now)
+
+
+def released_from(
+    session: Session, run_id: uuid.UUID, rows: Sequence[Any], now: datetime
+) -> Released:
+    """What counting a success off its dependents set in motion: the ``rows`` the release
+    returned (message columns, then status, upstream left, and whether it is a map step)
+    made queued steps to send, and map steps left with no upstream are expanded."""
     released = Released(to_messages(r for r in rows if r[-3] == StepStatus.QUEUED))
     for row in rows:
-        if row[-1] is not None and row[-2] == 0:
+        if row[-1] and row[-2] == 0:
             messages, joined = expand_map(session, row[0], now)
             released.messages += messages
             released += release_joined(session, run_id, joined, now)
