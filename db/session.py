@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
+from db import prepared
 from worker.errors import DatabaseUnavailable
 from worker.settings import Settings
 
@@ -63,6 +64,8 @@ def make_engine(settings: Settings) -> Engine:
             connect_args=connect_args,
         )
         _ping_when_idle(engine, settings)
+        if settings.db_prepared_statements:
+            prepared.enable(engine)
     _dispose_in_forked_children(engine)
     return engine
 

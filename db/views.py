@@ -51,6 +51,8 @@ class StepView:
     #: A map element: its map step's key and its index in the list.
     map_of: str | None = None
     map_index: int | None = None
+    #: When the attempt was queued: it waited ``started_at - queued_at`` for a worker.
+    queued_at: datetime | None = None
 
     @classmethod
     def of(cls, step: WorkflowStep, map_of: str | None = None) -> StepView:
@@ -69,6 +71,7 @@ class StepView:
             step.origin_step_id,
             map_of,
             step.map_index,
+            step.queued_at,
         )
 
 

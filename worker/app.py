@@ -8,7 +8,9 @@ Why each setting is what it is:
 - ``worker_prefetch_multiplier=1``: a worker holds one message per process, so a long
   step does not sit on messages other workers could run.
 - Results are ignored: the database is the result store.
-- Events on, for Flower.
+- Worker events on, for Flower, which shows a step once a worker has received it;
+  ``CAIRN_TASK_SENT_EVENTS=true`` shows it from the moment it is sent, at the cost of
+  one more broker write per step.
 - ``visibility_timeout`` stays at one hour. Recovery never waits for it: a dead worker's
   step is re-queued by the reaper when its lease expires (within 2 x lease). Redis'
   redelivery after the timeout only produces a duplicate message, which the claim drops.
@@ -51,7 +53,8 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Off by default: a task-sent event is one more broker write for every step.
+        task_send_sent_event=settings.task_sent_events,
         broker_connection_retry_on_startup=True,
         # A step keeps running through a broker hiccup; its fenced commit decides.
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     #: (a connection used a moment ago is not pinged: that round trip is per transaction).
     db_pool_pre_ping: bool = True
     db_pool_ping_after_s: float = Field(1.0, ge=0)
+    #: Prepare the hot path's statements once per connection (see ``db/prepared.py``);
+    #: false behind a pooler that shares sessions (PgBouncer transaction mode < 1.21).
+    db_prepared_statements: bool = True
     #: PostgreSQL schema for every cairn table (created by ``cairn migrate``).
     db_schema: str | None = None
     #: How long SQLite waits for a lock before giving up, in seconds.
@@ -78,6 +81,9 @@ class Settings(BaseSettings):
 
     # --- broker ---------------------------------------------------------------------
     broker_url: str = Field("redis://localhost:6379/0", repr=False)
+    #: Send Celery's task-sent event with every step message (Flower then shows a step
+    #: from the moment it is sent, not from when a worker receives it): a broker write more.
+    task_sent_events: bool = False
 
     # --- artifacts ------------------------------------------------------------------
     artifact_backend: Literal["local", "s3"] = "local"

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, Integer, String, Uuid, bindparam, text
 from sqlalchemy.orm import Session
 
+from db.prepared import Prepared
 from db.types import JSONValue, UTCDateTime
 from worker.ids import new_id
 from worker.machine.transitions import CLAIM, START_RUN
@@ -57,7 +58,7 @@ SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wa
   JOIN workflow_definitions d ON d.id = r.definition_id
 """
 
-STATEMENT = (
+_STATEMENT = (
     text(_SQL)
     .bindparams(
         bindparam("step_id", type_=Uuid()),
@@ -83,29 +84,42 @@ STATEMENT = (
         checkpoint=JSON(),
     )
 )
+STATEMENT = Prepared(
+    _SQL,
+    {
+        "step_id": "uuid",
+        "event_id": "uuid",
+        "attempt": "integer",
+        "owner": "varchar",
+        "lease_until": "timestamptz",
+        "now": "timestamptz",
+        "event_data": "jsonb",
+        "claim_source": "varchar",
+        "claim_target": "varchar",
+        "start_source": "varchar",
+        "start_target": "varchar",
+    },
+    _STATEMENT,
+)
 
 
 def claim_row(
     session: Session, step_id: uuid.UUID, attempt: int, owner: str, lease_s: float, now: datetime
 ) -> Any:
     """Run the one-statement claim; the row, or None when the step was not claimable."""
-    return (
-        session.connection()
-        .execute(
-            STATEMENT,
-            {
-                "step_id": step_id,
-                "attempt": attempt,
-                "owner": owner,
-                "lease_until": now + timedelta(seconds=lease_s),
-                "now": now,
-                "event_id": new_id(),
-                "event_data": {"owner": owner},
-                "claim_source": CLAIM.sources[0].value,
-                "claim_target": CLAIM.target.value,
-                "start_source": START_RUN.sources[0].value,
-                "start_target": START_RUN.target.value,
-            },
-        )
-        .first()
-    )
+    return STATEMENT.execute(
+        session.connection(),
+        {
+            "step_id": step_id,
+            "attempt": attempt,
+            "owner": owner,
+            "lease_until": now + timedelta(seconds=lease_s),
+            "now": now,
+            "event_id": new_id(),
+            "event_data": {"owner": owner},
+            "claim_source": CLAIM.sources[0].value,
+            "claim_target": CLAIM.target.value,
+            "start_source": START_RUN.sources[0].value,
+            "start_target": START_RUN.target.value,
+        },
+    ).first()

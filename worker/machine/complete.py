@@ -1,6 +1,7 @@
 """complete_step: ONE fenced transaction that records an attempt's success.
 
-Output, remaining costs and messages, metrics; dependents whose upstream all succeeded
+Output, remaining costs and messages (the step row's queued, started and finished times
+are its metrics); dependents whose upstream all succeeded
 become queued (decided by one decrement, so a join is queued exactly once); and the run
 finishes when its last step does (decided by one decrement of ``steps_left``).
 """
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import StepEdge, WorkflowMetric, WorkflowRun, WorkflowStep
+from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
 from worker.errors import StaleAttempt
@@ -114,8 +115,6 @@ def _record_success(
                 **lease_cleared(),
             )
             .returning(
-                WorkflowStep.started_at,
-                WorkflowStep.queued_at,
                 WorkflowStep.map_parent_id,
                 WorkflowStep.concurrency_key,
             )
@@ -124,26 +123,8 @@ def _record_success(
     )
     if row is None:
         raise _stale(fence)
-    started_at, queued_at, map_parent, key = row
-    started_at = started_at or now  # a running step always has one; keep mypy honest
+    map_parent, key = row
     usd = write_records(session, fence, records, now)
-    metrics = {"duration_s": (now - started_at).total_seconds()}
-    if queued_at is not None:
-        metrics["queue_wait_s"] = (started_at - queued_at).total_seconds()
-    session.connection().execute(
-        insert(WorkflowMetric),
-        [
-            {
-                "run_id": fence.run_id,
-                "step_id": fence.step_id,
-                "attempt": fence.attempt,
-                "name": name,
-                "value": value,
-                "created_at": now,
-            }
-            for name, value in metrics.items()
-        ],
-    )
     add_event(
         session, fence.run_id, "complete_step", now, step_id=fence.step_id, attempt=fence.attempt
     )

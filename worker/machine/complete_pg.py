@@ -1,5 +1,5 @@
-"""The completion in ONE round trip on PostgreSQL: the step's success, its metrics, the
-event, the run's counter and spend, and the release of its dependents, as one statement
+"""The completion in ONE round trip on PostgreSQL: the step's success, the event, the
+run's counter and spend, and the release of its dependents, as one statement
 of data-modifying CTEs. Prebuilt once: no statement is constructed or cache-keyed per step.
 
 It is the core of :func:`worker.machine.complete.complete_step` (SQLite runs the same
@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Integer, Numeric, String, Uuid, bindparam, text
 from sqlalchemy.orm import Session
 
+from db.prepared import Prepared
 from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
@@ -37,16 +38,7 @@ WITH done AS (
            output_sha256 = :blob_sha256, error = NULL, finished_at = :now,
            lease_owner = NULL, lease_expires_at = NULL
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
- RETURNING started_at, queued_at, map_parent_id, concurrency_key
-), measured AS (
-    INSERT INTO workflow_metrics (id, run_id, step_id, attempt, name, value, created_at)
-    SELECT :duration_id, :run_id, :step_id, :attempt, 'duration_s',
-           EXTRACT(EPOCH FROM (:now - coalesce(started_at, :now)))::float8, :now FROM done
-    UNION ALL
-    SELECT :wait_id, :run_id, :step_id, :attempt, 'queue_wait_s',
-           EXTRACT(EPOCH FROM (started_at - queued_at))::float8, :now
-      FROM done WHERE queued_at IS NOT NULL AND started_at IS NOT NULL
- RETURNING id
+ RETURNING map_parent_id, concurrency_key
 ), logged AS (
     INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
     SELECT :event_id, :run_id, 'complete_step', :step_id, :attempt, NULL, :now FROM done
@@ -69,26 +61,25 @@ WITH done AS (
                                 THEN :now ELSE s.dispatched_at END
      WHERE s.id IN (SELECT downstream_id FROM step_edges WHERE upstream_id = :step_id)
        AND s.status = :release_source
-       AND EXISTS (SELECT 1 FROM counted WHERE counted.status IN :active)
+       AND EXISTS (SELECT 1 FROM counted WHERE counted.status IN ({active}))
  RETURNING s.id, s.attempt, s.run_id, s.key, s.task, s.queue, s.priority, s.status,
-           s.pending_upstream, s.map IS NOT NULL AS is_map
+           s.pending_upstream, s.map
 )
 SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
        (SELECT concurrency_key FROM done) AS concurrency_key,
-       (SELECT count(*) FROM measured) AS measured, (SELECT count(*) FROM logged) AS logged,
+       (SELECT count(*) FROM logged) AS logged,
        r.id AS r_id, r.attempt AS r_attempt, r.run_id AS r_run_id, r.key AS r_key,
        r.task AS r_task, r.queue AS r_queue, r.priority AS r_priority,
-       r.status AS r_status, r.pending_upstream AS r_pending, r.is_map AS r_is_map
+       r.status AS r_status, r.pending_upstream AS r_pending, r.map AS r_map
   FROM counted c LEFT JOIN released r ON true
 """
 
-STATEMENT = (
-    text(_SQL)
+_ACTIVE = ", ".join(f"'{status.value}'" for status in ACTIVE_RUN)
+_STATEMENT = (
+    text(_SQL.format(active=_ACTIVE))
     .bindparams(
         bindparam("step_id", type_=Uuid()),
         bindparam("run_id", type_=Uuid()),
-        bindparam("duration_id", type_=Uuid()),
-        bindparam("wait_id", type_=Uuid()),
         bindparam("event_id", type_=Uuid()),
         bindparam("attempt", type_=Integer()),
         bindparam("owner", type_=String()),
@@ -97,11 +88,29 @@ STATEMENT = (
         bindparam("blob_key", type_=String()),
         bindparam("blob_sha256", type_=String()),
         bindparam("usd", type_=Numeric(20, 8)),
-        bindparam("active", expanding=True),
     )
     .columns(map_parent_id=Uuid(), r_id=Uuid(), r_run_id=Uuid())
 )
-_ACTIVE = [status.value for status in ACTIVE_RUN]
+STATEMENT = Prepared(
+    _SQL.format(active=_ACTIVE),
+    {
+        "step_id": "uuid",
+        "run_id": "uuid",
+        "event_id": "uuid",
+        "attempt": "integer",
+        "owner": "varchar",
+        "now": "timestamptz",
+        "output": "jsonb",
+        "blob_key": "varchar",
+        "blob_sha256": "varchar",
+        "usd": "numeric",
+        "source": "varchar",
+        "target": "varchar",
+        "release_source": "varchar",
+        "release_target": "varchar",
+    },
+    _STATEMENT,
+)
 
 
 @dataclass(frozen=True)
@@ -127,32 +136,25 @@ def complete_row(
     """Run the one-statement completion; None when the attempt no longer holds its lease
     (nothing was written)."""
     blob = output if isinstance(output, BlobRef) else None
-    rows = (
-        session.connection()
-        .execute(
-            STATEMENT,
-            {
-                "step_id": fence.step_id,
-                "run_id": fence.run_id,
-                "attempt": fence.attempt,
-                "owner": fence.owner,
-                "now": now,
-                "output": None if blob else output,
-                "blob_key": blob.key if blob else None,
-                "blob_sha256": blob.sha256 if blob else None,
-                "usd": usd,
-                "duration_id": new_id(),
-                "wait_id": new_id(),
-                "event_id": new_id(),
-                "source": SUCCEED.sources[0].value,
-                "target": SUCCEED.target.value,
-                "release_source": RELEASE.sources[0].value,
-                "release_target": RELEASE.target.value,
-                "active": _ACTIVE,
-            },
-        )
-        .all()
-    )
+    rows = STATEMENT.execute(
+        session.connection(),
+        {
+            "step_id": fence.step_id,
+            "run_id": fence.run_id,
+            "attempt": fence.attempt,
+            "owner": fence.owner,
+            "now": now,
+            "output": None if blob else output,
+            "blob_key": blob.key if blob else None,
+            "blob_sha256": blob.sha256 if blob else None,
+            "usd": usd,
+            "event_id": new_id(),
+            "source": SUCCEED.sources[0].value,
+            "target": SUCCEED.target.value,
+            "release_source": RELEASE.sources[0].value,
+            "release_target": RELEASE.target.value,
+        },
+    ).all()
     if not rows:
         return None
     first = rows[0]
@@ -172,7 +174,7 @@ def complete_row(
                 r.r_priority,
                 r.r_status,
                 r.r_pending,
-                r.r_is_map,
+                r.r_map,
             )
             for r in rows
             if r.r_id is not None

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from db.models import RunEvent
+from worker.ids import new_id
+
+#: Built once, on the table (not the ORM entity): an event is written by most verbs.
+_INSERT = insert(cast(Table, RunEvent.__table__))
 
 
 def add_event(
@@ -24,7 +28,14 @@ def add_event(
 ) -> None:
     """Append to the run's event log; ``kind`` is the name of the verb that acted."""
     session.connection().execute(
-        insert(RunEvent).values(
-            run_id=run_id, kind=kind, step_id=step_id, attempt=attempt, data=data, created_at=now
-        )
+        _INSERT,
+        {
+            "id": new_id(),
+            "run_id": run_id,
+            "kind": kind,
+            "step_id": step_id,
+            "attempt": attempt,
+            "data": data,
+            "created_at": now,
+        },
     )

@@ -49,7 +49,7 @@ def _release_statement() -> Any:
             *MESSAGE_COLUMNS,
             WorkflowStep.status,
             WorkflowStep.pending_upstream,
-            WorkflowStep.map.is_not(None),
+            WorkflowStep.map,
         )
     )
 
@@ -75,11 +75,11 @@ def released_from(
     session: Session, run_id: uuid.UUID, rows: Sequence[Any], now: datetime
 ) -> Released:
     """What counting a success off its dependents set in motion: the ``rows`` the release
-    returned (message columns, then status, upstream left, and whether it is a map step)
+    returned (message columns, then status, upstream left, and the map of a map step)
     made queued steps to send, and map steps left with no upstream are expanded."""
     released = Released(to_messages(r for r in rows if r[-3] == StepStatus.QUEUED))
     for row in rows:
-        if row[-1] and row[-2] == 0:
+        if row[-1] is not None and row[-2] == 0:
             messages, joined = expand_map(session, row[0], now)
             released.messages += messages
             released += release_joined(session, run_id, joined, now)
