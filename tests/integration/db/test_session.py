@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, event, func, select, text
 
 from db.models import Tenant
+from db.prepared import Prepared
 from db.session import make_engine, run_transaction, transaction
 from worker.settings import Settings
 
@@ -125,3 +126,23 @@ def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_dead_one_is_retried(
     finally:
         engine.dispose()
         admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("enabled", [True, False])
+def test_hot_statements_are_prepared_once_per_connection_unless_turned_off(
+    settings: Settings, enabled: bool
+) -> None:
+    sql = "SELECT count(*) FROM tenants WHERE name = :name"
+    statement = Prepared(sql, {"name": "varchar"}, text(sql))
+    engine = make_engine(settings.model_copy(update={"db_prepared_statements": enabled}))
+    try:
+        with engine.connect() as conn:
+            assert [statement.execute(conn, {"name": "x"}).scalar() for _ in range(3)] == [0] * 3
+            prepared = conn.execute(
+                text("SELECT name FROM pg_prepared_statements WHERE name = :n"),
+                {"n": statement.name},
+            ).all()
+        assert len(prepared) == (1 if enabled else 0)
+    finally:
+        engine.dispose()
