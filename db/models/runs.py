@@ -37,9 +37,8 @@ class WorkflowRun(IdMixin, CreatedMixin, Base):
         Index(None, "status", "updated_at"),
     )
 
-    tenant_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
-    )
+    #: Indexed by the (tenant_id, ...) keys above.
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     project_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
@@ -68,6 +67,9 @@ class WorkflowRun(IdMixin, CreatedMixin, Base):
     cost_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    #: When the run's status last changed. Its counters (steps left, cost) move without
+    #: it: an indexed column changed by every step's completion would make each of those
+    #: updates write every index of the table (no HOT update).
     updated_at: Mapped[datetime | None]
     #: The W3C trace context its start was made in (OpenTelemetry): its steps' spans
     #: join that trace.
@@ -114,9 +116,8 @@ class RunEvent(IdMixin, CreatedMixin, Base):
     __tablename__ = "run_events"
     __table_args__ = (Index(None, "run_id", "created_at"),)
 
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
-    )
+    #: Indexed by (run_id, created_at): a second index would be one more write per event.
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     step_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True
     )

@@ -42,9 +42,8 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
         Index(None, "concurrency_key", "status", "queued_at"),
     )
 
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
-    )
+    #: Indexed by the unique (run_id, key).
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     #: The step's key inside its workflow (unique per run).
     key: Mapped[str] = mapped_column(String(200))
     #: The registered step function name.
@@ -113,8 +112,9 @@ class StepEdge(IdMixin, Base):
     run_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True
     )
+    #: Indexed by the unique (upstream_id, downstream_id).
     upstream_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True
+        ForeignKey("workflow_steps.id", ondelete="CASCADE")
     )
     downstream_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workflow_steps.id", ondelete="CASCADE"), index=True

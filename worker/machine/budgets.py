@@ -60,7 +60,7 @@ def add_spend(session: Session, run_id: uuid.UUID, usd: Decimal, now: datetime) 
     session.connection().execute(
         update(WorkflowRun)
         .where(WorkflowRun.id == run_id)
-        .values(cost_usd=WorkflowRun.cost_usd + usd, updated_at=now)
+        .values(cost_usd=WorkflowRun.cost_usd + usd)
     )
     return check_budgets(session, run_id, now)
 

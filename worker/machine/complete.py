@@ -138,7 +138,6 @@ def _record_success(
             .values(
                 steps_left=WorkflowRun.steps_left - 1,
                 cost_usd=WorkflowRun.cost_usd + usd,
-                updated_at=now,
             )
             .returning(WorkflowRun.steps_left, WorkflowRun.status)
         )

@@ -45,7 +45,7 @@ WITH done AS (
  RETURNING id
 ), counted AS (
     UPDATE workflow_runs
-       SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd, updated_at = :now
+       SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
  RETURNING steps_left, status
 ), released AS (

@@ -196,7 +196,7 @@ def expand_map(
     session.connection().execute(
         update(WorkflowRun)
         .where(WorkflowRun.id == node.run_id)
-        .values(steps_left=WorkflowRun.steps_left + len(items), updated_at=now)
+        .values(steps_left=WorkflowRun.steps_left + len(items))
     )
     add_event(
         session,
@@ -303,7 +303,7 @@ def join_map(session: Session, map_step_id: uuid.UUID, now: datetime) -> Joined:
         .execute(
             update(WorkflowRun)
             .where(WorkflowRun.id == run_id)
-            .values(steps_left=WorkflowRun.steps_left - 1, updated_at=now)
+            .values(steps_left=WorkflowRun.steps_left - 1)
             .returning(WorkflowRun.steps_left, WorkflowRun.status)
         )
         .one()
