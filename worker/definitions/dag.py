@@ -64,9 +64,3 @@ def topological_order(edges: Mapping[str, Sequence[str]]) -> list[str]:
     if len(order) != len(edges):
         raise ValueError("the graph has a cycle")
     return order
-
-
-def sinks(edges: Mapping[str, Sequence[str]]) -> list[str]:
-    """Keys nothing comes after: their outputs are the run's outputs."""
-    used = {dep for deps in edges.values() for dep in deps}
-    return [key for key in edges if key not in used]

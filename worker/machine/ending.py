@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Uuid, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ApprovalRequest, StepEdge, WorkflowRun, WorkflowStep
 from db.states import ApprovalStatus, RunStatus, StepStatus
-from worker.definitions.dag import sinks
+from db.types import UTCDateTime
 from worker.machine.events import add_event
 from worker.machine.messages import Released
-from worker.machine.rollup import output_value, run_outputs
+from worker.machine.rollup import output_value
 from worker.machine.transitions import CANCEL_NOT_STARTED, CANCEL_RUN, FAIL_RUN, FINISH_RUN
 from worker.machine.waits import child_end, drop_run_waits, wake_parent
 
@@ -96,43 +96,45 @@ def cancel_children(session: Session, run_id: uuid.UUID, now: datetime) -> None:
         )
 
 
+def _sink_outputs_statement() -> Any:
+    """The outputs of a run's sink steps (none comes after them), built once."""
+    step = WorkflowStep
+    return select(step.key, step.output, step.output_blob_key, step.output_sha256).where(
+        step.run_id == bindparam("run_id", type_=Uuid()),
+        step.map_parent_id.is_(None),  # a map's elements: its map step stands for them
+        ~exists().where(StepEdge.upstream_id == step.id),
+    )
+
+
+def _finish_statement() -> Any:
+    """The guarded move of a run to succeeded, with its outputs, built once."""
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(WorkflowRun)
+        .where(WorkflowRun.id == bindparam("run_id", type_=Uuid()), FINISH_RUN.guard())
+        .values(
+            status=FINISH_RUN.target,
+            outputs=bindparam("outputs", type_=WorkflowRun.outputs.type),
+            finished_at=now,
+            updated_at=now,
+        )
+        .returning(WorkflowRun.parent_run_id, WorkflowRun.parent_step_id)
+    )
+
+
+_SINK_OUTPUTS = _sink_outputs_statement()
+_FINISH = _finish_statement()
+
+
 def finish_run(session: Session, run_id: uuid.UUID, now: datetime, *, paused: bool) -> Released:
     """Its last step succeeded: the run succeeds with its sink steps' outputs; a parent
     step waiting for it (a child run) is woken in the same transaction."""
-    steps = [
-        (step_id, key, output_value(output, blob_key, sha))
-        for step_id, key, output, blob_key, sha in session.connection().execute(
-            select(
-                WorkflowStep.id,
-                WorkflowStep.key,
-                WorkflowStep.output,
-                WorkflowStep.output_blob_key,
-                WorkflowStep.output_sha256,
-            ).where(WorkflowStep.run_id == run_id, WorkflowStep.map_parent_id.is_(None))
-        )
-    ]
-    edges = (
-        session.connection()
-        .execute(
-            select(StepEdge.upstream_id, StepEdge.downstream_id).where(StepEdge.run_id == run_id)
-        )
-        .all()
-    )
-    key_of = {step_id: key for step_id, key, _ in steps}
-    after: dict[str, list[str]] = {key: [] for key in key_of.values()}
-    for upstream, downstream in edges:
-        after[key_of[downstream]].append(key_of[upstream])
-    outputs = run_outputs({key: output for _, key, output in steps}, sinks(after))
-    finished = (
-        session.connection()
-        .execute(
-            update(WorkflowRun)
-            .where(WorkflowRun.id == run_id, FINISH_RUN.guard())
-            .values(status=FINISH_RUN.target, outputs=outputs, finished_at=now, updated_at=now)
-            .returning(WorkflowRun.parent_run_id, WorkflowRun.parent_step_id)
-        )
-        .first()
-    )
+    conn = session.connection()
+    outputs = {
+        key: output_value(output, blob_key, sha)
+        for key, output, blob_key, sha in conn.execute(_SINK_OUTPUTS, {"run_id": run_id})
+    }
+    finished = conn.execute(_FINISH, {"run_id": run_id, "outputs": outputs, "now": now}).first()
     if paused:
         # Every step succeeded, so none waits and no step's request is pending: only the
         # budget request of a run paused while its last steps ran is left to cancel.

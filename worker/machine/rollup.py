@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from worker import blobs
-
-
-def run_outputs(
-    outputs: Mapping[str, dict[str, Any] | None], sink_keys: list[str]
-) -> dict[str, Any]:
-    """A finished run's outputs: the outputs of its sink steps, by step key."""
-    return {key: outputs.get(key) for key in sink_keys}
 
 
 def output_value(

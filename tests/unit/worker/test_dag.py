@@ -1,4 +1,4 @@
-"""DAG helpers: topological order, sinks, cycle detection over ``after`` lists."""
+"""DAG helpers: topological order and cycle detection over ``after`` lists."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.definitions.dag import find_cycle, sinks, topological_order
+from worker.definitions.dag import find_cycle, topological_order
 
 Edges = dict[str, list[str]]
 
@@ -46,7 +46,6 @@ def assert_is_cycle(cycle: list[str] | None, edges: Mapping[str, Sequence[str]])
 
 def test_an_empty_graph() -> None:
     assert topological_order({}) == []
-    assert sinks({}) == []
     assert find_cycle({}) is None
 
 
@@ -97,37 +96,6 @@ def test_topological_order_respects_every_edge(edges: Edges) -> None:
             assert position[dep] < position[key]
 
 
-# --- sinks -------------------------------------------------------------------------------------
-
-
-def test_sinks_are_the_keys_nothing_comes_after() -> None:
-    edges = {"fetch": [], "summarise": ["fetch"], "chart": ["fetch"], "mail": ["summarise"]}
-    assert sinks(edges) == ["chart", "mail"]
-
-
-def test_a_lone_step_is_its_own_sink() -> None:
-    assert sinks({"only": []}) == ["only"]
-
-
-def test_a_diamond_has_one_sink() -> None:
-    assert sinks({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}) == ["d"]
-
-
-def test_sinks_keep_input_order() -> None:
-    assert sinks({"z": [], "m": [], "a": []}) == ["z", "m", "a"]
-
-
-@given(dags())
-def test_sinks_are_exactly_the_keys_without_dependents(edges: Edges) -> None:
-    found = sinks(edges)
-    dependents = {key: [k for k, deps in edges.items() if key in deps] for key in edges}
-    assert found == [key for key in edges if not dependents[key]]
-    if edges:
-        assert found, "a non-empty DAG has at least one sink"
-        # Every key leads to a sink: the last key of a topological order is one.
-        assert topological_order(edges)[-1] in found
-
-
 # --- find_cycle ------------------------------------------------------------------------------
 
 
@@ -163,14 +131,12 @@ def test_a_cycle_behind_acyclic_parts_is_found() -> None:
 def test_unknown_keys_are_ignored_by_cycle_detection_and_sinks() -> None:
     edges = {"a": ["ghost"], "b": ["a"]}
     assert find_cycle(edges) is None
-    assert sinks(edges) == ["b"]
 
 
 def test_a_5000_step_chain_does_not_hit_the_recursion_limit() -> None:
     n = 5000
     chain = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(n)}
     assert find_cycle(chain) is None
-    assert sinks(chain) == [f"s{n - 1}"]
     closed = chain | {"s0": [f"s{n - 1}"]}
     cycle = find_cycle(closed)
     assert_is_cycle(cycle, closed)
