@@ -107,7 +107,10 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
             ("map", lambda: workloads.map_join(b, 50)),
             ("status read", lambda: workloads.scale_of_state(b, 10_000, 50)),
             ("http api", lambda: workloads.http_api(b, reads=50, starts=100, clients=10)),
-            ("enqueuers", lambda: workloads.enqueuers(b, clients=10, starts=100)),
+            (
+                "enqueuers",
+                lambda: workloads.enqueuers(b, clients=10, starts=100, processes=2, rate=50),
+            ),
             ("recovery", lambda: workloads.recovery(b, observe_s=8)),
         ]
     return [
@@ -118,7 +121,10 @@ def _workloads(b: workloads.Bench, smoke: bool) -> list[tuple[str, Callable[[], 
         ("map 10000", lambda: workloads.map_join(b, 10_000)),
         ("status read", lambda: workloads.scale_of_state(b, 1_000_000, 500)),
         ("http api", lambda: workloads.http_api(b, reads=500, starts=3000, clients=50)),
-        ("enqueuers", lambda: workloads.enqueuers(b, clients=50, starts=5000)),
+        (
+            "enqueuers",
+            lambda: workloads.enqueuers(b, clients=50, starts=5000, processes=5, rate=500),
+        ),
         ("recovery", lambda: workloads.recovery(b, observe_s=60)),
     ]
 

@@ -23,7 +23,7 @@ from worker.apikeys import create_key
 from worker.client import Client
 from worker.devstack import free_port
 from worker.settings import Settings
-from worker.stack import Stack
+from worker.stack import Stack, stack_env
 
 DONE_KEY = "bench:done"
 #: The recovery workload's own queues: the worker it kills is their only consumer until
@@ -431,35 +431,51 @@ def http_api(b: Bench, reads: int, starts: int, clients: int) -> list[Figure]:
         api.stop()
 
 
-def enqueuers(b: Bench, clients: int, starts: int) -> list[Figure]:
-    """``clients`` threads starting one-step runs at once through one Client each:
-    starts per second, and each start's latency (committed and sent)."""
-    spec = {
-        "name": "bench-enqueue",
-        "steps": [{"key": "s", "task": "bench.noop", "queue": HTTP_IDLE_QUEUE}],
-    }
-    rate = Figure(f"enqueuers, {clients} at once", "cairn", "per s", note="Client.start_run")
-    latency = Figure(f"enqueuers, {clients} at once", "cairn", "ms", note="per start")
-    per_client = max(1, starts // clients)
-    pool = [Client(b.settings) for _ in range(clients)]
+def enqueuers(b: Bench, clients: int, starts: int, processes: int, rate: float) -> list[Figure]:
+    """``clients`` enqueuers at once, in ``processes`` processes (services) of threads,
+    each thread with its own Client: starts per second flat out (closed loop), then each
+    start's latency at an offered ``rate`` per second (open loop, from when it was due)."""
+    rate_figure = Figure(
+        f"enqueuers, {clients} at once", "cairn", "per s", note=f"in {processes} processes"
+    )
+    latency = Figure(
+        f"enqueuers, {clients} at once", "cairn", "ms", note=f"per start, at {rate:.0f}/s offered"
+    )
+    closed = _enqueue(b, clients, starts, processes, None)
+    rate_figure.samples.append(
+        sum(len(r["latencies_ms"]) for r in closed) / max(r["seconds"] for r in closed)
+    )
+    paced = _enqueue(b, clients, starts, processes, rate)
+    latency.samples = [ms for r in paced for ms in r["latencies_ms"]]
+    b.redis.delete(HTTP_IDLE_QUEUE)
+    return [rate_figure, latency]
 
-    def enqueue(client: Client) -> list[float]:
-        taken = []
-        for _ in range(per_client):
-            begin = time.perf_counter()
-            client.start_run(spec=spec)
-            taken.append((time.perf_counter() - begin) * 1000)
-        return taken
 
-    try:
-        with concurrent.futures.ThreadPoolExecutor(clients) as ex:
-            list(ex.map(lambda c: c.start_run(spec=spec), pool))  # warm: pools, ids
-            begin = time.perf_counter()
-            for taken in ex.map(enqueue, pool):
-                latency.samples.extend(taken)
-            rate.samples.append(per_client * clients / (time.perf_counter() - begin))
-    finally:
-        for client in pool:
-            client.close()
-        b.redis.delete(HTTP_IDLE_QUEUE)
-    return [rate, latency]
+def _enqueue(
+    b: Bench, clients: int, starts: int, processes: int, rate: float | None
+) -> list[dict[str, Any]]:
+    """Run ``processes`` enqueuing processes at once (``bench.enqueue_proc``); their
+    results."""
+    env = stack_env(b.settings, "bench.steps")
+    start_at = time.time() + 5.0  # each process builds and warms its clients by then
+    argv = [str(clients // processes), str(starts // processes), str(start_at)]
+    if rate is not None:
+        argv.append(str(rate / processes))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.enqueue_proc", *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"an enqueuing process failed:\n{out[-2000:]}{err[-3000:]}")
+        results.append(json.loads(lines[-1]))
+    return results
