@@ -91,16 +91,32 @@ def test_the_public_face_imports_from_a_wheel_with_the_demo_inside(
         ),
     ],
 )
-def test_a_shadowing_module_is_named_at_import_of_the_face(
+def test_a_shadowing_module_is_named_at_first_use_of_the_face(
     tmp_path: Path, name: str, make: object
 ) -> None:
     make(tmp_path)  # type: ignore[operator]
-    done = _run([sys.executable, "-c", "import cairn"], cwd=tmp_path)
+    done = _run([sys.executable, "-c", "from cairn import Client"], cwd=tmp_path)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert "ShadowedModule" in last
     assert f"your module {name!r} ({tmp_path / name}" in last
     assert "rename yours" in last
+
+
+def test_the_http_client_imports_none_of_cairns_engine_even_beside_a_tasks_py(
+    tmp_path: Path,
+) -> None:
+    """A service that only talks HTTP may have its own ``tasks.py``: ``cairn.http`` needs
+    nothing of cairn's internals, and loads neither Celery nor SQLAlchemy."""
+    (tmp_path / "tasks.py").write_text("celery_app = None\n")
+    code = (
+        "import sys; from cairn.http import HttpClient, ApiError;"
+        "heavy = [m for m in ('celery', 'kombu', 'sqlalchemy', 'worker', 'db', 'pydantic')"
+        " if m in sys.modules]; print(heavy)"
+    )
+    done = _run([sys.executable, "-c", code], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("command", [["worker"], ["migrate"], ["status", "x"]])
