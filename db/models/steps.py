@@ -6,12 +6,22 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, CreatedMixin, IdMixin
 from db.states import StepStatus, check_in
 from db.types import NullableJSON
+
+
+def _status_is(status: StepStatus) -> str:
+    return f"status = '{status.value}'"
+
+
+def _partial(*columns: str, where: str) -> Index:
+    """An index of the rows that match ``where`` (a query must state the same condition,
+    with the status as a literal on SQLite: see ``transitions.status_is``)."""
+    return Index(None, *columns, postgresql_where=text(where), sqlite_where=text(where))
 
 
 class WorkflowStep(IdMixin, CreatedMixin, Base):
@@ -31,15 +41,18 @@ class WorkflowStep(IdMixin, CreatedMixin, Base):
         CheckConstraint("wait_resumes >= 0", name="wait_resumes_non_negative"),
         CheckConstraint("pending_upstream >= 0", name="pending_upstream_non_negative"),
         CheckConstraint("priority BETWEEN 0 AND 9", name="priority_range"),
+        # Partial indexes: each holds only the rows its query looks for, so a step's change
+        # of status writes the one index of its new status (if any), not all of them, and
+        # finished steps (nearly every row) sit in none.
         # The reaper: running steps by lease expiry.
-        Index(None, "status", "lease_expires_at"),
+        _partial("lease_expires_at", where=_status_is(StepStatus.RUNNING)),
         # The reconciler: queued steps by dispatch time, retrying steps by backoff end.
-        Index(None, "status", "dispatched_at"),
-        Index(None, "status", "next_attempt_at"),
+        _partial("dispatched_at", where=_status_is(StepStatus.QUEUED)),
+        _partial("next_attempt_at", where=_status_is(StepStatus.RETRYING)),
         # A map's slots: its elements by status, in order.
-        Index(None, "map_parent_id", "status", "map_index"),
+        _partial("map_parent_id", "status", "map_index", where="map_parent_id IS NOT NULL"),
         # A concurrency key's slots: its steps by status, oldest first.
-        Index(None, "concurrency_key", "status", "queued_at"),
+        _partial("concurrency_key", "status", "queued_at", where="concurrency_key IS NOT NULL"),
     )
 
     #: Indexed by the unique (run_id, key).

@@ -26,6 +26,7 @@ from worker.machine.transitions import (
     STOP,
     lease_cleared,
     queued,
+    status_is,
 )
 
 
@@ -57,7 +58,9 @@ def reap_expired(
             WorkflowStep.cancel_requested,
             WorkflowStep.server_releases + WorkflowStep.wait_resumes,
         )
-        .where(WorkflowStep.status == StepStatus.RUNNING, WorkflowStep.lease_expires_at < now)
+        .where(
+            status_is(WorkflowStep.status, StepStatus.RUNNING), WorkflowStep.lease_expires_at < now
+        )
         .order_by(WorkflowStep.lease_expires_at)
         .limit(limit)
     ).all()
@@ -66,7 +69,7 @@ def reap_expired(
     for step_id, attempt, max_attempts, run_id, key, cancel_requested, releases in expired:
         guard = (
             WorkflowStep.id == step_id,
-            WorkflowStep.status == StepStatus.RUNNING,
+            status_is(WorkflowStep.status, StepStatus.RUNNING),
             WorkflowStep.attempt == attempt,
             WorkflowStep.lease_expires_at < now,
         )
@@ -160,7 +163,10 @@ def stale_queues(session: Session, now: datetime, after_s: float) -> set[str]:
     return set(
         session.scalars(
             select(WorkflowStep.queue)
-            .where(WorkflowStep.status == StepStatus.QUEUED, WorkflowStep.dispatched_at < cutoff)
+            .where(
+                status_is(WorkflowStep.status, StepStatus.QUEUED),
+                WorkflowStep.dispatched_at < cutoff,
+            )
             .distinct()
         )
     )
@@ -194,12 +200,12 @@ def redispatch_stale(
                 WorkflowStep.dispatched_at < busy_cutoff,
             ),
         )
-    stale = select(WorkflowStep.id).where(WorkflowStep.status == StepStatus.QUEUED, due)
+    stale = select(WorkflowStep.id).where(status_is(WorkflowStep.status, StepStatus.QUEUED), due)
     rows = session.execute(
         update(WorkflowStep)
         .where(
             WorkflowStep.id.in_(stale.limit(limit).scalar_subquery()),
-            WorkflowStep.status == StepStatus.QUEUED,
+            status_is(WorkflowStep.status, StepStatus.QUEUED),
             due,
         )
         .values(dispatched_at=now)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, String, bindparam
 
 from db.models import WorkflowRun, WorkflowStep
 from db.states import (
@@ -24,6 +24,14 @@ from db.states import (
 )
 
 StatusT = TypeVar("StatusT", StepStatus, RunStatus)
+
+
+def status_is(column: Any, status: StepStatus | RunStatus) -> ColumnElement[bool]:
+    """``column = '<status>'`` with the status written into the SQL, not bound: SQLite
+    uses a partial index (``WHERE status = 'running'``) only for a query that states
+    its condition with the same literal. Statuses are the enums' own values."""
+    literal = bindparam(None, status.value, type_=String(), literal_execute=True)
+    return cast(ColumnElement[bool], column == literal)
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class Move(Generic[StatusT]):
         """The ``WHERE status IN (...)`` of this move."""
         column = WorkflowStep.status if self._is_step() else WorkflowRun.status
         if len(self.sources) == 1:
-            return column == self.sources[0]
+            return status_is(column, self.sources[0])
         return column.in_(self.sources)
 
     def _is_step(self) -> bool:
