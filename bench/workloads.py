@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import json
 import subprocess
 import sys
@@ -409,38 +409,26 @@ def http_api(b: Bench, reads: int, starts: int, clients: int) -> list[Figure]:
             "name": "bench-http-one",
             "steps": [{"key": "s", "task": "bench.noop", "queue": HTTP_IDLE_QUEUE}],
         }
-        started = Figure(
-            f"HTTP starts, {clients} clients",
-            "cairn",
-            "per s",
-            note="POST /v1/runs; one asyncio load process",
-        )
-        started.samples.append(asyncio.run(_http_starts(base, headers, spec, starts, clients)))
+        started = Figure(f"HTTP starts, {clients} clients", "cairn", "per s", note="POST /v1/runs")
+        per_client = max(1, starts // clients)
+        pool = [httpx.Client(base_url=base, headers=headers, timeout=60) for _ in range(clients)]
+
+        def starter(http: httpx.Client) -> None:
+            for _ in range(per_client):
+                http.post("/v1/runs", json={"spec": spec}).raise_for_status()
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+                list(ex.map(lambda h: h.post("/v1/runs", json={"spec": spec}), pool))  # warm
+                begin = time.perf_counter()
+                list(ex.map(starter, pool))
+                started.samples.append(per_client * clients / (time.perf_counter() - begin))
+        finally:
+            for http in pool:
+                http.close()
         return [read, started]
     finally:
         api.stop()
-
-
-async def _http_starts(
-    base: str, headers: dict[str, str], spec: dict[str, Any], starts: int, clients: int
-) -> float:
-    """``clients`` connections starting runs at once, ``starts`` in all: starts per second.
-
-    The load comes from asyncio tasks, not threads: 50 threads of a synchronous client
-    spent more of the two cores on the GIL than the API they measured.
-    """
-    per_client = max(1, starts // clients)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as http:
-
-        async def starter(count: int) -> None:
-            for _ in range(count):
-                (await http.post("/v1/runs", json={"spec": spec})).raise_for_status()
-
-        await asyncio.gather(*(starter(1) for _ in range(clients)))  # warm: connections
-        begin = time.perf_counter()
-        await asyncio.gather(*(starter(per_client) for _ in range(clients)))
-        return per_client * clients / (time.perf_counter() - begin)
 
 
 def enqueuers(b: Bench, clients: int, starts: int, processes: int, rate: float) -> list[Figure]:

@@ -78,11 +78,15 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-    code = {400: "invalid", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
-        exc.status_code, "http_error"
-    )
+    code = {
+        400: "invalid",
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(exc.status_code, "http_error")
     headers = dict(exc.headers or {})
-    field = "body" if exc.status_code == 400 else None
+    field = "body" if exc.status_code in (400, 413) else None
     return JSONResponse(error_body(code, str(exc.detail), field), exc.status_code, headers=headers)
 
 

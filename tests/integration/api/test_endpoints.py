@@ -321,6 +321,18 @@ def test_bad_requests_name_the_field_and_write_nothing(http: httpx.Client) -> No
         headers={"Content-Type": "application/json"},
     )
     assert error_of(huge, 413)["code"] == "payload_too_large"
+    # Sent in chunks, with no length declared: counted as it streams in.
+    chunked = http.post(
+        "/v1/runs",
+        content=(b" " * (1024 * 1024) for _ in range(9)),
+        headers={"Content-Type": "application/json"},
+    )
+    assert "content-length" not in chunked.request.headers
+    assert error_of(chunked, 413) == {
+        "code": "payload_too_large",
+        "message": "the request body is over 8388608 bytes",
+        "field": "body",
+    }
     too_big = http.post("/v1/runs", json={"spec": CHAIN, "inputs": {"big": "x" * 300_000}})
     big_error = error_of(too_big, 413)
     assert (big_error["code"], big_error["field"]) == ("payload_too_large", "inputs")
