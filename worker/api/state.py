@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, TypeVar
@@ -12,7 +14,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from db.repositories import WorkerRepository
 from db.session import async_transaction, run_transaction_async
@@ -79,7 +80,15 @@ class ApiState:
     async def send(self, messages: list[StepMessage]) -> None:
         """Send step messages after the commit (kombu is sync: off the event loop)."""
         if messages:
-            await run_in_threadpool(self.dispatcher.send, messages)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._publisher, self.dispatcher.send, messages)
+
+    @cached_property
+    def _publisher(self) -> ThreadPoolExecutor:
+        # One thread sends for the whole process: from the request thread pool, concurrent
+        # sends each took a producer of their own and churned broker connections (a fifth
+        # of a start's CPU, py-spy); one sender keeps one producer and one connection.
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cairn-publish")
 
     async def step_names(self) -> frozenset[str] | None:
         """The step names the running workers know, or None (no check) when none run.
