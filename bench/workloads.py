@@ -384,7 +384,10 @@ def http_api(b: Bench, reads: int, starts: int, clients: int) -> list[Figure]:
     Run after the status read workload, so the read is among its million step rows.
     """
     port = free_port()
-    api = b.stack.start_api(port, workers=2)
+    # Each worker serves about half the clients at once: a pool that holds that many
+    # connections, as a deployment would size it (past the pool, every overflow connection
+    # is opened and closed per request: a TLS attempt, a login, statements prepared anew).
+    api = b.stack.start_api(port, workers=2, env={"CAIRN_DB_POOL_SIZE": str(clients // 2 + 5)})
     try:
         _, key = run_transaction(
             b.engine, lambda s: create_key(s, b.client.tenant, "bench", utcnow())
