@@ -115,14 +115,7 @@ class Heartbeat:
         """One beat; False when the loop must end (timeout passed, lease lost)."""
         if self._deadline is not None and time.monotonic() > self._deadline:
             self._attempt.timed_out = True
-            log.warning(
-                "step over its timeout; no longer extending its lease",
-                extra={
-                    "action": "timeout_step",
-                    "step_id": self._fence.step_id,
-                    "attempt": self._fence.attempt,
-                },
-            )
+            self._stopping("step over its timeout; no longer extending its lease", "timeout_step")
             return False
         try:
             # Retried only briefly: the next beat is the next try.
@@ -133,14 +126,7 @@ class Heartbeat:
             )
         except StaleAttempt:
             self._attempt.lost = True
-            log.warning(
-                "lease lost; the attempt will stop",
-                extra={
-                    "action": "lose_lease",
-                    "step_id": self._fence.step_id,
-                    "attempt": self._fence.attempt,
-                },
-            )
+            self._stopping("lease lost; the attempt will stop", "lose_lease")
             return False
         except (SQLAlchemyError, ServerUnavailable) as exc:
             # The database is down or busy: keep trying; if it stays down the lease
@@ -154,3 +140,9 @@ class Heartbeat:
         if cancel:
             self._attempt.cancelled = True
         return True
+
+    def _stopping(self, why: str, action: str) -> None:
+        fence = self._fence
+        log.warning(
+            why, extra={"action": action, "step_id": fence.step_id, "attempt": fence.attempt}
+        )
