@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Engine, TextClause, event, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import BindParameter
 
 _ENABLED = "cairn_prepare"
@@ -28,28 +29,32 @@ _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 class Prepared:
-    """One statement, run as a prepared statement on PostgreSQL.
+    """One textual statement, run as a prepared statement on PostgreSQL.
 
-    ``sql`` uses ``:name`` binds; ``pg_types`` gives each its PostgreSQL type (declared
-    in PREPARE, so no parameter's type is left for the server to guess). ``statement``
-    is the same SQL as a SQLAlchemy textual statement, whose bind and column types
-    (UUIDs, JSON, UTC datetimes) are applied to both forms.
+    ``statement`` is ``text(sql)`` with a typed ``bindparam`` for every ``:name`` (and
+    ``.columns`` for the result, if it needs types): the same types convert values in
+    both forms (UUIDs, JSON, UTC datetimes), and they are declared in PREPARE, so no
+    parameter's type is left for the server to guess.
     """
 
-    def __init__(self, sql: str, pg_types: Mapping[str, str], statement: Any) -> None:
+    def __init__(self, statement: Any) -> None:
+        element: TextClause = getattr(statement, "element", statement)
+        sql = element.text
+        if "%" in sql:
+            raise ValueError("a prepared statement's SQL may not contain '%'")
         order: list[str] = []
         for name in _BIND.findall(sql):
             if name not in order:
                 order.append(name)
-        if "%" in sql:
-            raise ValueError("a prepared statement's SQL may not contain '%'")
-        missing = set(order) - set(pg_types)
-        if missing:
-            raise ValueError(f"no PostgreSQL type for the binds {sorted(missing)}")
+        binds = element._bindparams
+        untyped = sorted(n for n in order if n not in binds or binds[n].type._isnull)
+        if untyped:
+            raise ValueError(f"no type for the binds {untyped}: give each a typed bindparam")
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
         positional = _BIND.sub(lambda m: f"${order.index(m.group(1)) + 1}", sql)
         digest = hashlib.sha1(positional.encode(), usedforsecurity=False).hexdigest()[:16]
         self.name = f"cairn_{digest}"
-        types = ", ".join(pg_types[n] for n in order)
+        types = ", ".join(binds[n].type.compile(dialect=dialect) for n in order)
         self.prepare_sql = f"PREPARE {self.name} ({types}) AS {positional}"
         self.statement = statement
         self.execute_statement = _execute_form(self.name, order, statement)
@@ -82,7 +87,7 @@ def _execute_form(name: str, order: list[str], statement: Any) -> Any:
     element: TextClause = getattr(statement, "element", statement)
     binds: dict[str, BindParameter[Any]] = dict(element._bindparams)
     executed = text(f"EXECUTE {name}({', '.join(':' + n for n in order)})").bindparams(
-        *(binds[n] for n in order if n in binds)
+        *(binds[n] for n in order)
     )
     if element is statement:
         return executed

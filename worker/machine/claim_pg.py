@@ -62,6 +62,10 @@ _STATEMENT = (
     text(_SQL)
     .bindparams(
         bindparam("step_id", type_=Uuid()),
+        bindparam("claim_source", type_=String()),
+        bindparam("claim_target", type_=String()),
+        bindparam("start_source", type_=String()),
+        bindparam("start_target", type_=String()),
         bindparam("event_id", type_=Uuid()),
         bindparam("attempt", type_=Integer()),
         bindparam("owner", type_=String()),
@@ -84,23 +88,7 @@ _STATEMENT = (
         checkpoint=JSON(),
     )
 )
-STATEMENT = Prepared(
-    _SQL,
-    {
-        "step_id": "uuid",
-        "event_id": "uuid",
-        "attempt": "integer",
-        "owner": "varchar",
-        "lease_until": "timestamptz",
-        "now": "timestamptz",
-        "event_data": "jsonb",
-        "claim_source": "varchar",
-        "claim_target": "varchar",
-        "start_source": "varchar",
-        "start_target": "varchar",
-    },
-    _STATEMENT,
-)
+STATEMENT = Prepared(_STATEMENT)
 
 
 def claim_row(

@@ -79,6 +79,10 @@ _STATEMENT = (
     text(_SQL.format(active=_ACTIVE))
     .bindparams(
         bindparam("step_id", type_=Uuid()),
+        bindparam("source", type_=String()),
+        bindparam("target", type_=String()),
+        bindparam("release_source", type_=String()),
+        bindparam("release_target", type_=String()),
         bindparam("run_id", type_=Uuid()),
         bindparam("event_id", type_=Uuid()),
         bindparam("attempt", type_=Integer()),
@@ -91,26 +95,7 @@ _STATEMENT = (
     )
     .columns(map_parent_id=Uuid(), r_id=Uuid(), r_run_id=Uuid())
 )
-STATEMENT = Prepared(
-    _SQL.format(active=_ACTIVE),
-    {
-        "step_id": "uuid",
-        "run_id": "uuid",
-        "event_id": "uuid",
-        "attempt": "integer",
-        "owner": "varchar",
-        "now": "timestamptz",
-        "output": "jsonb",
-        "blob_key": "varchar",
-        "blob_sha256": "varchar",
-        "usd": "numeric",
-        "source": "varchar",
-        "target": "varchar",
-        "release_source": "varchar",
-        "release_target": "varchar",
-    },
-    _STATEMENT,
-)
+STATEMENT = Prepared(_STATEMENT)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import Engine, String, bindparam, event, func, select, text
 
 from db.models import Tenant
 from db.prepared import Prepared
@@ -134,7 +134,7 @@ def test_hot_statements_are_prepared_once_per_connection_unless_turned_off(
     settings: Settings, enabled: bool
 ) -> None:
     sql = "SELECT count(*) FROM tenants WHERE name = :name"
-    statement = Prepared(sql, {"name": "varchar"}, text(sql))
+    statement = Prepared(text(sql).bindparams(bindparam("name", type_=String())))
     engine = make_engine(settings.model_copy(update={"db_prepared_statements": enabled}))
     try:
         with engine.connect() as conn:
