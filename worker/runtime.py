@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from functools import cached_property
+from functools import cache, cached_property
 
 from sqlalchemy import Engine
 
@@ -51,4 +51,10 @@ class Runtime:
     @property
     def owner_prefix(self) -> str:
         """Who this process is, for lease owners: host and pid."""
-        return f"{socket.gethostname()}:{os.getpid()}"
+        return f"{_hostname()}:{os.getpid()}"
+
+
+@cache
+def _hostname() -> str:
+    # Asked once per process: every claim names its owner, and a host keeps its name.
+    return socket.gethostname()
