@@ -51,6 +51,9 @@ class StepRegistry:
                 "add its module to CAIRN_STEP_MODULES"
             ) from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
     def names(self) -> frozenset[str]:
         """Every registered name."""
         return frozenset(self._functions)

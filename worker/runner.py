@@ -156,8 +156,8 @@ def _inline(runtime: Runtime, queue: str | None, deadline: float) -> Inline | No
         return None
     if time.monotonic() >= deadline:
         return None
-    names = runtime.registry.names()
-    return Inline(queue, names.__contains__, _new_owner(runtime), runtime.settings.lease_s)
+    registry = runtime.registry
+    return Inline(queue, registry.__contains__, _new_owner(runtime), runtime.settings.lease_s)
 
 
 def _run_and_record(

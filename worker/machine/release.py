@@ -66,6 +66,9 @@ def release_dependents(
     completions, and the ``CASE`` reads the value before the decrement, so only the
     completion that takes it from 1 to 0 queues the step. A map step that reaches 0 stays
     pending and is expanded into its elements instead.
+
+    On PostgreSQL a completion runs this same UPDATE inside its own statement (the
+    ``released`` CTE of ``complete_pg``, to save a round trip): change both together.
     """
     rows = session.connection().execute(_RELEASE, {"step_id": step_id, "now": now}).all()
     return released_from(session, run_id, rows, now)
