@@ -19,6 +19,7 @@ class StepRegistry:
 
     def __init__(self) -> None:
         self._functions: dict[str, StepFunction] = {}
+        self._names: frozenset[str] = frozenset()
 
     def step(self, name: str) -> Callable[[StepFunction], StepFunction]:
         """Decorator: register the function under ``name``."""
@@ -37,6 +38,7 @@ class StepRegistry:
                         f"{fn.__module__}.{fn.__qualname__}"
                     )
             self._functions[name] = fn
+            self._names = frozenset(self._functions)
             return fn
 
         return register
@@ -55,8 +57,8 @@ class StepRegistry:
         return name in self._functions
 
     def names(self) -> frozenset[str]:
-        """Every registered name."""
-        return frozenset(self._functions)
+        """Every registered name (kept, not built per call: a completion asks it)."""
+        return self._names
 
     def load_modules(self, modules: Iterable[str]) -> None:
         """Import each module so its ``@step`` functions register."""

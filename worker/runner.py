@@ -40,8 +40,9 @@ from worker.ids import new_id
 from worker.logs import attempt_context
 from worker.machine.claim import ClaimedStep, Throttled, claim_step, verify_claim
 from worker.machine.complete import Completion
-from worker.machine.continuation import Continued, Inline, complete_and_continue, verify_continued
+from worker.machine.continuation import Continued, complete_and_continue, verify_continued
 from worker.machine.fail import cancel_step, fail_step, release_step, verify_ended
+from worker.machine.lease import Inline
 from worker.machine.records import Records
 from worker.machine.retry import RetryDecision, decide, decide_release
 from worker.runtime import Runtime
@@ -156,8 +157,8 @@ def _inline(runtime: Runtime, queue: str | None, deadline: float) -> Inline | No
         return None
     if time.monotonic() >= deadline:
         return None
-    registry = runtime.registry
-    return Inline(queue, registry.__contains__, _new_owner(runtime), runtime.settings.lease_s)
+    tasks = runtime.registry.names()
+    return Inline(queue, tasks, _new_owner(runtime), runtime.settings.lease_s)
 
 
 def _run_and_record(

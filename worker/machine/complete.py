@@ -21,11 +21,12 @@ from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
 from worker.errors import StaleAttempt
 from worker.machine.budgets import check_budgets
+from worker.machine.claim import ClaimedStep
 from worker.machine.complete_pg import complete_row
 from worker.machine.concurrency import wake_throttled
 from worker.machine.ending import ACTIVE_RUN, finish_run
 from worker.machine.events import add_event
-from worker.machine.lease import Fence
+from worker.machine.lease import Fence, Inline
 from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
 from worker.machine.records import Records, write_records
 from worker.machine.release import release_dependents, release_element, released_from
@@ -38,6 +39,8 @@ class Completion:
 
     messages: list[StepMessage]
     run_status: str
+    #: The dependent the completion claimed for its worker to run next (inline).
+    claimed: ClaimedStep | None = None
 
 
 def complete_step(
@@ -46,19 +49,26 @@ def complete_step(
     output: dict[str, Any] | BlobRef,
     records: Records,
     now: datetime,
+    inline: Inline | None = None,
 ) -> Completion:
     """Record the success of the fenced attempt; :class:`StaleAttempt` if it lost its lease.
 
     A large output arrives as a :class:`BlobRef` (already uploaded); the row keeps its key
-    and sha256.
+    and sha256. With ``inline`` on PostgreSQL, the next link of a chain is claimed in the
+    same statement (``complete_pg``) and returned as ``claimed``.
     """
     dependents: list[Any] | None = None  # counted off by the completion itself (PostgreSQL)
+    claimed = None
     if session.connection().dialect.name == "postgresql":
-        done = complete_row(session, fence, output, records.usd(), now)
+        # A completion that spends may pause its run (check_budgets, below): then the
+        # next step is claimed after that, by continuation.py, and sees the pause.
+        merge = inline if not records.usd() else None
+        done = complete_row(session, fence, output, records.usd(), now, merge)
         if done is None:
             raise _stale(fence)
         steps_left, run_status = done.steps_left, done.run_status
         map_parent, key, dependents = done.map_parent_id, done.concurrency_key, done.dependents
+        claimed = done.claimed
         write_records(session, fence, records, now)
     else:
         steps_left, run_status, map_parent, key = _record_success(
@@ -80,7 +90,8 @@ def complete_step(
     if steps_left == 0:
         released += finish_run(session, fence.run_id, now, paused=run_status == RunStatus.PAUSED)
     released.messages += woken
-    return Completion(released.messages, RunStatus.SUCCEEDED if released.finished else run_status)
+    status = RunStatus.SUCCEEDED if released.finished else run_status
+    return Completion(released.messages, status, claimed)
 
 
 def _stale(fence: Fence) -> StaleAttempt:

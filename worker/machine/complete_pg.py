@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, Numeric, String, Uuid, bindparam, text
+from sqlalchemy import JSON, Integer, Numeric, String, Uuid, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from db.prepared import Prepared
 from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
+from worker.machine.claim import ClaimedStep
 from worker.machine.ending import ACTIVE_RUN
-from worker.machine.lease import Fence
-from worker.machine.transitions import RELEASE, SUCCEED
+from worker.machine.lease import Fence, Inline
+from worker.machine.transitions import CLAIM, RELEASE, SUCCEED
 
 # Statuses are bound, not spelled: they come from the transition values.
 _SQL = """
@@ -38,40 +40,83 @@ WITH done AS (
            output_sha256 = :blob_sha256, error = NULL, finished_at = :now,
            lease_owner = NULL, lease_expires_at = NULL
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
- RETURNING map_parent_id, concurrency_key
-), logged AS (
-    INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
-    SELECT :event_id, :run_id, 'complete_step', :step_id, :attempt, NULL, :now FROM done
- RETURNING id
+ RETURNING key, map_parent_id, concurrency_key
 ), counted AS (
     UPDATE workflow_runs
        SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
  RETURNING steps_left, status
+), lone AS (
+    -- The one dependent this worker may claim with the completion: the next link of a
+    -- chain (this step's only dependent, and this step its only upstream), on the
+    -- worker's queue, a task it has, in no concurrency slot and no tenant quota. Only
+    -- columns that never change are read here: whether it is released now is decided
+    -- on its locked row, in "released".
+    SELECT s.id FROM step_edges e JOIN workflow_steps s ON s.id = e.downstream_id
+     WHERE e.upstream_id = :step_id AND :inline_owner IS NOT NULL
+       AND (SELECT count(*) FROM step_edges o WHERE o.upstream_id = :step_id) = 1
+       AND NOT EXISTS (SELECT 1 FROM step_edges o
+                        WHERE o.downstream_id = s.id AND o.upstream_id <> :step_id)
+       AND s.map IS NULL AND s.concurrency_key IS NULL AND s.queue = :inline_queue
+       AND s.task = ANY(:inline_tasks)
+       AND NOT EXISTS (SELECT 1 FROM workflow_runs qr JOIN tenants qt ON qt.id = qr.tenant_id
+                        WHERE qr.id = :run_id AND qt.max_running_steps IS NOT NULL)
 ), released AS (
     UPDATE workflow_steps s
        SET pending_upstream = s.pending_upstream - 1,
            status = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
-                         THEN :release_target ELSE s.status END,
+                         THEN CASE WHEN s.id = (SELECT id FROM lone)
+                                   THEN :claim_target ELSE :release_target END
+                         ELSE s.status END,
            attempt = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
                           THEN s.attempt + 1 ELSE s.attempt END,
            queued_at = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
                             THEN :now ELSE s.queued_at END,
            dispatched_at = CASE WHEN s.pending_upstream = 1 AND s.map IS NULL
-                                THEN :now ELSE s.dispatched_at END
+                                THEN :now ELSE s.dispatched_at END,
+           -- The claim's columns, on the claimed one only (CLAIM after RELEASE).
+           lease_owner = CASE WHEN s.pending_upstream = 1 AND s.id = (SELECT id FROM lone)
+                              THEN :inline_owner ELSE s.lease_owner END,
+           lease_expires_at = CASE WHEN s.pending_upstream = 1 AND s.id = (SELECT id FROM lone)
+                                   THEN :lease_until ELSE s.lease_expires_at END,
+           started_at = CASE WHEN s.pending_upstream = 1 AND s.id = (SELECT id FROM lone)
+                             THEN :now ELSE s.started_at END,
+           finished_at = CASE WHEN s.pending_upstream = 1 AND s.id = (SELECT id FROM lone)
+                              THEN NULL ELSE s.finished_at END,
+           cancel_requested = CASE WHEN s.pending_upstream = 1 AND s.id = (SELECT id FROM lone)
+                                   THEN false ELSE s.cancel_requested END
      WHERE s.id IN (SELECT downstream_id FROM step_edges WHERE upstream_id = :step_id)
        AND s.status = :release_source
        AND EXISTS (SELECT 1 FROM counted WHERE counted.status IN ({active}))
  RETURNING s.id, s.attempt, s.run_id, s.key, s.task, s.queue, s.priority, s.status,
-           s.pending_upstream, s.map
+           s.pending_upstream, s.map, s.retry, s.max_attempts, s.server_releases,
+           s.wait_resumes, s.timeout_s, s.queued_at, s.started_at, s.approve,
+           s.inputs, s.rate_limits
+), logged AS (
+    INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
+    SELECT :event_id, :run_id, 'complete_step', :step_id, :attempt, NULL, :now FROM done
+     UNION ALL
+    SELECT :claim_event_id, :run_id, 'claim_step', r.id, r.attempt, :claim_event_data, :now
+      FROM released r WHERE r.status = :claim_target
+ RETURNING id
 )
 SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
        (SELECT concurrency_key FROM done) AS concurrency_key,
+       (SELECT key FROM done) AS done_key,
        (SELECT count(*) FROM logged) AS logged,
-       r.id AS r_id, r.attempt AS r_attempt, r.run_id AS r_run_id, r.key AS r_key,
-       r.task AS r_task, r.queue AS r_queue, r.priority AS r_priority,
-       r.status AS r_status, r.pending_upstream AS r_pending, r.map AS r_map
+       r.id AS r_id, r.attempt AS r_attempt, r.run_id AS r_run_id, r.key AS key,
+       r.task AS task, r.queue AS r_queue, r.priority AS r_priority,
+       r.status AS r_status, r.pending_upstream AS r_pending, r.map AS r_map,
+       r.retry, r.max_attempts, r.server_releases, r.wait_resumes, r.timeout_s,
+       r.queued_at, r.started_at, r.approve, r.inputs AS step_inputs, r.rate_limits,
+       ru.inputs AS run_inputs, ru.tenant_id, ru.trace_context, d.name AS workflow,
+       CASE WHEN r.status = :claim_target THEN
+           (SELECT jsonb_build_array(k.seq, k.state, k.blob_key, k.blob_sha256)
+              FROM checkpoints k WHERE k.step_id = r.id ORDER BY k.seq DESC LIMIT 1)
+       END AS checkpoint
   FROM counted c LEFT JOIN released r ON true
+  LEFT JOIN workflow_runs ru ON ru.id = r.run_id AND r.status = :claim_target
+  LEFT JOIN workflow_definitions d ON d.id = ru.definition_id
 """
 
 _ACTIVE = ", ".join(f"'{status.value}'" for status in ACTIVE_RUN)
@@ -83,17 +128,38 @@ _STATEMENT = (
         bindparam("target", type_=String()),
         bindparam("release_source", type_=String()),
         bindparam("release_target", type_=String()),
+        bindparam("claim_target", type_=String()),
         bindparam("run_id", type_=Uuid()),
         bindparam("event_id", type_=Uuid()),
+        bindparam("claim_event_id", type_=Uuid()),
+        bindparam("claim_event_data", type_=JSONValue),
         bindparam("attempt", type_=Integer()),
         bindparam("owner", type_=String()),
+        bindparam("inline_owner", type_=String()),
+        bindparam("inline_queue", type_=String()),
+        bindparam("inline_tasks", type_=ARRAY(String())),
+        bindparam("lease_until", type_=UTCDateTime()),
         bindparam("now", type_=UTCDateTime()),
         bindparam("output", type_=JSONValue),
         bindparam("blob_key", type_=String()),
         bindparam("blob_sha256", type_=String()),
         bindparam("usd", type_=Numeric(20, 8)),
     )
-    .columns(map_parent_id=Uuid(), r_id=Uuid(), r_run_id=Uuid())
+    .columns(
+        map_parent_id=Uuid(),
+        r_id=Uuid(),
+        r_run_id=Uuid(),
+        queued_at=UTCDateTime(),
+        started_at=UTCDateTime(),
+        retry=JSON(),
+        approve=JSON(),
+        step_inputs=JSON(),
+        rate_limits=JSON(),
+        run_inputs=JSON(),
+        tenant_id=Uuid(),
+        trace_context=JSON(),
+        checkpoint=JSON(),
+    )
 )
 STATEMENT = Prepared(_STATEMENT)
 
@@ -101,14 +167,15 @@ STATEMENT = Prepared(_STATEMENT)
 @dataclass(frozen=True)
 class Completed:
     """What the statement wrote: the run's counter and status after it, the step's map
-    step and concurrency key, and the dependents it counted off (rows shaped as
-    ``release.release_dependents`` returns them)."""
+    step and concurrency key, the dependents it counted off (rows shaped as
+    ``release.release_dependents`` returns them), and the dependent it claimed."""
 
     steps_left: int
     run_status: str
     map_parent_id: uuid.UUID | None
     concurrency_key: str | None
     dependents: list[tuple[Any, ...]]
+    claimed: ClaimedStep | None
 
 
 def complete_row(
@@ -117,9 +184,11 @@ def complete_row(
     output: dict[str, Any] | BlobRef,
     usd: Decimal,
     now: datetime,
+    inline: Inline | None = None,
 ) -> Completed | None:
     """Run the one-statement completion; None when the attempt no longer holds its lease
-    (nothing was written)."""
+    (nothing was written). With ``inline``, the next link of a chain it releases is
+    claimed for ``inline.owner`` in the same statement."""
     blob = output if isinstance(output, BlobRef) else None
     rows = STATEMENT.execute(
         session.connection(),
@@ -138,30 +207,52 @@ def complete_row(
             "target": SUCCEED.target.value,
             "release_source": RELEASE.sources[0].value,
             "release_target": RELEASE.target.value,
+            "claim_target": CLAIM.target.value,
+            "claim_event_id": new_id(),
+            "claim_event_data": {"owner": inline.owner} if inline else None,
+            "inline_owner": inline.owner if inline else None,
+            "inline_queue": inline.queue if inline else None,
+            "inline_tasks": list(inline.tasks) if inline else [],
+            "lease_until": now + timedelta(seconds=inline.lease_s) if inline else None,
         },
     ).all()
     if not rows:
         return None
     first = rows[0]
-    return Completed(
-        steps_left=int(first.steps_left),
-        run_status=str(first.status),
-        map_parent_id=first.map_parent_id,
-        concurrency_key=first.concurrency_key,
-        dependents=[
+    claimed = None
+    dependents = []
+    for r in rows:
+        if r.r_id is None:
+            continue
+        dependents.append(
             (
                 r.r_id,
                 r.r_attempt,
                 r.r_run_id,
-                r.r_key,
-                r.r_task,
+                r.key,
+                r.task,
                 r.r_queue,
                 r.r_priority,
                 r.r_status,
                 r.r_pending,
                 r.r_map,
             )
-            for r in rows
-            if r.r_id is not None
-        ],
+        )
+        if r.r_status == CLAIM.target and inline is not None:
+            next_fence = Fence(r.r_id, fence.run_id, r.r_attempt, inline.owner)
+            run = (r.run_inputs, r.workflow, r.tenant_id, str(first.status), r.trace_context)
+            # Its one upstream is this step, whose output is not in the snapshot yet.
+            upstream = [(first.done_key, None if blob else output, *_blob_fields(blob))]
+            claimed = ClaimedStep.of(next_fence, r, run, upstream, r.checkpoint)
+    return Completed(
+        steps_left=int(first.steps_left),
+        run_status=str(first.status),
+        map_parent_id=first.map_parent_id,
+        concurrency_key=first.concurrency_key,
+        dependents=dependents,
+        claimed=claimed,
     )
+
+
+def _blob_fields(blob: BlobRef | None) -> tuple[str | None, str | None]:
+    return (blob.key, blob.sha256) if blob else (None, None)

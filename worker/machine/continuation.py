@@ -8,7 +8,6 @@ again). Fan-out still goes through the broker, so other workers share it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from db.states import StepStatus
 from worker.blobs import BlobRef
 from worker.machine.claim import ClaimedStep, Throttled, claim_step, verify_claim
 from worker.machine.complete import Completion, complete_step, verify_completion
-from worker.machine.lease import Fence
+from worker.machine.lease import Fence, Inline
 from worker.machine.records import Records
 
 
@@ -33,16 +32,6 @@ class Continued:
     next: ClaimedStep | None
 
 
-@dataclass(frozen=True)
-class Inline:
-    """What this worker can run inline: steps on ``queue`` whose task it has."""
-
-    queue: str
-    can_run: Callable[[str], bool]
-    owner: str
-    lease_s: float
-
-
 def complete_and_continue(
     session: Session,
     fence: Fence,
@@ -52,7 +41,9 @@ def complete_and_continue(
     inline: Inline | None,
 ) -> Continued:
     """Record the attempt's success; claim its one released dependent when it fits."""
-    completion = complete_step(session, fence, output, records, now)
+    completion = complete_step(session, fence, output, records, now, inline)
+    if completion.claimed is not None:  # claimed by the completion's own statement
+        return Continued(Completion(completion.messages, completion.run_status), completion.claimed)
     if inline is None or len(completion.messages) != 1:
         return Continued(completion, None)
     only = completion.messages[0]

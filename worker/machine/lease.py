@@ -38,6 +38,22 @@ class Fence:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Inline:
+    """The lease a completion may take on the one dependent it releases (inline
+    continuation, see ``continuation.py``): a step on ``queue`` whose task is one of
+    ``tasks`` (the worker's), for ``owner`` until ``lease_s`` from the claim."""
+
+    queue: str
+    tasks: frozenset[str]
+    owner: str
+    lease_s: float
+
+    def can_run(self, task: str) -> bool:
+        """Whether the worker has ``task``."""
+        return task in self.tasks
+
+
 def extend_lease(session: Session, fence: Fence, lease_s: float, now: datetime) -> bool:
     """Push the lease to ``now + lease_s``; return whether the step was asked to stop."""
     row = (

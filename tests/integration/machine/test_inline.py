@@ -3,11 +3,23 @@ in the transaction that completed the one before, with no broker hop."""
 
 from __future__ import annotations
 
+import uuid
+from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import event
+
+from db.session import run_transaction, transaction
+from db.types import utcnow
 from tests.support.queries import event_kinds
 from tests.support.stack import Stack
+from worker import blobs
+from worker.blobs import BlobRef
 from worker.client import Client
+from worker.machine.claim import ClaimedStep, claim_step, verify_claim
+from worker.machine.continuation import Continued, complete_and_continue
+from worker.machine.lease import Fence, Inline
+from worker.machine.records import CostEntry, Records
 from worker.settings import Settings
 
 
@@ -47,3 +59,137 @@ def test_fan_out_goes_through_the_broker_and_the_setting_turns_inline_off(
     run_id = client.start_run(spec=chain(4), inputs={"x": 0})
     assert client.wait(run_id, timeout=60).status == "succeeded"
     assert all(w > 0 for w in _waits(client, run_id)), "every step came through the broker"
+
+
+# The completion's own claim, verb by verb (no worker): on PostgreSQL the next link of a
+# chain is claimed by the completion's statement; on SQLite (and for what that statement
+# leaves, such as a join) by a claim after it in the same transaction. Both must hand the
+# next attempt exactly what a claim read back from the database hands it.
+
+INLINE_QUEUE = "cairn"
+
+
+def _inline(owner: str = "w:next", tasks: tuple[str, ...] = ("t.increment", "t.join")) -> Inline:
+    return Inline(INLINE_QUEUE, frozenset(tasks), owner, 5.0)
+
+
+def _claim_root(client: Client, run_id: uuid.UUID, key: str = "s0") -> ClaimedStep:
+    step_id = client.get_run(run_id).step(key).id
+    claimed = run_transaction(
+        client.runtime.engine, lambda s: claim_step(s, step_id, 1, "w:root", 5, utcnow())
+    )
+    assert isinstance(claimed, ClaimedStep)
+    return claimed
+
+
+def _continue(
+    client: Client, fence: Fence, output: Any, inline: Inline | None, records: Records | None = None
+) -> Continued:
+    return run_transaction(
+        client.runtime.engine,
+        lambda s: complete_and_continue(s, fence, output, records or Records(), utcnow(), inline),
+    )
+
+
+def _read_back(client: Client, claimed: ClaimedStep) -> ClaimedStep | None:
+    fence = claimed.fence
+    with transaction(client.runtime.engine) as session:
+        return verify_claim(session, fence.step_id, fence.attempt, fence.owner)
+
+
+def test_the_completion_claims_the_next_link_as_a_claim_would(client: Client) -> None:
+    run_id = client.start_run(spec=chain(3), inputs={"x": 0, "extra": "kept"})
+    root = _claim_root(client, run_id)
+    continued = _continue(client, root.fence, {"x": 1}, _inline())
+    nxt = continued.next
+    assert nxt is not None
+    assert nxt.key == "s1"
+    assert continued.completion.messages == []  # nothing for the broker
+    assert (nxt.fence.attempt, nxt.fence.owner, nxt.fence.run_id) == (1, "w:next", run_id)
+    assert nxt.inputs == {"x": 0, "extra": "kept", "s0": {"x": 1}}
+    assert nxt == _read_back(client, nxt)
+    view = client.get_run(run_id)
+    assert (view.step("s0").status, view.step("s1").status, view.step("s2").status) == (
+        "succeeded",
+        "running",
+        "pending",
+    )
+    assert event_kinds(client.runtime.engine, run_id)[-2:] == ["complete_step", "claim_step"]
+    # The claimed link completes and claims the next in turn; the run finishes with the last.
+    last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last")).next
+    assert last is not None
+    assert last.inputs["s1"] == {"x": 2}
+    done = _continue(client, last.fence, {"x": 3}, _inline("w:none"))
+    assert done.next is None
+    assert done.completion.run_status == "succeeded"
+    assert client.get_run(run_id).outputs == {"s2": {"x": 3}}
+
+
+def test_on_postgresql_a_chain_link_costs_one_statement(client: Client) -> None:
+    engine = client.runtime.engine
+    if engine.dialect.name != "postgresql":
+        return  # SQLite runs the verbs as several statements by design
+    run_id = client.start_run(spec=chain(2), inputs={"x": 0})
+    root = _claim_root(client, run_id)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        nxt = _continue(client, root.fence, {"x": 1}, _inline()).next
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert nxt is not None
+    assert nxt.key == "s1"
+    # PREPARE once per connection, then the one EXECUTE that completed s0 and claimed s1.
+    executes = [s for s in statements if not s.startswith("PREPARE")]
+    assert len(executes) == 1, statements
+
+
+def test_a_stored_output_reaches_the_next_link_as_its_marker(client: Client) -> None:
+    run_id = client.start_run(spec=chain(2), inputs={"x": 0})
+    root = _claim_root(client, run_id)
+    blob = BlobRef("runs/x/s0/output.json", "ab" * 32, 10)
+    nxt = _continue(client, root.fence, blob, _inline()).next
+    assert nxt is not None
+    assert nxt.inputs["s0"] == blobs.marker(blob.key, blob.sha256)
+    assert nxt == _read_back(client, nxt)
+
+
+def test_what_the_worker_cannot_run_goes_to_the_broker(client: Client) -> None:
+    run_id = client.start_run(spec=chain(2), inputs={"x": 0})
+    root = _claim_root(client, run_id)
+    continued = _continue(client, root.fence, {"x": 1}, _inline(tasks=("t.other",)))
+    assert continued.next is None
+    assert [(m.key, m.attempt) for m in continued.completion.messages] == [("s1", 1)]
+    assert client.get_run(run_id).step("s1").status == "queued"
+
+
+def test_a_join_and_a_spending_step_are_claimed_after_the_completion(client: Client) -> None:
+    """A dependent with another upstream, and any dependent of a step that spent (its
+    budget check may pause the run first), are claimed by the ordinary claim."""
+    spec = {
+        "name": "join-inline",
+        "steps": [
+            {"key": "a", "task": "t.increment"},
+            {"key": "b", "task": "t.increment"},
+            {"key": "j", "task": "t.join", "after": ["a", "b"]},
+            {"key": "k", "task": "t.increment", "after": ["j"]},
+        ],
+    }
+    run_id = client.start_run(spec=spec, inputs={"x": 0})
+    a, b = _claim_root(client, run_id, "a"), _claim_root(client, run_id, "b")
+    assert _continue(client, a.fence, {"x": 1}, _inline("w:a")).next is None  # j waits for b
+    joined = _continue(client, b.fence, {"x": 2}, _inline("w:j")).next
+    assert joined is not None
+    assert joined.key == "j"
+    assert (joined.inputs["a"], joined.inputs["b"]) == ({"x": 1}, {"x": 2})
+    assert joined == _read_back(client, joined)
+    spent = Records([CostEntry(1, "openai", "gpt", 1, 1, Decimal("0.01"))], [])
+    after = _continue(client, joined.fence, {"x": 3}, _inline("w:k"), spent).next
+    assert after is not None
+    assert after.key == "k"
+    assert after.inputs["j"] == {"x": 3}
+    assert after == _read_back(client, after)
