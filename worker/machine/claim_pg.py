@@ -95,7 +95,7 @@ def claim_row(
     session: Session, step_id: uuid.UUID, attempt: int, owner: str, lease_s: float, now: datetime
 ) -> Any:
     """Run the one-statement claim; the row, or None when the step was not claimable."""
-    return STATEMENT.execute(
+    rows = STATEMENT.execute(
         session.connection(),
         {
             "step_id": step_id,
@@ -110,4 +110,5 @@ def claim_row(
             "start_source": START_RUN.sources[0].value,
             "start_target": START_RUN.target.value,
         },
-    ).first()
+    )
+    return rows[0] if rows else None

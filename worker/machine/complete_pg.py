@@ -215,7 +215,7 @@ def complete_row(
             "inline_tasks": list(inline.tasks) if inline else [],
             "lease_until": now + timedelta(seconds=inline.lease_s) if inline else None,
         },
-    ).all()
+    )
     if not rows:
         return None
     first = rows[0]

@@ -138,7 +138,7 @@ def test_hot_statements_are_prepared_once_per_connection_unless_turned_off(
     engine = make_engine(settings.model_copy(update={"db_prepared_statements": enabled}))
     try:
         with engine.connect() as conn:
-            assert [statement.execute(conn, {"name": "x"}).scalar() for _ in range(3)] == [0] * 3
+            assert [statement.execute(conn, {"name": "x"})[0].count for _ in range(3)] == [0] * 3
             prepared = conn.execute(
                 text("SELECT name FROM pg_prepared_statements WHERE name = :n"),
                 {"n": statement.name},

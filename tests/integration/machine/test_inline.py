@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import psycopg2.extensions
 from sqlalchemy import event
 
 from db.session import run_transaction, transaction
@@ -133,14 +134,26 @@ def test_on_postgresql_a_chain_link_costs_one_statement(client: Client) -> None:
     root = _claim_root(client, run_id)
     statements: list[str] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+    class Recording(psycopg2.extensions.cursor):  # type: ignore[misc]
+        def execute(self, query: Any, args: Any = None) -> Any:
+            statements.append(query)
+            return super().execute(query, args)
 
-    event.listen(engine, "before_cursor_execute", count)
+    # What reaches the driver, whichever way it is sent (cairn runs EXECUTE on the
+    # driver's own cursor, past SQLAlchemy's events).
+    def record(driver: Any, *_: Any) -> None:
+        driver.cursor_factory = Recording
+
+    def stop(driver: Any, *_: Any) -> None:
+        driver.cursor_factory = None
+
+    event.listen(engine, "checkout", record)
+    event.listen(engine, "checkin", stop)
     try:
         nxt = _continue(client, root.fence, {"x": 1}, _inline()).next
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        event.remove(engine, "checkout", record)
+        event.remove(engine, "checkin", stop)
     assert nxt is not None
     assert nxt.key == "s1"
     # PREPARE once per connection, then the one EXECUTE that completed s0 and claimed s1.
