@@ -52,9 +52,12 @@ WITH done AS (
     -- worker's queue, a task it has, in no concurrency slot and no tenant quota. Only
     -- columns that never change are read here: whether it is released now is decided
     -- on its locked row, in "released".
-    SELECT s.id FROM step_edges e JOIN workflow_steps s ON s.id = e.downstream_id
-     WHERE e.upstream_id = :step_id AND :inline_owner IS NOT NULL
-       AND (SELECT count(*) FROM step_edges o WHERE o.upstream_id = :step_id) = 1
+    -- Found by the primary key of this step's one edge, whatever the table's statistics
+    -- (a join, planned on a new database's empty ones, scanned every step).
+    SELECT s.id FROM workflow_steps s
+     WHERE s.id = (SELECT CASE WHEN count(*) = 1 THEN (array_agg(o.downstream_id))[1] END
+                     FROM step_edges o WHERE o.upstream_id = :step_id)
+       AND :inline_owner IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM step_edges o
                         WHERE o.downstream_id = s.id AND o.upstream_id <> :step_id)
        AND s.map IS NULL AND s.concurrency_key IS NULL AND s.queue = :inline_queue
