@@ -6,12 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, exists, select, update
+from sqlalchemy import JSON, String, Uuid, bindparam, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from db.models import ApprovalRequest, StepEdge, WorkflowRun, WorkflowStep
+from db.prepared import Prepared
 from db.states import ApprovalStatus, RunStatus, StepStatus
-from db.types import UTCDateTime
+from db.types import JSONValue, UTCDateTime
+from worker import blobs
+from worker.ids import new_id
 from worker.machine.events import add_event
 from worker.machine.messages import Released
 from worker.machine.rollup import output_value
@@ -125,21 +128,79 @@ def _finish_statement() -> Any:
 _SINK_OUTPUTS = _sink_outputs_statement()
 _FINISH = _finish_statement()
 
+# The same finish in one round trip on PostgreSQL: the sink steps' outputs gathered
+# (each as ``rollup.output_value`` gives it: inline, or the marker of its stored blob),
+# the guarded move and the event, as one statement. Every run's end runs it.
+_FINISH_PG_SQL = """
+WITH finished AS (
+    UPDATE workflow_runs
+       SET status = :target, finished_at = :now, updated_at = :now,
+           outputs = (
+               SELECT coalesce(jsonb_object_agg(s.key,
+                          CASE WHEN s.output_blob_key IS NOT NULL AND s.output_sha256 IS NOT NULL
+                               THEN jsonb_build_object('{marker}', s.output_blob_key,
+                                                       'sha256', s.output_sha256)
+                               ELSE s.output END), '{{}}'::jsonb)
+                 FROM workflow_steps s
+                WHERE s.run_id = :run_id AND s.map_parent_id IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = s.id))
+     WHERE id = :run_id AND status IN ({sources})
+ RETURNING parent_run_id, parent_step_id, outputs
+), logged AS (
+    INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
+    VALUES (:event_id, :run_id, 'finish_run', NULL, NULL, :event_data, :now)
+ RETURNING id
+)
+SELECT f.parent_run_id, f.parent_step_id, f.outputs, (SELECT count(*) FROM logged) AS logged
+  FROM (SELECT 1) AS one LEFT JOIN finished f ON true
+"""
+_FINISH_PG = Prepared(
+    text(
+        _FINISH_PG_SQL.format(
+            marker=blobs.MARKER, sources=", ".join(f"'{s.value}'" for s in FINISH_RUN.sources)
+        )
+    )
+    .bindparams(
+        bindparam("run_id", type_=Uuid()),
+        bindparam("event_id", type_=Uuid()),
+        bindparam("target", type_=String()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("event_data", type_=JSONValue),
+    )
+    .columns(parent_run_id=Uuid(), parent_step_id=Uuid(), outputs=JSON())
+)
+
 
 def finish_run(session: Session, run_id: uuid.UUID, now: datetime, *, paused: bool) -> Released:
     """Its last step succeeded: the run succeeds with its sink steps' outputs; a parent
     step waiting for it (a child run) is woken in the same transaction."""
     conn = session.connection()
-    outputs = {
-        key: output_value(output, blob_key, sha)
-        for key, output, blob_key, sha in conn.execute(_SINK_OUTPUTS, {"run_id": run_id})
-    }
-    finished = conn.execute(_FINISH, {"run_id": run_id, "outputs": outputs, "now": now}).first()
+    finished: Any
+    if conn.dialect.name == "postgresql":
+        finished = _FINISH_PG.execute(
+            conn,
+            {
+                "run_id": run_id,
+                "event_id": new_id(),
+                "target": FINISH_RUN.target.value,
+                "now": now,
+                "event_data": {"status": "succeeded"},
+            },
+        )[0]
+        outputs = finished.outputs
+        if finished.outputs is None:  # the guard refused: the run had ended
+            finished = None
+    else:
+        outputs = {
+            key: output_value(output, blob_key, sha)
+            for key, output, blob_key, sha in conn.execute(_SINK_OUTPUTS, {"run_id": run_id})
+        }
+        finished = conn.execute(_FINISH, {"run_id": run_id, "outputs": outputs, "now": now}).first()
+        add_event(session, run_id, "finish_run", now, data={"status": "succeeded"})
     if paused:
         # Every step succeeded, so none waits and no step's request is pending: only the
         # budget request of a run paused while its last steps ran is left to cancel.
         close_waits(session, run_id, now, "finish_run")
-    add_event(session, run_id, "finish_run", now, data={"status": "succeeded"})
     messages = []
     if finished is not None and finished.parent_step_id is not None:
         result = child_end(RunStatus.SUCCEEDED, outputs, None)

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from db.models import Artifact, WorkflowStep
+from db.models import Artifact, WorkflowRun, WorkflowStep
 from db.session import transaction
 from tests.support import s3
 from tests.support.queries import count
 from tests.support.stack import Stack
 from tests.support.steps import _Zeros, trace_lines
+from worker import blobs
 from worker.artifacts import ArtifactStore
 from worker.client import Client
 from worker.errors import ArtifactIntegrityError
@@ -291,3 +292,23 @@ def test_a_checkpoint_state_over_the_inline_limit_resumes_from_the_store(
     assert row.blob_size is not None
     assert row.blob_size > 20_000
     assert store.exists(row.blob_key)
+
+
+def test_a_stored_output_of_a_last_step_is_the_runs_output_by_its_marker(
+    art_stack: Stack, art_client: Client, store: ArtifactStore
+) -> None:
+    art_stack.start_worker()
+    spec = {"name": "large-last", "steps": [{"key": "big", "task": "t.big_output"}]}
+    run_id = art_client.start_run(spec=spec, inputs={"n": 50_000})
+    view = art_client.wait(run_id, timeout=60)
+    assert view.status == "succeeded", view.error
+    with transaction(art_client.runtime.engine) as session:
+        key, sha = session.execute(
+            select(WorkflowStep.output_blob_key, WorkflowStep.output_sha256).where(
+                WorkflowStep.run_id == run_id
+            )
+        ).one()
+        stored = session.scalar(select(WorkflowRun.outputs).where(WorkflowRun.id == run_id))
+    assert key is not None
+    assert store.exists(key)
+    assert stored == {"big": blobs.marker(key, sha)}
