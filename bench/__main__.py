@@ -203,7 +203,15 @@ def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
             ratios.append(
                 Ratio(f"{f.workload}: p99 ms (p50 {f.median:.2f})", p99, "<= 5 ms", p99 <= 5)
             )
+    return ratios + _fan_out_ratios(figures, by) + _start_ratios(figures)
+
+
+def _fan_out_ratios(figures: list[Figure], by: dict[tuple[str, str, str], Figure]) -> list[Ratio]:
+    """Targets of fan-outs: transactions per step, and a map against the static fan-out."""
+    ratios = []
     for f in figures:
+        if f.workload.startswith("fan-out") and f.unit == "db xacts/step" and f.samples:
+            ratios.append(Ratio(f"{f.workload}: db xacts/step", f.median, "<= 2", f.median <= 2))
         if f.workload.startswith("map ") and f.unit == "s to join" and f.samples:
             width = f.workload.split()[1]
             static = by.get((f"fan-out {width} + join", "cairn", "s to join"))
@@ -212,7 +220,7 @@ def _ratios(figures: list[Figure], lease_s: float) -> list[Ratio]:
                 ratios.append(
                     Ratio(f"map {width} / static fan-out {width}", value, "<= 1.5", value <= 1.5)
                 )
-    return ratios + _start_ratios(figures)
+    return ratios
 
 
 def _p99(samples: list[float]) -> float:

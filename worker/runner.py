@@ -5,6 +5,7 @@ This is what the ``cairn.execute_step`` task calls; it knows nothing of Celery.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import signal
@@ -372,11 +373,20 @@ def _fenced(
 
 def _call(fn: Callable[..., Any], ctx: StepContext, inputs: dict[str, Any]) -> Any:
     """Call ``fn(ctx, **inputs)``, passing only the inputs it names unless it takes **kwargs."""
+    names = _accepted(fn)
+    if names is None:
+        return fn(ctx, **inputs)
+    return fn(ctx, **{k: v for k, v in inputs.items() if k in names})
+
+
+@functools.lru_cache(maxsize=1024)
+def _accepted(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """The input names ``fn`` takes; None if it takes ``**kwargs`` (asked once per
+    function: ``inspect.signature`` is slow next to an inline step)."""
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return fn(ctx, **inputs)
-    names = {p.name for p in params}
-    return fn(ctx, **{k: v for k, v in inputs.items() if k in names})
+        return None
+    return frozenset(p.name for p in params)
 
 
 def _store_output(runtime: Runtime, att: Attempt, result: Any) -> dict[str, Any] | BlobRef:
