@@ -4,8 +4,9 @@ psycopg2 sends every statement as text, so PostgreSQL parses and plans it each t
 the claim's and the completion's statements of data-modifying CTEs, planning took as long
 as running them (about 0.3 ms each, measured with EXPLAIN ANALYZE). A :class:`Prepared`
 statement is prepared once per database connection, on its first use there, and then run
-by ``EXECUTE``; PostgreSQL keeps its plan (a generic one after five runs, as it chooses:
-every one of these statements looks rows up by primary key or by an indexed id).
+by ``EXECUTE`` with its generic plan (``plan_cache_mode``, set on the engine's connections
+in ``session.py``: every one of these statements looks rows up by primary key or by an
+indexed id, and left to choose PostgreSQL kept planning some of them anew at each run).
 
 Prepared statements live in the database session. Behind a pooler that hands a session's
 statements to other clients (PgBouncer in transaction mode before 1.21), turn them off
