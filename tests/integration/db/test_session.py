@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from sqlalchemy import Engine, String, bindparam, event, func, select, text
+from sqlalchemy import Engine, Integer, String, bindparam, event, func, select, text
+from sqlalchemy.exc import DataError
 
 from db.models import Tenant
 from db.prepared import Prepared
@@ -146,3 +147,35 @@ def test_hot_statements_are_prepared_once_per_connection_unless_turned_off(
         assert len(prepared) == (1 if enabled else 0)
     finally:
         engine.dispose()
+
+
+_DIVIDE = Prepared(
+    text("SELECT 10 / :d AS q, pg_backend_pid() AS pid").bindparams(bindparam("d", type_=Integer()))
+)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_prepared_statement_fails_as_sqlalchemy_would_and_a_dead_one_is_retried(
+    settings: Settings,
+) -> None:
+    """Prepared statements run on the driver's cursor, past SQLAlchemy; their errors are
+    still SQLAlchemy's: a bad statement's (the transaction rolled back, the connection
+    fine), and a lost connection's (invalidated, so run_transaction runs the work again
+    on a fresh one, its statement prepared there anew)."""
+    recent = settings.model_copy(update={"db_pool_ping_after_s": 3600.0, "db_pool_size": 1})
+    engine, admin = make_engine(recent), make_engine(settings)
+    try:
+        with pytest.raises(DataError, match="division by zero"):
+            run_transaction(engine, lambda s: _DIVIDE.execute(s.connection(), {"d": 0}))
+        first = run_transaction(engine, lambda s: _DIVIDE.execute(s.connection(), {"d": 2}))
+        assert first[0].q == 5
+        dead = _terminate_pooled_backend(engine, admin)
+        assert dead == first[0].pid  # the statement was prepared on that connection
+        again = run_transaction(
+            engine, lambda s: _DIVIDE.execute(s.connection(), {"d": 5}), retry_for_s=10
+        )
+        assert (again[0].q, again[0][0]) == (2, 2)  # by name and by position
+        assert again[0].pid != dead
+    finally:
+        engine.dispose()
+        admin.dispose()
