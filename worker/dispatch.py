@@ -8,7 +8,9 @@ again any queued step nobody claimed.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -28,6 +30,30 @@ log = logging.getLogger("cairn.dispatch")
 def task_id(step_id: uuid.UUID, attempt: int) -> str:
     """The Celery task id of one attempt of one step."""
     return f"{step_id}:{attempt}"
+
+
+def parse_task_id(value: str) -> uuid.UUID | None:
+    """The step of a task id made by :func:`task_id`; None for any other."""
+    step, sep, attempt = value.rpartition(":")
+    if not sep or not attempt.isdigit():
+        return None
+    try:
+        return uuid.UUID(step)
+    except ValueError:
+        return None
+
+
+def _headers(raw: bytes | str | None) -> dict[str, Any]:
+    """The headers of a message as kombu's Redis transport keeps it aside (JSON of
+    ``[message, exchange, routing key]``); empty when it is not that."""
+    if raw is None:
+        return {}
+    try:
+        message = json.loads(raw)[0]
+        headers = message.get("headers") or {}
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        return {}
+    return headers if isinstance(headers, dict) else {}
 
 
 class Dispatcher:
@@ -124,6 +150,46 @@ class Dispatcher:
         except Exception as exc:  # the broker is away: nothing is busy, all is resent
             log.warning("could not count queued messages: %s", exc, extra={"action": "reconcile"})
         return busy
+
+    def stranded(self, older_than_s: float, limit: int = 1000) -> set[uuid.UUID]:
+        """Steps whose message a worker took from Redis over ``older_than_s`` ago and has
+        not acknowledged: that worker may have been killed holding it.
+
+        Redis keeps a taken message aside until it is acknowledged, giving it back only
+        after the visibility timeout (an hour by default), so in a busy queue the
+        reconciler would leave such a step waiting. Sending it again is safe: if the
+        worker is alive after all, the claim drops one of the two. Other brokers give a
+        dead consumer's messages back at once: none there.
+        """
+        found: set[uuid.UUID] = set()
+        try:
+            with self._app.connection_for_write() as conn:
+                channel: Any = conn.default_channel  # kombu's channels are untyped
+                index = getattr(channel, "unacked_index_key", None)
+                if index is None:
+                    return found
+                client = channel.client
+                tags = client.zrange(
+                    index,
+                    time.time() - older_than_s,
+                    0,
+                    desc=True,
+                    byscore=True,
+                    offset=0,
+                    num=limit,
+                )
+                payloads = client.hmget(channel.unacked_key, tags) if tags else []
+        except Exception as exc:  # the broker is away: the busy rule applies as before
+            log.warning("could not read taken messages: %s", exc, extra={"action": "reconcile"})
+            return found
+        for raw in payloads:
+            headers = _headers(raw)
+            if headers.get("task") != EXECUTE_STEP:
+                continue  # a retry's message is held until its time on purpose
+            step = parse_task_id(str(headers.get("id", "")))
+            if step is not None:
+                found.add(step)
+        return found
 
     def declare_queues(self, names: Iterable[str]) -> None:
         """Declare queues and their bindings again (a flushed Redis forgets them)."""

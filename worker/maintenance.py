@@ -67,10 +67,17 @@ def reconcile(runtime: Runtime) -> None:
     window = settings.redispatch_window_s
     queues = run_transaction(runtime.engine, lambda s: stale_queues(s, now, window))
     busy = runtime.dispatcher.busy_queues(queues) if queues else set()
+    # In a busy queue, a step waits its turn; not one whose message a dead worker holds.
+    stranded = runtime.dispatcher.stranded(window) if busy else set()
     stale = run_transaction(
         runtime.engine,
         lambda s: redispatch_stale(
-            s, now, window, busy_queues=busy, busy_after_s=settings.busy_redispatch_after_s
+            s,
+            now,
+            window,
+            busy_queues=busy,
+            busy_after_s=settings.busy_redispatch_after_s,
+            stranded=stranded,
         ),
     )
     due = run_transaction(runtime.engine, lambda s: requeue_retrying(s, now))

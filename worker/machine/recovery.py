@@ -180,6 +180,7 @@ def redispatch_stale(
     *,
     busy_queues: Collection[str] = (),
     busy_after_s: float | None = None,
+    stranded: Collection[uuid.UUID] = (),
 ) -> list[StepMessage]:
     """Queued steps no worker claimed within ``after_s`` of their dispatch: send again.
 
@@ -187,7 +188,8 @@ def redispatch_stale(
     process killed between its commit and its send). A message that was only slow is
     harmless, since the second delivery of the same attempt is refused by the claim; still,
     in ``busy_queues`` (the broker holds messages there) a step may just be waiting its
-    turn, so there it is sent again only after ``busy_after_s``.
+    turn, so there it is sent again only after ``busy_after_s`` - unless it is one of
+    ``stranded``, whose message a worker took and never acknowledged (killed holding it).
     """
     cutoff = now - timedelta(seconds=after_s)
     due = WorkflowStep.dispatched_at < cutoff
@@ -198,6 +200,7 @@ def redispatch_stale(
             or_(
                 WorkflowStep.queue.not_in(list(busy_queues)),
                 WorkflowStep.dispatched_at < busy_cutoff,
+                WorkflowStep.id.in_(list(stranded)),
             ),
         )
     stale = select(WorkflowStep.id).where(status_is(WorkflowStep.status, StepStatus.QUEUED), due)

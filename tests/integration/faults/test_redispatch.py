@@ -3,7 +3,11 @@ their turn in a busy broker queue (real Redis)."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
+import redis
 
 from db.session import run_transaction
 from db.types import utcnow
@@ -41,3 +45,44 @@ def test_lost_messages_are_sent_again_and_waiting_ones_are_not(client: Client) -
         lambda s: redispatch_stale(s, utcnow(), 0, busy_queues=busy, busy_after_s=60),
     )
     assert [m.run_id for m in lost] == [run_id]
+
+
+def _take(r: redis.Redis, step_id: object, queue: str) -> None:
+    """Do what a worker's reserve does with the step's message (kombu's Redis transport:
+    out of the queue's list, kept aside unacknowledged), a minute ago; then the worker
+    is gone."""
+    for key in r.keys(f"{queue}*"):
+        if r.type(key) != b"list":
+            continue
+        for raw in r.lrange(key, 0, -1):
+            message = json.loads(raw)
+            if message["headers"]["id"].startswith(f"{step_id}:"):
+                r.lrem(key, 1, raw)
+                tag = "dead-worker-tag"
+                r.zadd("unacked_index", {tag: time.time() - 60})
+                r.hset("unacked", tag, json.dumps([message, queue, queue]))
+                return
+    raise AssertionError(f"no message of step {step_id} in {queue}")
+
+
+def test_a_message_a_dead_worker_took_is_sent_again_even_in_a_busy_queue(
+    client: Client,
+) -> None:
+    engine, dispatcher = client.runtime.engine, client.runtime.dispatcher
+    spec = {"name": "one", "steps": [{"key": "s", "task": "t.increment"}]}
+    taken_run, waiting_run = client.start_run(spec=spec), client.start_run(spec=spec)
+    taken = client.get_run(taken_run).step("s").id
+    _take(servers.redis_client(), taken, "cairn")
+
+    busy = dispatcher.busy_queues({"cairn"})
+    assert busy == {"cairn"}, "the other run's message still waits there"
+    assert dispatcher.stranded(30) == {taken}
+    assert dispatcher.stranded(120) == set(), "taken a minute ago, not two"
+    sent = run_transaction(
+        engine,
+        lambda s: redispatch_stale(
+            s, utcnow(), 0, busy_queues=busy, busy_after_s=60, stranded={taken}
+        ),
+    )
+    assert [m.run_id for m in sent] == [taken_run], "the waiting one is not sent twice"
+    assert waiting_run != taken_run
