@@ -58,6 +58,20 @@ SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wa
   JOIN workflow_definitions d ON d.id = r.definition_id
 """
 
+#: The types of the columns a claim returns for ``ClaimedStep.of`` (by name; the
+#: completion's statement, which claims the next link of a chain, returns them too).
+CLAIMED_TYPES: dict[str, Any] = {
+    "tenant_id": Uuid(),
+    "queued_at": UTCDateTime(),
+    "started_at": UTCDateTime(),
+    "retry": JSON(),
+    "approve": JSON(),
+    "step_inputs": JSON(),
+    "rate_limits": JSON(),
+    "trace_context": JSON(),
+    "checkpoint": JSON(),
+}
+
 _STATEMENT = (
     text(_SQL)
     .bindparams(
@@ -73,20 +87,7 @@ _STATEMENT = (
         bindparam("now", type_=UTCDateTime()),
         bindparam("event_data", type_=JSONValue),
     )
-    .columns(
-        run_id=Uuid(),
-        tenant_id=Uuid(),
-        queued_at=UTCDateTime(),
-        started_at=UTCDateTime(),
-        retry=JSON(),
-        approve=JSON(),
-        step_inputs=JSON(),
-        rate_limits=JSON(),
-        trace_context=JSON(),
-        inputs=JSON(),
-        upstream=JSON(),
-        checkpoint=JSON(),
-    )
+    .columns(run_id=Uuid(), inputs=JSON(), upstream=JSON(), **CLAIMED_TYPES)
 )
 STATEMENT = Prepared(_STATEMENT)
 

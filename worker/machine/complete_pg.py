@@ -28,6 +28,7 @@ from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
 from worker.machine.claim import ClaimedStep
+from worker.machine.claim_pg import CLAIMED_TYPES
 from worker.machine.ending import ACTIVE_RUN
 from worker.machine.lease import Fence, Inline
 from worker.machine.transitions import CLAIM, RELEASE, SUCCEED
@@ -148,21 +149,7 @@ _STATEMENT = (
         bindparam("blob_sha256", type_=String()),
         bindparam("usd", type_=Numeric(20, 8)),
     )
-    .columns(
-        map_parent_id=Uuid(),
-        r_id=Uuid(),
-        r_run_id=Uuid(),
-        queued_at=UTCDateTime(),
-        started_at=UTCDateTime(),
-        retry=JSON(),
-        approve=JSON(),
-        step_inputs=JSON(),
-        rate_limits=JSON(),
-        run_inputs=JSON(),
-        tenant_id=Uuid(),
-        trace_context=JSON(),
-        checkpoint=JSON(),
-    )
+    .columns(map_parent_id=Uuid(), r_id=Uuid(), r_run_id=Uuid(), run_inputs=JSON(), **CLAIMED_TYPES)
 )
 STATEMENT = Prepared(_STATEMENT)
 
