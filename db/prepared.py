@@ -27,6 +27,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import BindParameter
 
 _ENABLED = "cairn_prepare"
+#: The names prepared on a connection (in its ``info``).
+_DONE = "cairn_prepared"
+#: PostgreSQL's "prepared statement does not exist".
+_NO_SUCH_STATEMENT = "26000"
 #: ``:name`` binds, not ``::type`` casts.
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -77,7 +81,7 @@ class Prepared:
         engine does not prepare (see :func:`enable`)."""
         if not conn.info.get(_ENABLED):
             return conn.execute(self.statement, params).all()
-        done: set[str] = conn.info.setdefault("cairn_prepared", set())
+        done: set[str] = conn.info.setdefault(_DONE, set())
         if self.name not in done:
             # Once per connection; PREPARE outlives a rollback of its transaction.
             conn.exec_driver_sql(self.prepare_sql)
@@ -104,13 +108,21 @@ class Prepared:
         cursor = None
         try:
             cursor = driver.cursor()
-            cursor.execute(self.driver_sql, args)
-            rows = cursor.fetchall() if cursor.description else []
-            shape = self._shape(dialect, cursor.description) if rows else None
-            cursor.close()
+            try:
+                cursor.execute(self.driver_sql, args)
+                rows = cursor.fetchall() if cursor.description else []
+                shape = self._shape(dialect, cursor.description) if rows else None
+            finally:
+                cursor.close()
         except dialect.loaded_dbapi.Error as exc:
+            if getattr(exc, "pgcode", None) == _NO_SUCH_STATEMENT:
+                # The server forgot it (a pooler's DISCARD ALL): prepared again next time.
+                conn.info.get(_DONE, set()).discard(self.name)
             broken = dialect.is_disconnect(exc, driver, cursor)
             if broken and not conn.invalidated:
+                # As SQLAlchemy does: the connections opened before this one broke are
+                # replaced at their next checkout, then this one.
+                conn.engine.pool._invalidate(conn.connection, exc)
                 conn.invalidate(exc)
             raise DBAPIError.instance(
                 self.driver_sql,

@@ -37,7 +37,9 @@ from worker.settings import Settings
 T = TypeVar("T")
 log = logging.getLogger("cairn.db")
 #: PostgreSQL SQLSTATEs that mean "the same transaction may succeed if run again".
-_RETRYABLE_PGCODES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+#: Serialization failure, deadlock; and a prepared statement the server no longer has
+#: (a pooler's DISCARD ALL): ``db/prepared.py`` prepares it again on the next try.
+_RETRYABLE_PGCODES = frozenset({"40001", "40P01", "26000"})
 #: The server is shutting down, crashed, or not yet accepting connections.
 _SHUTDOWN_PGCODES = frozenset({"57P01", "57P02", "57P03"})
 #: How long a transaction is retried while the database is away, unless told otherwise.
@@ -55,7 +57,8 @@ def make_engine(settings: Settings) -> Engine:
         options = ["-cmax_parallel_workers_per_gather=0"]
         if settings.db_schema:
             options.append(f"-csearch_path={settings.db_schema}")
-        if settings.db_prepared_statements:
+        prepares = settings.db_prepared_statements and url.get_driver_name() == "psycopg2"
+        if prepares:
             # The only statements prepared on this engine are cairn's (db/prepared.py),
             # each a seek by primary key. Left to choose, PostgreSQL kept planning the
             # completion anew at every run once the tables grew (its generic plan looked
@@ -70,7 +73,7 @@ def make_engine(settings: Settings) -> Engine:
             connect_args=connect_args,
         )
         _ping_when_idle(engine, settings)
-        if settings.db_prepared_statements:
+        if prepares:  # (another driver may prepare every statement: not forced generic)
             prepared.enable(engine)
     _dispose_in_forked_children(engine)
     return engine

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -21,7 +21,7 @@ from kombu import Exchange, Queue
 
 from worker import tracing
 from worker.app import URGENT, wire_priority
-from worker.machine.messages import StepMessage
+from worker.machine.messages import StepMessage, Taken
 from worker.wire import EXECUTE_STEP, REQUEUE_STEP
 
 log = logging.getLogger("cairn.dispatch")
@@ -32,13 +32,13 @@ def task_id(step_id: uuid.UUID, attempt: int) -> str:
     return f"{step_id}:{attempt}"
 
 
-def parse_task_id(value: str) -> uuid.UUID | None:
-    """The step of a task id made by :func:`task_id`; None for any other."""
+def parse_task_id(value: str) -> tuple[uuid.UUID, int] | None:
+    """The step and attempt of a task id made by :func:`task_id`; None for any other."""
     step, sep, attempt = value.rpartition(":")
     if not sep or not attempt.isdigit():
         return None
     try:
-        return uuid.UUID(step)
+        return uuid.UUID(step), int(attempt)
     except ValueError:
         return None
 
@@ -151,9 +151,9 @@ class Dispatcher:
             log.warning("could not count queued messages: %s", exc, extra={"action": "reconcile"})
         return busy
 
-    def stranded(self, older_than_s: float, limit: int = 1000) -> set[uuid.UUID]:
-        """Steps whose message a worker took from Redis over ``older_than_s`` ago and has
-        not acknowledged: that worker may have been killed holding it.
+    def stranded(self, older_than_s: float, limit: int = 1000) -> list[Taken]:
+        """Step messages a worker took from Redis over ``older_than_s`` ago and has not
+        acknowledged: that worker may have been killed holding them.
 
         Redis keeps a taken message aside until it is acknowledged, giving it back only
         after the visibility timeout (an hour by default), so in a busy queue the
@@ -161,15 +161,14 @@ class Dispatcher:
         worker is alive after all, the claim drops one of the two. Other brokers give a
         dead consumer's messages back at once: none there.
         """
-        found: set[uuid.UUID] = set()
         try:
             with self._app.connection_for_write() as conn:
                 channel: Any = conn.default_channel  # kombu's channels are untyped
                 index = getattr(channel, "unacked_index_key", None)
                 if index is None:
-                    return found
+                    return []
                 client = channel.client
-                tags = client.zrange(
+                taken = client.zrange(
                     index,
                     time.time() - older_than_s,
                     0,
@@ -177,18 +176,21 @@ class Dispatcher:
                     byscore=True,
                     offset=0,
                     num=limit,
+                    withscores=True,
                 )
+                tags = [tag for tag, _ in taken]
                 payloads = client.hmget(channel.unacked_key, tags) if tags else []
         except Exception as exc:  # the broker is away: the busy rule applies as before
             log.warning("could not read taken messages: %s", exc, extra={"action": "reconcile"})
-            return found
-        for raw in payloads:
+            return []
+        found = []
+        for (_, score), raw in zip(taken, payloads, strict=True):
             headers = _headers(raw)
             if headers.get("task") != EXECUTE_STEP:
                 continue  # a retry's message is held until its time on purpose
-            step = parse_task_id(str(headers.get("id", "")))
-            if step is not None:
-                found.add(step)
+            attempt = parse_task_id(str(headers.get("id", "")))
+            if attempt is not None:
+                found.append(Taken(*attempt, datetime.fromtimestamp(float(score), UTC)))
         return found
 
     def declare_queues(self, names: Iterable[str]) -> None:

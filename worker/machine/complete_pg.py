@@ -41,7 +41,7 @@ WITH done AS (
            output_sha256 = :blob_sha256, error = NULL, finished_at = :now,
            lease_owner = NULL, lease_expires_at = NULL
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
- RETURNING key, map_parent_id, concurrency_key
+ RETURNING key, map_parent_id, concurrency_key, output
 ), counted AS (
     UPDATE workflow_runs
        SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd
@@ -114,6 +114,7 @@ SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id
        r.retry, r.max_attempts, r.server_releases, r.wait_resumes, r.timeout_s,
        r.queued_at, r.started_at, r.approve, r.inputs AS step_inputs, r.rate_limits,
        ru.inputs AS run_inputs, ru.tenant_id, ru.trace_context, d.name AS workflow,
+       CASE WHEN r.status = :claim_target THEN (SELECT output FROM done) END AS done_output,
        CASE WHEN r.status = :claim_target THEN
            (SELECT jsonb_build_array(k.seq, k.state, k.blob_key, k.blob_sha256)
               FROM checkpoints k WHERE k.step_id = r.id ORDER BY k.seq DESC LIMIT 1)
@@ -149,7 +150,14 @@ _STATEMENT = (
         bindparam("blob_sha256", type_=String()),
         bindparam("usd", type_=Numeric(20, 8)),
     )
-    .columns(map_parent_id=Uuid(), r_id=Uuid(), r_run_id=Uuid(), run_inputs=JSON(), **CLAIMED_TYPES)
+    .columns(
+        map_parent_id=Uuid(),
+        r_id=Uuid(),
+        r_run_id=Uuid(),
+        run_inputs=JSON(),
+        done_output=JSON(),
+        **CLAIMED_TYPES,
+    )
 )
 STATEMENT = Prepared(_STATEMENT)
 
@@ -231,8 +239,9 @@ def complete_row(
         if r.r_status == CLAIM.target and inline is not None:
             next_fence = Fence(r.r_id, fence.run_id, r.r_attempt, inline.owner)
             run = (r.run_inputs, r.workflow, r.tenant_id, str(first.status), r.trace_context)
-            # Its one upstream is this step, whose output is not in the snapshot yet.
-            upstream = [(first.done_key, None if blob else output, *_blob_fields(blob))]
+            # Its one upstream is this step (not in the statement's snapshot yet), its
+            # output as stored: what a claim reading it back would pass on.
+            upstream = [(first.done_key, r.done_output, *_blob_fields(blob))]
             claimed = ClaimedStep.of(next_fence, r, run, upstream, r.checkpoint)
     return Completed(
         steps_left=int(first.steps_left),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from db.models import WorkflowStep
@@ -21,6 +22,16 @@ class StepMessage:
     task: str
     queue: str
     priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A step's message that a worker took from the broker at ``at`` and has not
+    acknowledged (``Dispatcher.stranded``): the reconciler's evidence of a lost one."""
+
+    step_id: uuid.UUID
+    attempt: int
+    at: datetime
 
 
 #: Columns a verb returns for every step it queues.

@@ -18,7 +18,7 @@ from db.models import Worker, WorkflowStep
 from db.states import RunStatus, StepStatus, WorkerStatus
 from worker.machine.ending import end_run
 from worker.machine.events import add_event
-from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
+from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, Taken, to_messages
 from worker.machine.transitions import (
     FAIL,
     REQUEUE_DUE,
@@ -180,7 +180,7 @@ def redispatch_stale(
     *,
     busy_queues: Collection[str] = (),
     busy_after_s: float | None = None,
-    stranded: Collection[uuid.UUID] = (),
+    stranded: Collection[Taken] = (),
 ) -> list[StepMessage]:
     """Queued steps no worker claimed within ``after_s`` of their dispatch: send again.
 
@@ -188,8 +188,10 @@ def redispatch_stale(
     process killed between its commit and its send). A message that was only slow is
     harmless, since the second delivery of the same attempt is refused by the claim; still,
     in ``busy_queues`` (the broker holds messages there) a step may just be waiting its
-    turn, so there it is sent again only after ``busy_after_s`` - unless it is one of
-    ``stranded``, whose message a worker took and never acknowledged (killed holding it).
+    turn, so there it is sent again only after ``busy_after_s`` - unless its message is
+    one of ``stranded``, taken by a worker and never acknowledged (killed holding it):
+    that attempt's message, taken after its last dispatch (once sent again, it is not
+    sent again for the same taken message).
     """
     cutoff = now - timedelta(seconds=after_s)
     due = WorkflowStep.dispatched_at < cutoff
@@ -200,7 +202,14 @@ def redispatch_stale(
             or_(
                 WorkflowStep.queue.not_in(list(busy_queues)),
                 WorkflowStep.dispatched_at < busy_cutoff,
-                WorkflowStep.id.in_(list(stranded)),
+                *(
+                    and_(
+                        WorkflowStep.id == taken.step_id,
+                        WorkflowStep.attempt == taken.attempt,
+                        WorkflowStep.dispatched_at <= taken.at,
+                    )
+                    for taken in stranded
+                ),
             ),
         )
     stale = select(WorkflowStep.id).where(status_is(WorkflowStep.status, StepStatus.QUEUED), due)

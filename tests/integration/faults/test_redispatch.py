@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
 import redis
+from sqlalchemy import update
 
-from db.session import run_transaction
+from db.models import WorkflowStep
+from db.session import run_transaction, transaction
 from db.types import utcnow
 from tests.support import servers
 from worker.client import Client
+from worker.machine.messages import StepMessage
 from worker.machine.recovery import redispatch_stale, stale_queues
 
 
@@ -72,17 +76,29 @@ def test_a_message_a_dead_worker_took_is_sent_again_even_in_a_busy_queue(
     spec = {"name": "one", "steps": [{"key": "s", "task": "t.increment"}]}
     taken_run, waiting_run = client.start_run(spec=spec), client.start_run(spec=spec)
     taken = client.get_run(taken_run).step("s").id
+    with transaction(engine) as session:  # dispatched two minutes ago, taken one ago
+        session.execute(
+            update(WorkflowStep)
+            .where(WorkflowStep.id == taken)
+            .values(dispatched_at=utcnow() - timedelta(minutes=2))
+        )
     _take(servers.redis_client(), taken, "cairn")
 
     busy = dispatcher.busy_queues({"cairn"})
     assert busy == {"cairn"}, "the other run's message still waits there"
-    assert dispatcher.stranded(30) == {taken}
-    assert dispatcher.stranded(120) == set(), "taken a minute ago, not two"
-    sent = run_transaction(
-        engine,
-        lambda s: redispatch_stale(
-            s, utcnow(), 0, busy_queues=busy, busy_after_s=60, stranded={taken}
-        ),
-    )
-    assert [m.run_id for m in sent] == [taken_run], "the waiting one is not sent twice"
+    stranded = dispatcher.stranded(30)
+    assert [(t.step_id, t.attempt) for t in stranded] == [(taken, 1)]
+    assert dispatcher.stranded(120) == [], "taken a minute ago, not two"
+
+    def resend() -> list[StepMessage]:
+        return run_transaction(
+            engine,
+            lambda s: redispatch_stale(
+                s, utcnow(), 0, busy_queues=busy, busy_after_s=600, stranded=stranded
+            ),
+        )
+
+    assert [m.run_id for m in resend()] == [taken_run], "the waiting one is not sent twice"
     assert waiting_run != taken_run
+    # Sent again after it was taken: the same taken message does not send it again.
+    assert resend() == []

@@ -161,6 +161,22 @@ def test_on_postgresql_a_chain_link_costs_one_statement(client: Client) -> None:
     assert len(executes) == 1, statements
 
 
+def test_the_next_link_gets_the_output_as_stored_not_the_object_returned(
+    client: Client,
+) -> None:
+    """A tuple comes back from JSON a list: the link run inline sees what a link sent by
+    the broker, or retried, would read back."""
+    run_id = client.start_run(spec=chain(2), inputs={"x": 0})
+    root = _claim_root(client, run_id)
+    returned = {"ids": (1, 2), "b": 1, "a": 2}
+    nxt = _continue(client, root.fence, returned, _inline()).next
+    assert nxt is not None
+    assert nxt.inputs["s0"] == {"ids": [1, 2], "b": 1, "a": 2}
+    assert isinstance(nxt.inputs["s0"]["ids"], list)
+    assert nxt.inputs["s0"] is not returned
+    assert nxt == _read_back(client, nxt)
+
+
 def test_a_stored_output_reaches_the_next_link_as_its_marker(client: Client) -> None:
     run_id = client.start_run(spec=chain(2), inputs={"x": 0})
     root = _claim_root(client, run_id)

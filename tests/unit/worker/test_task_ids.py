@@ -7,9 +7,9 @@ import uuid
 from worker.dispatch import parse_task_id, task_id
 
 
-def test_a_task_id_reads_back_to_its_step() -> None:
+def test_a_task_id_reads_back_to_its_step_and_attempt() -> None:
     step = uuid.uuid4()
-    assert parse_task_id(task_id(step, 3)) == step
+    assert parse_task_id(task_id(step, 3)) == (step, 3)
 
 
 def test_other_task_ids_name_no_step() -> None:
