@@ -32,6 +32,15 @@ def task_id(step_id: uuid.UUID, attempt: int) -> str:
     return f"{step_id}:{attempt}"
 
 
+#: The Redis key of :meth:`Dispatcher.broker_epoch`.
+EPOCH_KEY = "cairn:broker-epoch"
+
+
+def utcnow_iso() -> str:
+    """Now, in UTC, as ISO 8601 (what the epoch mark holds)."""
+    return datetime.now(UTC).isoformat()
+
+
 def parse_task_id(value: str) -> tuple[uuid.UUID, int] | None:
     """The step and attempt of a task id made by :func:`task_id`; None for any other."""
     step, sep, attempt = value.rpartition(":")
@@ -192,6 +201,28 @@ class Dispatcher:
             if attempt is not None:
                 found.append(Taken(*attempt, datetime.fromtimestamp(float(score), UTC)))
         return found
+
+    def broker_epoch(self) -> datetime | None:
+        """Since when Redis has held the messages it holds: a mark cairn leaves in it,
+        stamped when the reconciler first found it missing (Redis restarted empty, or
+        flushed). A step dispatched before then has lost its message, however busy its
+        queue is now. None with another broker, or when Redis cannot be asked.
+        """
+        try:
+            with self._app.connection_for_write() as conn:
+                channel: Any = conn.default_channel  # kombu's channels are untyped
+                if getattr(channel, "unacked_index_key", None) is None:
+                    return None  # not Redis: a broker that keeps its messages
+                client = channel.client
+                client.set(EPOCH_KEY, utcnow_iso(), nx=True)
+                stamp = client.get(EPOCH_KEY)
+        except Exception as exc:  # away: the busy rule applies as before
+            log.warning("could not read the broker's epoch: %s", exc, extra={"action": "reconcile"})
+            return None
+        try:
+            return datetime.fromisoformat(stamp.decode() if isinstance(stamp, bytes) else stamp)
+        except (TypeError, ValueError, AttributeError):
+            return None
 
     def declare_queues(self, names: Iterable[str]) -> None:
         """Declare queues and their bindings again (a flushed Redis forgets them)."""

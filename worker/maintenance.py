@@ -65,10 +65,13 @@ def reconcile(runtime: Runtime) -> None:
     settings = runtime.settings
     now = utcnow()
     window = settings.redispatch_window_s
+    # Asked at every tick, so the mark is back within one tick of Redis losing it.
+    epoch = runtime.dispatcher.broker_epoch()
     queues = run_transaction(runtime.engine, lambda s: stale_queues(s, now, window))
     busy = runtime.dispatcher.busy_queues(queues) if queues else set()
-    # In a busy queue, a step waits its turn; not one whose message a dead worker holds.
-    stranded = runtime.dispatcher.stranded(window) if busy else set()
+    # In a busy queue, a step waits its turn; not one whose message a dead worker holds,
+    # nor one sent before Redis lost its messages.
+    stranded = runtime.dispatcher.stranded(window) if busy else []
     stale = run_transaction(
         runtime.engine,
         lambda s: redispatch_stale(
@@ -78,6 +81,7 @@ def reconcile(runtime: Runtime) -> None:
             busy_queues=busy,
             busy_after_s=settings.busy_redispatch_after_s,
             stranded=stranded,
+            lost_before=epoch,
         ),
     )
     due = run_transaction(runtime.engine, lambda s: requeue_retrying(s, now))

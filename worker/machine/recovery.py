@@ -181,6 +181,7 @@ def redispatch_stale(
     busy_queues: Collection[str] = (),
     busy_after_s: float | None = None,
     stranded: Collection[Taken] = (),
+    lost_before: datetime | None = None,
 ) -> list[StepMessage]:
     """Queued steps no worker claimed within ``after_s`` of their dispatch: send again.
 
@@ -191,7 +192,8 @@ def redispatch_stale(
     turn, so there it is sent again only after ``busy_after_s`` - unless its message is
     one of ``stranded``, taken by a worker and never acknowledged (killed holding it):
     that attempt's message, taken after its last dispatch (once sent again, it is not
-    sent again for the same taken message).
+    sent again for the same taken message); or it was dispatched ``lost_before`` the
+    broker's data was lost (``Dispatcher.broker_epoch``).
     """
     cutoff = now - timedelta(seconds=after_s)
     due = WorkflowStep.dispatched_at < cutoff
@@ -202,6 +204,7 @@ def redispatch_stale(
             or_(
                 WorkflowStep.queue.not_in(list(busy_queues)),
                 WorkflowStep.dispatched_at < busy_cutoff,
+                *([WorkflowStep.dispatched_at < lost_before] if lost_before else []),
                 *(
                     and_(
                         WorkflowStep.id == taken.step_id,

@@ -102,3 +102,39 @@ def test_a_message_a_dead_worker_took_is_sent_again_even_in_a_busy_queue(
     assert waiting_run != taken_run
     # Sent again after it was taken: the same taken message does not send it again.
     assert resend() == []
+
+
+def test_after_redis_lost_its_messages_the_steps_sent_before_go_again_in_a_busy_queue(
+    client: Client,
+) -> None:
+    engine, dispatcher = client.runtime.engine, client.runtime.dispatcher
+    spec = {"name": "one", "steps": [{"key": "s", "task": "t.increment"}]}
+    before = dispatcher.broker_epoch()
+    assert before is not None
+    assert dispatcher.broker_epoch() == before, "the mark stays while Redis keeps it"
+    lost_run = client.start_run(spec=spec)
+    lost = client.get_run(lost_run).step("s").id
+    with transaction(engine) as session:
+        session.execute(
+            update(WorkflowStep)
+            .where(WorkflowStep.id == lost)
+            .values(dispatched_at=utcnow() - timedelta(minutes=2))
+        )
+    servers.redis_client().flushdb()  # Redis restarted empty: the message is gone
+    epoch = dispatcher.broker_epoch()
+    assert epoch is not None
+    assert epoch > before
+    client.start_run(spec=spec)  # sent after: it waits its turn in a busy queue
+    busy = dispatcher.busy_queues({"cairn"})
+    assert busy == {"cairn"}
+
+    def resend() -> list[StepMessage]:
+        return run_transaction(
+            engine,
+            lambda s: redispatch_stale(
+                s, utcnow(), 0, busy_queues=busy, busy_after_s=600, lost_before=epoch
+            ),
+        )
+
+    assert [m.run_id for m in resend()] == [lost_run]
+    assert resend() == [], "sent again once, then it waits its turn like the others"
