@@ -20,6 +20,20 @@ from db.types import JSONValue, UTCDateTime
 from worker.ids import new_id
 from worker.machine.transitions import CLAIM, START_RUN
 
+#: The run's tenant has no quota of running steps (a step under one takes its slot first,
+#: in ``concurrency.py``); ``{run}`` is the run id's SQL. The claim-next part of
+#: ``complete_pg`` asks the same.
+NO_QUOTA = (
+    "NOT EXISTS (SELECT 1 FROM workflow_runs qr JOIN tenants qt ON qt.id = qr.tenant_id"
+    " WHERE qr.id = {run} AND qt.max_running_steps IS NOT NULL)"
+)
+#: The step's last checkpoint as ``[seq, state, blob key, sha256]``; ``{step}`` is the
+#: step id's SQL (``ClaimedStep.of`` reads it, from this claim or from ``complete_pg``).
+LAST_CHECKPOINT = (
+    "(SELECT jsonb_build_array(k.seq, k.state, k.blob_key, k.blob_sha256)"
+    " FROM checkpoints k WHERE k.step_id = {step} ORDER BY k.seq DESC LIMIT 1)"
+)
+
 # Statuses are bound, not spelled: they come from the transition values.
 _SQL = """
 WITH claimed AS (
@@ -28,8 +42,7 @@ WITH claimed AS (
            started_at = :now, finished_at = NULL, cancel_requested = false
      WHERE id = :step_id AND status = :claim_source AND attempt = :attempt
        AND concurrency_key IS NULL
-       AND NOT EXISTS (SELECT 1 FROM workflow_runs qr JOIN tenants qt ON qt.id = qr.tenant_id
-                        WHERE qr.id = workflow_steps.run_id AND qt.max_running_steps IS NOT NULL)
+       AND {no_quota}
  RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
            timeout_s, queued_at, started_at, approve, inputs AS step_inputs, rate_limits
 ), started AS (
@@ -50,8 +63,7 @@ SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wa
                                                     u.output_sha256)), '[]'::jsonb)
           FROM step_edges e JOIN workflow_steps u ON u.id = e.upstream_id
          WHERE e.downstream_id = c.id) AS upstream,
-       (SELECT jsonb_build_array(k.seq, k.state, k.blob_key, k.blob_sha256)
-          FROM checkpoints k WHERE k.step_id = c.id ORDER BY k.seq DESC LIMIT 1) AS checkpoint,
+       {last_checkpoint} AS checkpoint,
        (SELECT count(*) FROM logged) AS logged
   FROM claimed c
   JOIN workflow_runs r ON r.id = c.run_id
@@ -73,7 +85,12 @@ CLAIMED_TYPES: dict[str, Any] = {
 }
 
 _STATEMENT = (
-    text(_SQL)
+    text(
+        _SQL.format(
+            no_quota=NO_QUOTA.format(run="workflow_steps.run_id"),
+            last_checkpoint=LAST_CHECKPOINT.format(step="c.id"),
+        )
+    )
     .bindparams(
         bindparam("step_id", type_=Uuid()),
         bindparam("claim_source", type_=String()),

@@ -28,7 +28,7 @@ from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
 from worker.machine.claim import ClaimedStep
-from worker.machine.claim_pg import CLAIMED_TYPES
+from worker.machine.claim_pg import CLAIMED_TYPES, LAST_CHECKPOINT, NO_QUOTA
 from worker.machine.ending import ACTIVE_RUN
 from worker.machine.lease import Fence, Inline
 from worker.machine.transitions import CLAIM, RELEASE, SUCCEED
@@ -63,8 +63,7 @@ WITH done AS (
                         WHERE o.downstream_id = s.id AND o.upstream_id <> :step_id)
        AND s.map IS NULL AND s.concurrency_key IS NULL AND s.queue = :inline_queue
        AND s.task = ANY(:inline_tasks)
-       AND NOT EXISTS (SELECT 1 FROM workflow_runs qr JOIN tenants qt ON qt.id = qr.tenant_id
-                        WHERE qr.id = :run_id AND qt.max_running_steps IS NOT NULL)
+       AND {no_quota}
 ), released AS (
     UPDATE workflow_steps s
        SET pending_upstream = s.pending_upstream - 1,
@@ -115,10 +114,7 @@ SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id
        r.queued_at, r.started_at, r.approve, r.inputs AS step_inputs, r.rate_limits,
        ru.inputs AS run_inputs, ru.tenant_id, ru.trace_context, d.name AS workflow,
        CASE WHEN r.status = :claim_target THEN (SELECT output FROM done) END AS done_output,
-       CASE WHEN r.status = :claim_target THEN
-           (SELECT jsonb_build_array(k.seq, k.state, k.blob_key, k.blob_sha256)
-              FROM checkpoints k WHERE k.step_id = r.id ORDER BY k.seq DESC LIMIT 1)
-       END AS checkpoint
+       CASE WHEN r.status = :claim_target THEN {last_checkpoint} END AS checkpoint
   FROM counted c LEFT JOIN released r ON true
   LEFT JOIN workflow_runs ru ON ru.id = r.run_id AND r.status = :claim_target
   LEFT JOIN workflow_definitions d ON d.id = ru.definition_id
@@ -126,7 +122,13 @@ SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id
 
 _ACTIVE = ", ".join(f"'{status.value}'" for status in ACTIVE_RUN)
 _STATEMENT = (
-    text(_SQL.format(active=_ACTIVE))
+    text(
+        _SQL.format(
+            active=_ACTIVE,
+            no_quota=NO_QUOTA.format(run=":run_id"),
+            last_checkpoint=LAST_CHECKPOINT.format(step="r.id"),
+        )
+    )
     .bindparams(
         bindparam("step_id", type_=Uuid()),
         bindparam("source", type_=String()),

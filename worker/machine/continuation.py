@@ -43,7 +43,7 @@ def complete_and_continue(
     """Record the attempt's success; claim its one released dependent when it fits."""
     completion = complete_step(session, fence, output, records, now, inline)
     if completion.claimed is not None:  # claimed by the completion's own statement
-        return Continued(Completion(completion.messages, completion.run_status), completion.claimed)
+        return Continued(completion, completion.claimed)
     if inline is None or len(completion.messages) != 1:
         return Continued(completion, None)
     only = completion.messages[0]
