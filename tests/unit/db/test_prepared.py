@@ -15,9 +15,10 @@ def _typed(sql: str, **types: object) -> object:
 def test_named_binds_become_positional_in_first_use_order_and_casts_stay() -> None:
     sql = "SELECT :b::text, :a, :b FROM t WHERE x = :a"
     p = Prepared(_typed(sql, a=Integer(), b=String()))
-    assert p.prepare_sql == (
+    assert p.declare_sql == (
         f"PREPARE {p.name} (VARCHAR, INTEGER) AS SELECT $1::text, $2, $1 FROM t WHERE x = $2"
     )
+    assert f"; {p.declare_sql}; EXPLAIN EXECUTE {p.name}(NULL, NULL); " in p.prepare_sql
     assert str(p.execute_statement) == f"EXECUTE {p.name}(:b, :a)"
     assert p.execute_statement._bindparams["a"].type._type_affinity is Integer
 
