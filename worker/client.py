@@ -33,7 +33,7 @@ from db.repositories import (
     find_tenant,
 )
 from db.session import run_transaction, transaction
-from db.states import ApprovalStatus, MissedPolicy, ScheduleStatus, WorkerStatus
+from db.states import ApprovalStatus, MissedPolicy, ScheduleStatus
 from db.types import utcnow
 from db.views import (
     ApprovalView,
@@ -52,7 +52,7 @@ from worker.app import make_celery
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.diff import RunDiff, diff_runs, load_side
 from worker.dispatch import Dispatcher
-from worker.errors import DefinitionError, NotFound, RunNotFinished
+from worker.errors import DefinitionError, NotFound, RunNotFinished, UnregisteredStep
 from worker.ids import parse_id
 from worker.machine.approvals import DecisionInput, decide
 from worker.machine.budgets import SpendLimits, set_spend_limits, spend_limits
@@ -75,6 +75,7 @@ from worker.machine.waits import check_signal, signal_run
 from worker.registry import StepRegistry, registry
 from worker.runtime import Runtime
 from worker.settings import Settings, get_settings
+from worker.workers import StepNames
 
 
 class Client:
@@ -95,6 +96,7 @@ class Client:
             self._registry.load_modules(self.settings.step_modules)
         self._app = make_celery(self.settings)
         self.runtime = Runtime(self.settings, Dispatcher(self._app), self._registry)
+        self._known_steps = StepNames()
 
     def close(self) -> None:
         """Release the database pool and broker connections."""
@@ -144,9 +146,16 @@ class Client:
         )
         # Without a span of the caller's, the start is the root of the run's trace.
         with tracing.start_span("cairn.start_run", workflow=workflow or "(spec)"):
-            started = start_run(
-                self.runtime.engine, self.settings, request, self.registered_step_names()
-            )
+            try:
+                started = start_run(
+                    self.runtime.engine, self.settings, request, self.registered_step_names()
+                )
+            except UnregisteredStep:
+                if self._registry.names():
+                    raise
+                # Names read a moment ago may miss a worker just started: read them again.
+                fresh = self.registered_step_names(fresh=True)
+                started = start_run(self.runtime.engine, self.settings, request, fresh)
             self.runtime.dispatcher.send(started.messages)
         return started.run_id
 
@@ -156,20 +165,18 @@ class Client:
             raise NotFound(f"run {run_id} not found" if run_id else f"no tenant {self.tenant!r}")
         return tenant.id
 
-    def registered_step_names(self) -> frozenset[str] | None:
-        """Step names a definition may use: this process's, else the running workers'.
+    def registered_step_names(self, *, fresh: bool = False) -> frozenset[str] | None:
+        """Step names a definition may use: this process's, else the running workers'
+        (read again after a few seconds, or with ``fresh``: :class:`StepNames`).
 
         None (no check) when neither this process nor any running worker knows any.
         """
         if self._registry.names():
             return self._registry.names()
-        names = frozenset(
-            name
-            for w in self.list_workers()
-            if w.status == WorkerStatus.RUNNING
-            for name in w.step_names
-        )
-        return names or None
+        hit, names = self._known_steps.cached()
+        if hit and not fresh:
+            return names
+        return self._known_steps.store(self.list_workers())
 
     def list_workers(self) -> list[WorkerView]:
         """Every worker process in the registry, newest first."""

@@ -141,6 +141,12 @@ class DefinitionError(CairnError):
         super().__init__(f"{field}: {reason}")
 
 
+class UnregisteredStep(DefinitionError):
+    """A definition names a step function that no running worker (or this process) has."""
+
+    code = "unregistered_step"
+
+
 class IllegalTransition(CairnError):
     """A status change that the state machine does not allow."""
 

@@ -9,7 +9,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Iterable
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,9 +20,44 @@ from db.models import Worker
 from db.session import run_transaction
 from db.states import WorkerStatus
 from db.types import utcnow
+from db.views import WorkerView
 from worker import __version__
 
 log = logging.getLogger("cairn.workers")
+
+
+class StepNames:
+    """The step names the running workers know, as a starting process checks a definition
+    against them: read from the registry, then reused for ``ttl_s`` seconds (a read was
+    a fifth of a start). A start that names a step missing from names read earlier reads
+    them again before it is refused (:class:`~worker.errors.UnregisteredStep`), so a worker
+    started a moment ago is never missed."""
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self.ttl_s = ttl_s
+        self._read_at: float | None = None
+        self._names: frozenset[str] | None = None
+
+    def cached(self) -> tuple[bool, frozenset[str] | None]:
+        """``(True, names)`` while the names read last are fresh; ``(False, None)`` after."""
+        if self._read_at is not None and time.monotonic() - self._read_at < self.ttl_s:
+            return True, self._names
+        return False, None
+
+    def store(self, workers: Iterable[WorkerView]) -> frozenset[str] | None:
+        """Keep the names of the running ones among ``workers``; None when none knows any
+        (no check: nothing could run the step, whatever its name) and not kept."""
+        found = frozenset(
+            n for w in workers if w.status == WorkerStatus.RUNNING for n in w.step_names
+        )
+        self._names = found or None
+        # "None runs" is read again at every start: the first worker is seen at once.
+        self._read_at = time.monotonic() if found else None
+        return self._names
+
+    def forget(self) -> None:
+        """Read the names again at the next start."""
+        self._read_at = None
 
 
 def register_worker(

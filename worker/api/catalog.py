@@ -23,7 +23,7 @@ from worker import limits
 from worker.api.bodies import DefinitionBody, ScheduleBody, TenantCosts
 from worker.api.state import Caller, State
 from worker.definitions import parse_spec, validate_spec
-from worker.errors import DefinitionError, NotFound
+from worker.errors import DefinitionError, NotFound, UnregisteredStep
 from worker.machine.definitions import find_definition, store_definition
 from worker.machine.schedules import add_schedule, delete_schedule, set_status
 
@@ -35,7 +35,10 @@ Project = Annotated[str, Query(min_length=1, max_length=limits.PROJECT_MAX)]
 async def register_definition(body: DefinitionBody, state: State, caller: Caller) -> DefinitionView:
     """Validate and store a definition; the same spec returns its existing version."""
     spec = parse_spec(body.spec)
-    validate_spec(spec, await state.step_names())
+    try:
+        validate_spec(spec, await state.step_names())
+    except UnregisteredStep:  # names read a moment ago may miss a worker just started
+        validate_spec(spec, await state.step_names(fresh=True))
 
     def work(session: Session) -> DefinitionView:
         tenant = ensure_tenant(session, caller.tenant)

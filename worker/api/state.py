@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from db.repositories import WorkerRepository
 from db.session import async_transaction, run_transaction_async
-from db.states import WorkerStatus
 from db.types import utcnow
 from worker.apikeys import Principal, authenticate, hash_secret
 from worker.artifacts import ArtifactStore, make_store
@@ -25,10 +24,9 @@ from worker.dispatch import Dispatcher
 from worker.errors import Unauthorized
 from worker.machine.messages import StepMessage
 from worker.settings import Settings
+from worker.workers import StepNames
 
 T = TypeVar("T")
-#: How long the step names of running workers are reused before they are read again.
-_STEP_NAMES_TTL_S = 5.0
 #: Checked keys kept at most (only valid keys are kept: a flood of wrong ones adds none).
 _KEY_CACHE_MAX = 10_000
 
@@ -40,7 +38,8 @@ class ApiState:
     settings: Settings
     engine: AsyncEngine
     dispatcher: Dispatcher
-    _step_names: tuple[float, frozenset[str] | None] = field(default=(0.0, None))
+    #: The running workers' step names, as starts check definitions against them.
+    known_steps: StepNames = field(default_factory=StepNames)
     #: sha256 of a checked key -> (when it was checked, whom it names).
     _keys: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 
@@ -90,21 +89,17 @@ class ApiState:
         # of a start's CPU, py-spy); one sender keeps one producer and one connection.
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cairn-publish")
 
-    async def step_names(self) -> frozenset[str] | None:
-        """The step names the running workers know, or None (no check) when none run.
+    async def step_names(self, *, fresh: bool = False) -> frozenset[str] | None:
+        """The step names the running workers know, or None (no check) when none run;
+        read again with ``fresh`` (see :class:`~worker.workers.StepNames`).
 
         A definition naming a step no worker has is refused at once, as the Client does.
         """
-        read_at, names = self._step_names
-        if time.monotonic() - read_at < _STEP_NAMES_TTL_S:
+        hit, names = self.known_steps.cached()
+        if hit and not fresh:
             return names
         workers = await self.read(lambda s: WorkerRepository(s).views())
-        found = frozenset(
-            n for w in workers if w.status == WorkerStatus.RUNNING for n in w.step_names
-        )
-        names = found or None
-        self._step_names = (time.monotonic(), names)
-        return names
+        return self.known_steps.store(workers)
 
 
 def get_state(request: Request) -> ApiState:

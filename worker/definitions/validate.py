@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from worker.definitions.dag import find_cycle
 from worker.definitions.spec import WorkflowSpec
-from worker.errors import DefinitionError
+from worker.errors import DefinitionError, UnregisteredStep
 from worker.serialization import key_segment
 
 
@@ -89,7 +89,7 @@ def validate_spec(spec: WorkflowSpec, registered: Collection[str] | None = None)
     if registered is not None:
         for i, step in enumerate(spec.steps):
             if step.runs not in registered:
-                raise DefinitionError(
+                raise UnregisteredStep(
                     f"steps[{i}].{'task' if step.map is None else 'map.task'}",
                     f"no step function is registered as {step.runs!r} "
                     "(is its module in CAIRN_STEP_MODULES?)",

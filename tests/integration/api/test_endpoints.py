@@ -303,7 +303,7 @@ def test_bad_requests_name_the_field_and_write_nothing(http: httpx.Client) -> No
         response = http.post("/v1/runs", json=body)
         assert 400 <= response.status_code < 500, (body, response.text)
         error = response.json()["error"]
-        assert error["code"] in ("invalid", "invalid_id", "not_found", "unknown_step"), error
+        assert error["code"] in ("invalid", "invalid_id", "not_found", "unregistered_step"), error
         if field is not None:
             assert str(error["field"]).startswith(field), (body, error)
     not_json = http.post(

@@ -71,3 +71,34 @@ def test_clients_without_step_code_validate_against_running_workers(
             spec={"name": "ok", "steps": [{"key": "a", "task": "t.increment"}]}, inputs={"x": 1}
         )
         assert bare.wait(run_id, timeout=30).status == "succeeded"
+
+
+def test_a_step_of_a_worker_started_after_the_names_were_read_is_known_at_once(
+    stack: Stack, stack_settings: Settings
+) -> None:
+    """Clients keep the running workers' step names a few seconds; a start naming one
+    they lack reads them again before refusing it."""
+    import pytest
+
+    from worker.errors import UnregisteredStep
+    from worker.registry import StepRegistry
+    from worker.workers import register_worker, stop_worker
+
+    proc = stack.start_worker()
+    with Client(stack_settings, steps=StepRegistry()) as bare:
+        wait_status(bare, proc, "running", timeout=10)
+        one = bare.start_run(
+            spec={"name": "one", "steps": [{"key": "a", "task": "t.increment"}]}, inputs={"x": 1}
+        )
+        assert "t.later" not in (bare.registered_step_names() or ())  # kept from that start
+        # A worker that has "t.later" registers now (its row is what a start reads).
+        register_worker(bare.runtime.engine, "later@testhost", ["elsewhere"], ["t.later"])
+        try:
+            spec = {"name": "later", "steps": [{"key": "a", "task": "t.later", "queue": "x"}]}
+            assert bare.start_run(spec=spec) != one
+            assert "t.later" in (bare.registered_step_names() or ())
+            with pytest.raises(UnregisteredStep, match=r"steps\[0\].task"):
+                bare.start_run(spec={"name": "typo", "steps": [{"key": "a", "task": "t.nope"}]})
+        finally:
+            stop_worker(bare.runtime.engine, "later@testhost")
+        assert bare.wait(one, timeout=30).status == "succeeded"
