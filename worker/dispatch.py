@@ -79,7 +79,9 @@ class Dispatcher:
         before fresh work in their queue, so recovery does not wait behind a long queue.
         """
         messages = list(messages)
-        if urgent and messages:
+        if not messages:  # a step continued inline, or a join still waiting: nothing to send
+            return 0
+        if urgent:
             # A broker restarted empty has forgotten the queues' bindings: declare them
             # again, or the first recovery messages after it would be undeliverable.
             try:
