@@ -14,24 +14,24 @@ from decimal import Decimal
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Engine, Table, Uuid, bindparam, insert, select, text
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowRun, WorkflowStep
-from db.prepared import Prepared
 from db.repositories import ProjectRepository, ensure_tenant
 from db.session import is_foreign_key_violation, run_transaction, run_transaction_async
 from db.states import RunStatus, StepStatus
-from db.types import JSONValue, utcnow
+from db.types import utcnow
 from worker import limits, tracing
 from worker.definitions import WorkflowSpec, parse_spec, validate_spec
 from worker.definitions.dag import topological_order
 from worker.definitions.spec import ApprovalGate, StepSpec
 from worker.errors import DefinitionError, NotFound
 from worker.ids import new_id, parse_id
+from worker.machine import start_pg
 from worker.machine.concurrency import render_key
 from worker.machine.definitions import find_definition, spec_of, store_definition
 from worker.machine.events import add_event
@@ -360,21 +360,6 @@ def _insert_run(
         "updated_at": now,
     }
     event = {"workflow": definition.name, "version": definition.version}
-    if conn.dialect.name == "postgresql":
-        # The run and its start event in one round trip (the steps follow).
-        rows = _INSERT_RUN_PG.execute(
-            conn, values | {"cost_usd": Decimal(0), "event_id": new_id(), "event_data": event}
-        )
-        inserted = rows[0] if rows else None
-    else:
-        inserted = conn.execute(_INSERT_RUN, values).first()
-        if inserted is not None:
-            add_event(session, run_id, "start_run", now, data=event)
-    if inserted is None:
-        existing = _existing_run(session, tenant_id, request)
-        if existing is None:  # pragma: no cover - the conflict names one of the two keys
-            raise NotFound(f"run {run_id} conflicts with a run that is gone; start again")
-        return StartedRun(existing, False, [])
     planned = plan_steps(
         spec,
         run_id,
@@ -384,7 +369,26 @@ def _insert_run(
         tenant_id=tenant_id,
         inputs=request.inputs,
     )
-    insert_steps(session, planned)
+    if conn.dialect.name == "postgresql":
+        # The run, its start event, its steps and edges in one round trip.
+        inserted = start_pg.insert_run(
+            session,
+            values | {"cost_usd": Decimal(0)},
+            new_id(),
+            event,
+            planned.rows,
+            planned.edges,
+        )
+    else:
+        inserted = conn.execute(_INSERT_RUN, values).first() is not None
+        if inserted:
+            add_event(session, run_id, "start_run", now, data=event)
+            insert_steps(session, planned)
+    if not inserted:
+        existing = _existing_run(session, tenant_id, request)
+        if existing is None:  # pragma: no cover - the conflict names one of the two keys
+            raise NotFound(f"run {run_id} conflicts with a run that is gone; start again")
+        return StartedRun(existing, False, [])
     return StartedRun(run_id, True, planned.messages)  # a map is never a root
 
 
@@ -508,51 +512,6 @@ def _concurrency(
 _RUNS = cast(Table, WorkflowRun.__table__)
 #: The run's INSERT that inserts nothing when the run exists already (SQLite).
 _INSERT_RUN = sqlite.insert(_RUNS).on_conflict_do_nothing().returning(_RUNS.c.id)
-_RUN_COLUMNS = (
-    "id",
-    "tenant_id",
-    "project_id",
-    "definition_id",
-    "status",
-    "inputs",
-    "idempotency_key",
-    "budget_usd",
-    "parent_run_id",
-    "parent_step_id",
-    "trace_context",
-    "steps_left",
-    "cost_usd",
-    "created_at",
-    "updated_at",
-)
-#: The same INSERT on PostgreSQL, with the run's start event: a run that exists already
-#: (either unique key) gets neither.
-_INSERT_RUN_PG_SQL = """
-WITH run AS (
-    INSERT INTO workflow_runs ({columns})
-    VALUES ({values})
-    ON CONFLICT DO NOTHING
- RETURNING id
-), logged AS (
-    INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
-    SELECT :event_id, id, 'start_run', NULL, NULL, :event_data, :created_at FROM run
- RETURNING id
-)
-SELECT id, (SELECT count(*) FROM logged) AS logged FROM run
-"""
-_INSERT_RUN_PG = Prepared(
-    text(
-        _INSERT_RUN_PG_SQL.format(
-            columns=", ".join(_RUN_COLUMNS), values=", ".join(":" + c for c in _RUN_COLUMNS)
-        )
-    )
-    .bindparams(
-        *(bindparam(c, type_=_RUNS.c[c].type) for c in _RUN_COLUMNS),
-        bindparam("event_id", type_=Uuid()),
-        bindparam("event_data", type_=JSONValue),
-    )
-    .columns(id=Uuid())
-)
 _INSERT_STEPS = insert(cast(Table, WorkflowStep.__table__))
 _INSERT_EDGES = insert(cast(Table, StepEdge.__table__))
 

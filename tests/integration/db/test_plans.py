@@ -14,7 +14,7 @@ from db.prepared import Prepared
 from db.session import make_engine
 from tests.support import servers
 from tests.support.databases import make_settings
-from worker.machine import claim_pg, complete_pg, ending, start
+from worker.machine import claim_pg, complete_pg, ending, start_pg
 
 SCRATCH_DB = os.environ.get("CAIRN_TEST_PG_DB", "cairn_test") + "_plans"
 
@@ -22,7 +22,7 @@ HOT_PATH = {
     "claim": claim_pg.STATEMENT,
     "complete": complete_pg.STATEMENT,
     "finish": ending._FINISH_PG,
-    "start": start._INSERT_RUN_PG,
+    "start": start_pg.STATEMENT,
 }
 
 

@@ -121,3 +121,65 @@ def test_bad_definitions_and_inputs_are_refused_with_nothing_written(
         client.start_run(spec=spec, inputs=inputs)
     assert expected in str(info.value), f"{case}: {info.value}"
     assert set(all_counts(client.runtime.engine).values()) == {0}
+
+
+def test_a_start_writes_every_planned_column_of_its_steps_and_edges(client: Client) -> None:
+    """PostgreSQL sends the rows as JSON in one statement, SQLite as an executemany: the
+    rows read back are the plan's, column by column, on both."""
+    spec = {
+        "name": "rich",
+        "steps": [
+            {"key": "a", "task": "t.item", "queue": "q1", "priority": 7, "timeout_s": 2.5},
+            {
+                "key": "b",
+                "task": "t.item",
+                "after": ["a"],
+                "retry": {"max_attempts": 3},
+                "approve": {"title": "Go?", "group": "ops"},
+                "concurrency": {"key": "{customer}", "limit": 2},
+            },
+            {"key": "c", "task": "t.join", "after": ["a", "b"]},
+        ],
+    }
+    run_id = client.start_run(spec=spec, inputs={"customer": "acme"})
+    engine = client.runtime.engine
+    from sqlalchemy import select
+
+    from db.session import transaction
+
+    with transaction(engine) as session:
+        rows = {r.key: r for r in session.scalars(select(WorkflowStep))}
+        edges = {
+            (rows_by_id.key, down.key)
+            for e in session.scalars(select(StepEdge))
+            for rows_by_id in [session.get(WorkflowStep, e.upstream_id)]
+            for down in [session.get(WorkflowStep, e.downstream_id)]
+            if rows_by_id is not None and down is not None
+        }
+    assert edges == {("a", "b"), ("a", "c"), ("b", "c")}
+    ra, rb, rc = rows["a"], rows["b"], rows["c"]
+    assert (ra.run_id, ra.status, ra.attempt, ra.queue, ra.priority) == (
+        run_id,
+        "queued",
+        1,
+        "q1",
+        7,
+    )
+    assert (rb.status, rb.attempt, rc.status, rc.task, rc.queue) == (
+        "pending",
+        0,
+        "pending",
+        "t.join",
+        client.settings.default_queue,
+    )
+    assert ra.timeout_s == 2.5
+    assert None not in (ra.queued_at, ra.dispatched_at)
+    assert (ra.pending_upstream, rb.pending_upstream, rc.pending_upstream) == (0, 1, 2)
+    assert (rb.max_attempts, rb.retry["max_attempts"]) == (3, 3)
+    assert (rb.approve or {}).get("title") == "Go?"
+    assert str(rb.concurrency_key).endswith(":acme")
+    assert rb.concurrency_limit == 2
+    assert (rb.server_releases, rb.wait_resumes, rb.cancel_requested) == (0, 0, False)
+    assert (rc.approve, rc.inputs, rc.map, rc.rate_limits) == (None, None, None, None)
+    assert (rc.queued_at, rc.lease_owner, rc.output, rc.error) == (None, None, None, None)
+    assert {r.created_at for r in rows.values()} == {ra.created_at}
