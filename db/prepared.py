@@ -70,11 +70,11 @@ class Prepared:
         digest = hashlib.sha1(positional.encode(), usedforsecurity=False).hexdigest()[:16]
         self.name = f"cairn_{digest}"
         types = ", ".join(binds[n].type.compile(dialect=dialect) for n in order)
-        nulls = ", ".join("NULL" for _ in order)
-        # The generic plan is made here, once, with only index paths and nested loops
-        # (see _PLAN_BY_INDEX), then kept: EXPLAIN EXECUTE makes and caches it.
-        #: The PREPARE alone; ``prepare_sql`` is what runs, the plan made with it.
+        #: The PREPARE alone.
         self.declare_sql = f"PREPARE {self.name} ({types}) AS {positional}"
+        nulls = ", ".join("NULL" for _ in order)
+        #: What runs once per connection: the PREPARE, and its generic plan made under
+        #: ``_PLAN_BY_INDEX`` (EXPLAIN EXECUTE makes and caches it), then kept.
         self.prepare_sql = (
             f"{_PLAN_BY_INDEX}; {self.declare_sql}; "
             f"EXPLAIN EXECUTE {self.name}{f'({nulls})' if order else ''}; {_PLAN_FREELY}"

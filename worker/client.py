@@ -154,8 +154,9 @@ class Client:
                 if self._registry.names():
                     raise
                 # Names read a moment ago may miss a worker just started: read them again.
-                fresh = self.registered_step_names(fresh=True)
-                started = start_run(self.runtime.engine, self.settings, request, fresh)
+                self._known_steps.forget()
+                names = self.registered_step_names()
+                started = start_run(self.runtime.engine, self.settings, request, names)
             self.runtime.dispatcher.send(started.messages)
         return started.run_id
 
@@ -165,16 +166,16 @@ class Client:
             raise NotFound(f"run {run_id} not found" if run_id else f"no tenant {self.tenant!r}")
         return tenant.id
 
-    def registered_step_names(self, *, fresh: bool = False) -> frozenset[str] | None:
+    def registered_step_names(self) -> frozenset[str] | None:
         """Step names a definition may use: this process's, else the running workers'
-        (read again after a few seconds, or with ``fresh``: :class:`StepNames`).
+        (read again after a few seconds: :class:`StepNames`).
 
         None (no check) when neither this process nor any running worker knows any.
         """
         if self._registry.names():
             return self._registry.names()
         hit, names = self._known_steps.cached()
-        if hit and not fresh:
+        if hit:
             return names
         return self._known_steps.store(self.list_workers())
 

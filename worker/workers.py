@@ -29,7 +29,7 @@ log = logging.getLogger("cairn.workers")
 class StepNames:
     """The step names the running workers know, as a starting process checks a definition
     against them: read from the registry, then reused for ``ttl_s`` seconds (a read was
-    a fifth of a start). A start that names a step missing from names read earlier reads
+    a quarter of a Client's start). A start that names a step missing from names read earlier reads
     them again before it is refused (:class:`~worker.errors.UnregisteredStep`), so a worker
     started a moment ago is never missed."""
 
@@ -56,7 +56,7 @@ class StepNames:
         return self._names
 
     def forget(self) -> None:
-        """Read the names again at the next start."""
+        """Read the names again at the next start (one refused a name they lacked)."""
         self._read_at = None
 
 

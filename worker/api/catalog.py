@@ -23,7 +23,7 @@ from worker import limits
 from worker.api.bodies import DefinitionBody, ScheduleBody, TenantCosts
 from worker.api.state import Caller, State
 from worker.definitions import parse_spec, validate_spec
-from worker.errors import DefinitionError, NotFound, UnregisteredStep
+from worker.errors import DefinitionError, NotFound
 from worker.machine.definitions import find_definition, store_definition
 from worker.machine.schedules import add_schedule, delete_schedule, set_status
 
@@ -35,10 +35,11 @@ Project = Annotated[str, Query(min_length=1, max_length=limits.PROJECT_MAX)]
 async def register_definition(body: DefinitionBody, state: State, caller: Caller) -> DefinitionView:
     """Validate and store a definition; the same spec returns its existing version."""
     spec = parse_spec(body.spec)
-    try:
-        validate_spec(spec, await state.step_names())
-    except UnregisteredStep:  # names read a moment ago may miss a worker just started
-        validate_spec(spec, await state.step_names(fresh=True))
+
+    async def check(names: frozenset[str] | None) -> None:
+        validate_spec(spec, names)
+
+    await state.checking_step_names(check)
 
     def work(session: Session) -> DefinitionView:
         tenant = ensure_tenant(session, caller.tenant)

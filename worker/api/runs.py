@@ -28,11 +28,10 @@ from worker.api.bodies import (
 )
 from worker.api.state import ApiState, Caller, State
 from worker.diff import RunDiff, diff_runs, load_side
-from worker.errors import UnregisteredStep
 from worker.machine.cancel import cancel_run
 from worker.machine.fork import ForkRequest, check_fork, fork_run
 from worker.machine.retry_run import retry_run
-from worker.machine.start import StartRequest, plan_start, start_run_async
+from worker.machine.start import StartedRun, StartRequest, plan_start, start_run_async
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -54,12 +53,11 @@ async def start_run(
     fields = body.model_dump(exclude_unset=True)
     request = StartRequest.parse({**fields, "tenant": caller.tenant})
     with tracing.start_span("cairn.start_run", workflow=request.workflow or "(spec)"):
-        try:
-            plan = plan_start(state.settings, request, await state.step_names())
-            started = await start_run_async(state.engine, plan)
-        except UnregisteredStep:  # names read a moment ago may miss a worker just started
-            plan = plan_start(state.settings, request, await state.step_names(fresh=True))
-            started = await start_run_async(state.engine, plan)
+
+        async def start(names: frozenset[str] | None) -> StartedRun:
+            return await start_run_async(state.engine, plan_start(state.settings, request, names))
+
+        started = await state.checking_step_names(start)
         await state.send(started.messages)
     if not started.created:
         response.status_code = 200

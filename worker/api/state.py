@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,7 +21,7 @@ from db.types import utcnow
 from worker.apikeys import Principal, authenticate, hash_secret
 from worker.artifacts import ArtifactStore, make_store
 from worker.dispatch import Dispatcher
-from worker.errors import Unauthorized
+from worker.errors import Unauthorized, UnregisteredStep
 from worker.machine.messages import StepMessage
 from worker.settings import Settings
 from worker.workers import StepNames
@@ -89,17 +89,24 @@ class ApiState:
         # of a start's CPU, py-spy); one sender keeps one producer and one connection.
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cairn-publish")
 
-    async def step_names(self, *, fresh: bool = False) -> frozenset[str] | None:
-        """The step names the running workers know, or None (no check) when none run;
-        read again with ``fresh`` (see :class:`~worker.workers.StepNames`).
-
-        A definition naming a step no worker has is refused at once, as the Client does.
-        """
+    async def step_names(self) -> frozenset[str] | None:
+        """The step names the running workers know, or None (no check) when none run
+        (kept a few seconds: :class:`~worker.workers.StepNames`)."""
         hit, names = self.known_steps.cached()
-        if hit and not fresh:
+        if hit:
             return names
         workers = await self.read(lambda s: WorkerRepository(s).views())
         return self.known_steps.store(workers)
+
+    async def checking_step_names(self, use: Callable[[frozenset[str] | None], Awaitable[T]]) -> T:
+        """``use(names)``, run again with names read anew if it refused a step name that
+        names read a moment ago may have missed (a worker just started). A definition
+        naming a step no worker has is refused, as the Client does."""
+        try:
+            return await use(await self.step_names())
+        except UnregisteredStep:
+            self.known_steps.forget()
+            return await use(await self.step_names())
 
 
 def get_state(request: Request) -> ApiState:

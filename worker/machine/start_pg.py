@@ -29,7 +29,7 @@ _RUNS = cast(Table, WorkflowRun.__table__)
 _STEPS = cast(Table, WorkflowStep.__table__)
 _EDGES = cast(Table, StepEdge.__table__)
 #: The run's columns a start sets (every other one has its database default).
-RUN_COLUMNS = (
+_RUN_COLUMNS = (
     "id",
     "tenant_id",
     "project_id",
@@ -47,7 +47,7 @@ RUN_COLUMNS = (
     "updated_at",
 )
 _STEP_COLUMNS = tuple(c.name for c in _STEPS.c)
-_EDGE_COLUMNS = ("id", "run_id", "upstream_id", "downstream_id")
+_EDGE_COLUMNS = tuple(c.name for c in _EDGES.c)
 #: What SQLAlchemy would fill in for a column a planned row leaves out.
 _STEP_DEFAULTS = {
     c.name: c.default.arg for c in _STEPS.c if isinstance(c.default, ScalarElementColumnDefault)
@@ -87,14 +87,14 @@ SELECT id, (SELECT count(*) FROM logged) AS logged, (SELECT count(*) FROM steps)
 STATEMENT = Prepared(
     text(
         _SQL.format(
-            run_columns=", ".join(RUN_COLUMNS),
-            run_values=", ".join(":" + c for c in RUN_COLUMNS),
+            run_columns=", ".join(_RUN_COLUMNS),
+            run_values=", ".join(":" + c for c in _RUN_COLUMNS),
             step_columns=_quoted(_STEP_COLUMNS),
             edge_columns=_quoted(_EDGE_COLUMNS),
         )
     )
     .bindparams(
-        *(bindparam(c, type_=_RUNS.c[c].type) for c in RUN_COLUMNS),
+        *(bindparam(c, type_=_RUNS.c[c].type) for c in _RUN_COLUMNS),
         bindparam("event_id", type_=Uuid()),
         bindparam("event_data", type_=JSONValue),
         bindparam("steps", type_=JSONValue),
@@ -112,7 +112,7 @@ def insert_run(
     steps: list[dict[str, Any]],
     edges: list[dict[str, Any]],
 ) -> bool:
-    """Insert the run (``RUN_COLUMNS``), its start event, ``steps`` and ``edges`` (rows
+    """Insert the run (its ``_RUN_COLUMNS``), its start event, ``steps`` and ``edges`` (rows
     as ``start.plan_steps`` makes them); False, and nothing written, when a run with the
     same id or idempotency key exists."""
     rows = STATEMENT.execute(
