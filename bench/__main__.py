@@ -78,6 +78,7 @@ def main() -> int:
             if not chosen or name in chosen:
                 run(name, workload)
     finally:
+        b.close()
         stack.stop()
         client.close()
         baseline.close()
@@ -210,8 +211,12 @@ def _fan_out_ratios(figures: list[Figure], by: dict[tuple[str, str, str], Figure
     """Targets of fan-outs: transactions per step, and a map against the static fan-out."""
     ratios = []
     for f in figures:
-        if f.workload.startswith("fan-out") and f.unit == "db xacts/step" and f.samples:
-            ratios.append(Ratio(f"{f.workload}: db xacts/step", f.median, "<= 2", f.median <= 2))
+        if f.workload.startswith("fan-out") and f.unit == workloads.WRITE_XACTS and f.samples:
+            # Two per step (the claim, the completion); the run's start and the workers'
+            # registry beats, a handful whatever the width, are allowed 1% on top.
+            ratios.append(
+                Ratio(f"{f.workload}: {f.unit}", f.median, "<= 2 (+1%)", f.median <= 2.02)
+            )
         if f.workload.startswith("map ") and f.unit == "s to join" and f.samples:
             width = f.workload.split()[1]
             static = by.get((f"fan-out {width} + join", "cairn", "s to join"))
