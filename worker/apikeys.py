@@ -4,6 +4,11 @@ A key reads ``cairn_<prefix>_<secret>``. The prefix (8 characters) is public: it
 row and names the key in lists. The database keeps the sha256 of the whole key; a
 request's key is hashed and compared in constant time. Functions take the caller's
 session and never commit.
+
+A dashboard login turns a valid key into a session, ``cairnui_<prefix>_<secret>``, stored
+the same way: the browser's cookie holds that, never the key, so a cookie read off a
+machine opens the dashboard until it expires or its owner logs out, and cannot be sent as
+a key. Revoking the key ends its sessions.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey, Tenant
+from db.models import ApiKey, DashboardSession, Tenant
 from db.repositories import ensure_tenant, find_tenant
 from worker import limits
 from worker.errors import NotFound
 
 _TOKEN = re.compile(r"cairn_([a-z2-7]{8})_([A-Za-z0-9_-]{43})")
+_SESSION_TOKEN = re.compile(r"cairnui_([a-z2-7]{8})_([A-Za-z0-9_-]{43})")
+#: A dashboard session lasts a working day; logging out or revoking the key ends it sooner.
+SESSION_TTL = timedelta(hours=12)
 #: ``last_used_at`` is written at most this often, not on every request.
 _TOUCH_EVERY = timedelta(seconds=60)
 NAME_MAX = limits.API_KEY_NAME_MAX
@@ -70,9 +78,7 @@ def create_key(session: Session, tenant: str, name: str, now: datetime) -> tuple
     limits.check_text("tenant", tenant, limits.TENANT_MAX)
     limits.check_text("name", name, NAME_MAX)
     owner = ensure_tenant(session, tenant)
-    # 8 base32 characters: 40 bits, unique by the index; a clash is one failed insert.
-    prefix = base64.b32encode(secrets.token_bytes(5)).decode().lower()
-    token = f"cairn_{prefix}_{secrets.token_urlsafe(32)}"
+    prefix, token = _new_token("cairn")
     row = ApiKey(
         tenant_id=owner.id, name=name, prefix=prefix, secret_hash=hash_secret(token), created_at=now
     )
@@ -126,9 +132,84 @@ def authenticate(session: Session, token: str, now: datetime) -> Principal | Non
     key_id, stored, revoked_at, last_used_at, tenant = found
     if not hmac.compare_digest(stored, hash_secret(token)) or revoked_at is not None:
         return None
+    _touch(session, key_id, last_used_at, now)
+    return Principal(tenant.id, tenant.name, key_id)
+
+
+def open_session(session: Session, principal: Principal, now: datetime) -> str:
+    """A new dashboard session of ``principal``'s key, until ``now + SESSION_TTL``: its
+    token, for the cookie. Sessions already expired are deleted on the way."""
+    session.execute(delete(DashboardSession).where(DashboardSession.expires_at <= now))
+    prefix, token = _new_token("cairnui")
+    session.add(
+        DashboardSession(
+            api_key_id=principal.key_id,
+            prefix=prefix,
+            secret_hash=hash_secret(token),
+            created_at=now,
+            expires_at=now + SESSION_TTL,
+        )
+    )
+    session.flush()
+    return token
+
+
+def authenticate_session(session: Session, token: str, now: datetime) -> Principal | None:
+    """The tenant of a live dashboard session whose key is not revoked; None otherwise."""
+    match = _SESSION_TOKEN.fullmatch(token)
+    if match is None:
+        return None
+    found = session.execute(
+        select(
+            DashboardSession.secret_hash,
+            DashboardSession.expires_at,
+            ApiKey.id,
+            ApiKey.revoked_at,
+            ApiKey.last_used_at,
+            Tenant,
+        )
+        .join(ApiKey, ApiKey.id == DashboardSession.api_key_id)
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .where(DashboardSession.prefix == match.group(1))
+    ).first()
+    if found is None:
+        return None
+    stored, expires_at, key_id, revoked_at, last_used_at, tenant = found
+    if not hmac.compare_digest(stored, hash_secret(token)):
+        return None
+    if revoked_at is not None or expires_at <= now:
+        return None
+    _touch(session, key_id, last_used_at, now)
+    return Principal(tenant.id, tenant.name, key_id)
+
+
+def close_session(session: Session, token: str) -> bool:
+    """End the dashboard session ``token`` (logout); whether there was one."""
+    match = _SESSION_TOKEN.fullmatch(token)
+    if match is None:
+        return False
+    result = session.execute(
+        delete(DashboardSession).where(
+            DashboardSession.prefix == match.group(1),
+            DashboardSession.secret_hash == hash_secret(token),
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _new_token(kind: str) -> tuple[str, str]:
+    """A fresh ``(prefix, token)``: 8 base32 characters (40 bits, unique by the table's
+    index: a clash is one failed insert) and 32 random bytes of secret."""
+    prefix = base64.b32encode(secrets.token_bytes(5)).decode().lower()
+    return prefix, f"{kind}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def _touch(
+    session: Session, key_id: uuid.UUID, last_used_at: datetime | None, now: datetime
+) -> None:
+    """Write the key's ``last_used_at``, at most once a minute."""
     if last_used_at is None or now - last_used_at >= _TOUCH_EVERY:
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
-    return Principal(tenant.id, tenant.name, key_id)
 
 
 def _view(row: ApiKey, tenant: str) -> ApiKeyView:

@@ -1,6 +1,6 @@
 """Every table of cairn. Importing this package registers them all on ``Base.metadata``."""
 
-from db.models.apikeys import ApiKey
+from db.models.apikeys import ApiKey, DashboardSession
 from db.models.approvals import ApprovalRequest
 from db.models.artifacts import Artifact
 from db.models.definitions import WorkflowDefinition
@@ -19,6 +19,7 @@ __all__ = [
     "Branch",
     "Checkpoint",
     "CostRecord",
+    "DashboardSession",
     "Message",
     "Notification",
     "Project",

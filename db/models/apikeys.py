@@ -1,4 +1,5 @@
-"""API keys of the HTTP API: one tenant each, stored as a prefix and a hash, never the key."""
+"""API keys of the HTTP API (one tenant each) and the dashboard sessions made from them,
+both stored as a prefix and a hash, never the secret."""
 
 from __future__ import annotations
 
@@ -28,3 +29,21 @@ class ApiKey(IdMixin, CreatedMixin, Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class DashboardSession(IdMixin, CreatedMixin, Base):
+    """A dashboard login: a random token in the browser's cookie, never the API key.
+
+    Made from a valid key, it ends at ``expires_at``, at logout (the row is deleted), or
+    when its key is revoked or deleted. Stored like a key: a public prefix and a hash.
+    """
+
+    __tablename__ = "dashboard_sessions"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    #: Expired rows are deleted at the next login.
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from db.repositories import WorkerRepository
 from db.session import async_transaction, run_transaction_async
 from db.types import utcnow
-from worker.apikeys import Principal, authenticate, hash_secret
+from worker.apikeys import Principal, authenticate, authenticate_session, hash_secret
 from worker.artifacts import ArtifactStore, make_store
 from worker.dispatch import Dispatcher
 from worker.errors import Unauthorized, UnregisteredStep
@@ -40,18 +40,21 @@ class ApiState:
     dispatcher: Dispatcher
     #: The running workers' step names, as starts check definitions against them.
     known_steps: StepNames = field(default_factory=StepNames)
-    #: sha256 of a checked key -> (when it was checked, whom it names).
+    #: sha256 of a checked key ("ui:" + that of a session) -> (when checked, whom it names).
     _keys: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 
-    async def principal(self, token: str) -> Principal | None:
-        """The tenant of ``token``: checked in the database, then trusted for
-        ``api_key_cache_s`` seconds (a revoked key stops working within that time)."""
-        digest = hash_secret(token)
+    async def principal(self, token: str, *, dashboard: bool = False) -> Principal | None:
+        """The tenant of API key ``token`` (of dashboard session ``token`` with
+        ``dashboard``): checked in the database, then trusted for ``api_key_cache_s``
+        seconds (a revoked key, an ended session, stops working within that time)."""
+        # A session token is never a key: each kind has its own entries.
+        digest = ("ui:" if dashboard else "") + hash_secret(token)
         ttl = self.settings.api_key_cache_s
         cached = self._keys.get(digest)
         if cached is not None and time.monotonic() - cached[0] < ttl:
             return cached[1]
-        found = await self.write(lambda s: authenticate(s, token, utcnow()))
+        check = authenticate_session if dashboard else authenticate
+        found = await self.write(lambda s: check(s, token, utcnow()))
         if found is None:
             self._keys.pop(digest, None)
         elif ttl > 0:
@@ -59,6 +62,10 @@ class ApiState:
                 self._keys.clear()  # bounded; a burst of new keys costs one lookup each
             self._keys[digest] = (time.monotonic(), found)
         return found
+
+    def forget(self, token: str) -> None:
+        """Trust dashboard session ``token`` no longer in this process (it just ended here)."""
+        self._keys.pop("ui:" + hash_secret(token), None)
 
     @cached_property
     def store(self) -> ArtifactStore:
@@ -121,8 +128,9 @@ _bearer = HTTPBearer(
 )
 
 
-#: The dashboard's session cookie: the API key itself, HttpOnly and SameSite=Strict, set
-#: by the login page (worker/api/ui.py) so the page's own requests carry it.
+#: The dashboard's session cookie: a session token (worker/apikeys.py), never the API key;
+#: HttpOnly and SameSite=Strict, set by the login page (worker/api/ui.py) so the page's
+#: own requests carry it.
 SESSION_COOKIE = "cairn_key"
 
 
@@ -131,13 +139,16 @@ async def get_principal(
     state: Annotated[ApiState, Depends(get_state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The tenant the request's API key belongs to; 401 without a valid key."""
-    key = (
-        credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE)
-    )
-    if not key:
+    """The tenant of the request's API key (``Authorization: Bearer``) or, for the
+    dashboard's own requests, of its session cookie; 401 without a valid one."""
+    if credentials is not None:
+        found = await state.principal(credentials.credentials)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        found = await state.principal(cookie, dashboard=True)
+        if found is None:
+            raise Unauthorized("the dashboard session has ended: log in again at /ui/login")
+    else:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    found = await state.principal(key)
     if found is None:
         raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")
     return found

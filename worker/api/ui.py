@@ -2,8 +2,10 @@
 
 Each page is a static HTML shell with a small vanilla-JS module (``static/``) that reads
 the same ``/v1`` endpoints as every other client, so the page shows nothing a key could
-not read over HTTP. Logging in turns the tenant's API key into a session cookie (HttpOnly,
-SameSite=Strict: the page's scripts never see it, and another site cannot send it).
+not read over HTTP. Logging in checks the tenant's API key and keeps a session token in a
+cookie (HttpOnly, SameSite=Strict: the page's scripts never see it, and another site
+cannot send it); the key itself is never stored in the browser. Logging out ends the
+session in the database.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from db.types import utcnow
 from worker.api.state import SESSION_COOKIE, State
+from worker.apikeys import SESSION_TTL, close_session, open_session
 from worker.errors import Unauthorized
 
 STATIC = Path(__file__).parent / "static"
-#: A dashboard session lasts a working day; the key's revocation ends it sooner.
-SESSION_S = 12 * 3600
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -49,15 +51,17 @@ async def login_page() -> FileResponse:
 
 @router.post("/session")
 async def login(body: Login, state: State) -> Response:
-    """Check the key and keep it in the session cookie; 401 if it is not valid."""
+    """Check the key and open a session, its token in the cookie; 401 if the key is not
+    valid."""
     principal = await state.principal(body.key)
     if principal is None:
         raise Unauthorized("the API key is not valid (unknown, revoked or mistyped)")
+    token = await state.write(lambda s: open_session(s, principal, utcnow()))
     response = Response(status_code=204)
     response.set_cookie(
         SESSION_COOKIE,
-        body.key,
-        max_age=SESSION_S,
+        token,
+        max_age=int(SESSION_TTL.total_seconds()),
         httponly=True,
         samesite="strict",
         secure=state.settings.api_behind_tls_proxy,
@@ -67,7 +71,12 @@ async def login(body: Login, state: State) -> Response:
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, state: State) -> Response:
+    """End the session in the database (the cookie is then worthless) and drop the cookie."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await state.write(lambda s: close_session(s, token))
+        state.forget(token)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -89,7 +98,7 @@ async def overview_page(request: Request, state: State) -> Response:
 
 
 async def _page(request: Request, state: State, name: str) -> Response:
-    key = request.cookies.get(SESSION_COOKIE)
-    if not key or await state.principal(key) is None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or await state.principal(token, dashboard=True) is None:
         return RedirectResponse("/ui/login", status_code=303)
     return FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from db.session import make_engine, run_transaction
 from db.types import utcnow
@@ -104,6 +106,71 @@ def test_keys_never_reach_the_log(api_url: str, make_key: KeyMaker, api_log: Any
     secret = key.split("_", 2)[2]  # the secret itself may hold "_"
     assert "GET /v1/runs" in api_log()  # the access log is on: the check below means something
     assert secret not in api_log()
+
+
+def test_a_dashboard_login_keeps_a_session_token_never_the_key(
+    api_url: str, api_settings: Any, make_key: KeyMaker
+) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    key = make_key(tenant)
+    with httpx.Client(base_url=api_url) as browser:
+        assert browser.post("/ui/session", json={"key": key}).status_code == 204
+        token = browser.cookies["cairn_key"]
+        assert token.startswith("cairnui_")
+        assert key.split("_", 2)[2] not in token
+        assert browser.get("/v1/runs").status_code == 200  # the pages' own requests
+        assert browser.get("/ui/runs", follow_redirects=False).status_code == 200
+        # The token is not a key: refused as one, and a key is no longer a cookie.
+        as_key = httpx.get(f"{api_url}/v1/runs", headers={"Authorization": f"Bearer {token}"})
+        assert error_of(as_key, 401)["code"] == "unauthorized"
+        as_cookie = httpx.get(f"{api_url}/v1/runs", cookies={"cairn_key": key})
+        assert "log in again" in error_of(as_cookie, 401)["message"]
+        # Logging out ends the session in the database: the same token is refused after.
+        assert browser.post("/ui/logout").status_code == 204
+        stale = httpx.get(f"{api_url}/v1/runs", cookies={"cairn_key": token})
+        assert error_of(stale, 401)["code"] == "unauthorized"
+        page = httpx.get(f"{api_url}/ui/runs", cookies={"cairn_key": token})
+        assert page.status_code == 303
+        assert page.headers["location"] == "/ui/login"
+    engine = make_engine(api_settings)
+    try:
+        with engine.connect() as conn:
+            assert (
+                conn.scalar(
+                    text("SELECT count(*) FROM dashboard_sessions WHERE prefix = :p"),
+                    {"p": token.split("_")[1]},
+                )
+                == 0
+            )
+        # Revoking the key ends its other sessions, within the cache time.
+        with httpx.Client(base_url=api_url) as browser:
+            assert browser.post("/ui/session", json={"key": key}).status_code == 204
+            assert browser.get("/v1/runs").status_code == 200
+            run_transaction(engine, lambda s: revoke_key(s, tenant, key.split("_")[1], utcnow()))
+            time.sleep(KEY_CACHE_S + 0.2)
+            assert error_of(browser.get("/v1/runs"), 401)["code"] == "unauthorized"
+            assert browser.post("/ui/session", json={"key": key}).status_code == 401
+    finally:
+        engine.dispose()
+
+
+def test_an_expired_dashboard_session_is_refused(
+    api_url: str, api_settings: Any, make_key: KeyMaker
+) -> None:
+    with httpx.Client(base_url=api_url) as browser:
+        assert browser.post("/ui/session", json={"key": make_key()}).status_code == 204
+        prefix = browser.cookies["cairn_key"].split("_")[1]
+        engine = make_engine(api_settings)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE dashboard_sessions SET expires_at = :past WHERE prefix = :p"),
+                    {"past": utcnow() - timedelta(seconds=1), "p": prefix},
+                )
+        finally:
+            engine.dispose()
+        time.sleep(KEY_CACHE_S + 0.2)
+        assert error_of(browser.get("/v1/runs"), 401)["code"] == "unauthorized"
 
 
 # --- runs ---------------------------------------------------------------------------------
