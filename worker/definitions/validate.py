@@ -50,13 +50,42 @@ def _load(source: str | bytes) -> Any:
                 "definition", f"is not UTF-8 text (byte {exc.start} is invalid)"
             ) from None
     try:
-        return json.loads(source)
+        return json.loads(source, object_pairs_hook=_unique_pairs)
     except ValueError:
         try:
-            return yaml.safe_load(source)
+            return yaml.load(source, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DefinitionError("definition", f"is neither JSON nor YAML: {problem}") from None
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (json keeps the last silently)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DefinitionError("definition", f"the key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names a key twice: a repeated
+    ``retry:`` or ``after:`` would otherwise replace the first without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *base``: the keys written beside it override the merged ones
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise DefinitionError(
+                    "definition", f"the key {key!r} appears twice in one mapping (line {line})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def validate_spec(spec: WorkflowSpec, registered: Collection[str] | None = None) -> None:

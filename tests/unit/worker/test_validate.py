@@ -266,3 +266,38 @@ def test_any_back_edge_is_refused_as_a_cycle(document: dict[str, Any], data: st.
     error = refused(document, {"t"})
     assert error.field == "steps"
     assert error.reason.startswith("cycle ")
+
+
+@pytest.mark.parametrize(
+    ("source", "key", "where"),
+    [
+        ('{"name": "a", "name": "b", "steps": []}', "name", "object"),
+        ('{"name": "a", "steps": [{"key": "s", "task": "t", "task": "u"}]}', "task", "object"),
+        (
+            "name: a\nsteps:\n  - key: s\n    task: t\n    retry: {}\n    retry: {}\n",
+            "retry",
+            "line 6",
+        ),
+        ("name: a\nname: b\nsteps: []\n", "name", "line 2"),
+    ],
+)
+def test_a_key_named_twice_is_refused_not_silently_replaced(
+    source: str, key: str, where: str
+) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_spec(source)
+    assert caught.value.field == "definition"
+    assert f"the key {key!r} appears twice" in caught.value.reason
+    assert where in caught.value.reason
+
+
+def test_yaml_merge_keys_may_still_override_what_they_merge() -> None:
+    source = (
+        "name: merged\n"
+        "steps:\n"
+        "  - &base {key: a, task: t.a, timeout_s: 5}\n"
+        "  - {<<: *base, key: b, timeout_s: 9}\n"
+    )
+    first, second = parse_spec(source).steps
+    assert (first.key, first.timeout_s) == ("a", 5)
+    assert (second.key, second.task, second.timeout_s) == ("b", "t.a", 9)
