@@ -414,14 +414,26 @@ class Client:
         )
 
     def quota(self) -> int | None:
-        """The tenant's quota of running steps (None: none)."""
-        return run_transaction(self.runtime.engine, lambda s: quota_of(s, self._tenant_id(s)))
+        """The tenant's quota of running steps (None: none, as for a tenant with no runs
+        yet)."""
+
+        def read(session: Session) -> int | None:
+            tenant = find_tenant(session, self.tenant)
+            return None if tenant is None else quota_of(session, tenant.id)
+
+        return run_transaction(self.runtime.engine, read)
 
     def spend_limits(self) -> SpendLimits:
-        """The tenant's spend limits and what it spent today and this month."""
-        return run_transaction(
-            self.runtime.engine, lambda s: spend_limits(s, self._tenant_id(s), utcnow())
-        )
+        """The tenant's spend limits and what it spent today and this month (none and
+        nothing for a tenant with no runs yet)."""
+
+        def read(session: Session) -> SpendLimits:
+            tenant = find_tenant(session, self.tenant)
+            if tenant is None:
+                return SpendLimits(self.tenant, None, None, Decimal(0), Decimal(0))
+            return spend_limits(session, tenant.id, utcnow())
+
+        return run_transaction(self.runtime.engine, read)
 
     def list_runs(
         self,

@@ -58,7 +58,8 @@ class RetryPolicy(_Strict):
     max_attempts: StrictInt = Field(1, ge=1, le=100)
     #: Delay before the second attempt; doubles for each one after.
     backoff_base_s: StrictFloat = Field(1.0, ge=0, le=86400)
-    #: Upper bound of the delay.
+    #: Upper bound of the delay before jitter (a capped delay still spreads by ``jitter``,
+    #: so retries that all reached the cap do not fire together).
     backoff_max_s: StrictFloat = Field(300.0, ge=0, le=86400)
     #: Fraction of the delay added or removed at random, so retries do not stampede.
     jitter: StrictFloat = Field(0.1, ge=0, le=1)

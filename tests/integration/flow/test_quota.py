@@ -3,17 +3,20 @@ steps past it wait throttled and all finish."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from db.models import RunEvent
+from db.repositories import find_tenant
 from db.session import transaction
 from db.states import StepStatus
 from tests.support.sampling import MostAtOnce
 from tests.support.stack import Stack
 from worker.client import Client
+from worker.settings import Settings
 
 NAP = {"name": "nap", "steps": [{"key": "nap", "task": "t.sleep"}]}
 
@@ -42,3 +45,17 @@ def test_a_tenant_quota_of_two_running_steps_holds(
     assert throttled
     assert client.set_quota(None) is None
     assert client.quota() is None
+
+
+def test_a_tenant_with_no_runs_has_no_quota_and_has_spent_nothing(stack_settings: Settings) -> None:
+    with Client(stack_settings, tenant="never-seen") as fresh:
+        assert fresh.quota() is None
+        limits = fresh.spend_limits()
+        with transaction(fresh.runtime.engine) as session:
+            assert find_tenant(session, "never-seen") is None  # reading made no tenant
+    assert (limits.tenant, limits.daily_limit_usd, limits.monthly_limit_usd) == (
+        "never-seen",
+        None,
+        None,
+    )
+    assert (limits.spent_today_usd, limits.spent_this_month_usd) == (Decimal(0), Decimal(0))
