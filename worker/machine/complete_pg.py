@@ -46,7 +46,7 @@ WITH done AS (
     UPDATE workflow_runs
        SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
- RETURNING steps_left, status
+ RETURNING steps_left, status, tenant_id
 ), lone AS (
     -- The one dependent this worker may claim with the completion: the next link of a
     -- chain (this step's only dependent, and this step its only upstream), on the
@@ -105,6 +105,8 @@ WITH done AS (
 )
 SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
        (SELECT concurrency_key FROM done) AS concurrency_key,
+       c.tenant_id AS run_tenant_id,
+       (SELECT t.max_running_steps FROM tenants t WHERE t.id = c.tenant_id) AS tenant_quota,
        (SELECT key FROM done) AS done_key,
        (SELECT count(*) FROM logged) AS logged,
        r.id AS r_id, r.attempt AS r_attempt, r.run_id AS r_run_id, r.key AS key,
@@ -154,6 +156,7 @@ _STATEMENT = (
     )
     .columns(
         map_parent_id=Uuid(),
+        run_tenant_id=Uuid(),
         r_id=Uuid(),
         r_run_id=Uuid(),
         run_inputs=JSON(),
@@ -167,13 +170,16 @@ STATEMENT = Prepared(_STATEMENT)
 @dataclass(frozen=True)
 class Completed:
     """What the statement wrote: the run's counter and status after it, the step's map
-    step and concurrency key, the dependents it counted off (rows shaped as
-    ``release.release_dependents`` returns them), and the dependent it claimed."""
+    step and concurrency key, the run's tenant and its quota of running steps, the
+    dependents it counted off (rows shaped as ``release.release_dependents`` returns
+    them), and the dependent it claimed."""
 
     steps_left: int
     run_status: str
     map_parent_id: uuid.UUID | None
     concurrency_key: str | None
+    tenant_id: uuid.UUID
+    tenant_quota: int | None
     dependents: list[tuple[Any, ...]]
     claimed: ClaimedStep | None
 
@@ -250,6 +256,8 @@ def complete_row(
         run_status=str(first.status),
         map_parent_id=first.map_parent_id,
         concurrency_key=first.concurrency_key,
+        tenant_id=first.run_tenant_id,
+        tenant_quota=None if first.tenant_quota is None else int(first.tenant_quota),
         dependents=dependents,
         claimed=claimed,
     )

@@ -9,10 +9,10 @@ claim. Its claim takes its slots' locks (PostgreSQL advisory transaction locks, 
 fixed order; SQLite serialises writers anyway), counts each slot's running attempts,
 and either claims the step or moves it to ``throttled``: no message is out for it, no
 worker holds it, no attempt is spent. Throttled steps are queued again, oldest first,
-when their slots have room: by the completion of an attempt of the key (in its
-transaction), and by beat's timer for every other way an attempt stops running (a
-failure, a wait, a reaped lease), so a crashed holder's slot comes back when its lease
-is reaped.
+when their slots have room: by the completion of an attempt of the key or of the
+quota's tenant (in its transaction), and by beat's timer for every other way an attempt
+stops running (a failure, a wait, a reaped lease), so a crashed holder's slot comes back
+when its lease is reaped.
 """
 
 from __future__ import annotations

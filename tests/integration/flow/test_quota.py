@@ -59,3 +59,23 @@ def test_a_tenant_with_no_runs_has_no_quota_and_has_spent_nothing(stack_settings
         None,
     )
     assert (limits.spent_today_usd, limits.spent_this_month_usd) == (Decimal(0), Decimal(0))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_quota_slot_freed_by_a_completion_goes_to_the_oldest_throttled_step_at_once(
+    stack: Stack, client: Client, trace_dir: Path
+) -> None:
+    # No beat runs: its timer (a safety net) cannot be what wakes the throttled steps.
+    assert client.set_quota(1) == 1
+    stack.start_worker(concurrency=3)
+    runs = [
+        client.start_run(spec=NAP, inputs={"seconds": 0.2, "trace_dir": str(trace_dir)})
+        for _ in range(4)
+    ]
+    views = [client.wait(r, timeout=30) for r in runs]
+    assert [v.status for v in views] == ["succeeded"] * 4
+    with transaction(client.runtime.engine) as session:
+        kinds = session.scalars(
+            select(RunEvent.kind).where(RunEvent.run_id.in_(runs), RunEvent.kind == "unthrottle")
+        ).all()
+    assert len(kinds) >= 1  # a step was throttled, and a completion let it go
