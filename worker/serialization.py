@@ -22,6 +22,22 @@ def dumps(value: Any) -> str:
     )
 
 
+def loads_unique(text: str | bytes, field: str) -> Any:
+    """``json.loads``, refusing an object that names a key twice with a
+    :class:`DefinitionError` naming ``field`` (json keeps the last one without a word).
+    Malformed JSON raises ``json.JSONDecodeError`` as ``json.loads`` does."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise DefinitionError(field, f"the key {key!r} appears twice in one object")
+            found[key] = value
+        return found
+
+    return json.loads(text, object_pairs_hook=unique)
+
+
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

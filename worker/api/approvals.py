@@ -15,7 +15,7 @@ from db.states import ApprovalStatus
 from db.types import utcnow
 from db.views import ApprovalView
 from worker import limits
-from worker.api.bodies import _Body
+from worker.api.bodies import StrictJsonRoute, _Body
 from worker.api.state import ApiState, Caller, State
 from worker.apikeys import Principal
 from worker.machine.approvals import DecisionInput, decide
@@ -24,7 +24,7 @@ from worker.machine.concurrency import quota_of, set_quota
 from worker.machine.messages import StepMessage
 from worker.machine.waits import check_signal, signal_run
 
-router = APIRouter(tags=["approvals"])
+router = APIRouter(tags=["approvals"], route_class=StrictJsonRoute)
 
 ApprovalId = Annotated[uuid.UUID, "the approval request's id"]
 

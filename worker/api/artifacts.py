@@ -16,11 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from db.models import Artifact
 from db.repositories import ArtifactRepository, RunRepository
 from db.views import ArtifactView
-from worker.api.bodies import PresignedUrl
+from worker.api.bodies import PresignedUrl, StrictJsonRoute
 from worker.api.state import ApiState, Caller, State
 from worker.errors import ArtifactIntegrityError
 
-router = APIRouter(prefix="/v1/runs/{run_id}/artifacts", tags=["artifacts"])
+router = APIRouter(
+    prefix="/v1/runs/{run_id}/artifacts", tags=["artifacts"], route_class=StrictJsonRoute
+)
 
 _CHUNK = 256 * 1024
 Step = Annotated[

@@ -7,11 +7,15 @@ Client goes through, so the two doors cannot disagree.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.views import (
@@ -20,6 +24,7 @@ from db.views import (
     RunSummary,
 )
 from worker import limits
+from worker.serialization import loads_unique
 
 
 class ErrorDetail(BaseModel):
@@ -180,3 +185,25 @@ class Health:
 
     status: str
     database: str
+
+
+class StrictJsonRoute(APIRoute):
+    """A route whose JSON body is refused (422, ``invalid``, field ``body``) when an object
+    in it names a key twice: the JSON parser keeps the last one without a word, so a
+    repeated ``"after"`` or ``"inputs"`` would change a run quietly. The Client and the
+    CLI refuse the same documents (``serialization.loads_unique``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            if "json" in request.headers.get("content-type", ""):
+                body = await request.body()  # kept on the request: read once
+                # Malformed JSON, text that is not UTF-8, nesting past the parser's
+                # depth: passed on, for FastAPI's own parse to refuse as it does.
+                if body:
+                    with contextlib.suppress(ValueError, RecursionError):
+                        loads_unique(body, "body")
+            return await handler(request)
+
+        return strict

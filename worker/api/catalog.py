@@ -20,14 +20,14 @@ from db.states import MissedPolicy, ScheduleStatus
 from db.types import utcnow
 from db.views import Activity, DefinitionView, ScheduleView, WorkerView
 from worker import limits
-from worker.api.bodies import DefinitionBody, ScheduleBody, TenantCosts
+from worker.api.bodies import DefinitionBody, ScheduleBody, StrictJsonRoute, TenantCosts
 from worker.api.state import Caller, State
 from worker.definitions import parse_spec, validate_spec
 from worker.errors import DefinitionError, NotFound
 from worker.machine.definitions import find_definition, store_definition
 from worker.machine.schedules import add_schedule, delete_schedule, set_status
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 Project = Annotated[str, Query(min_length=1, max_length=limits.PROJECT_MAX)]
 
 

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from db.models import ApprovalRequest, CostRecord, WorkflowRun, WorkflowStep
 from db.states import ApprovalStatus
+from worker.api.bodies import StrictJsonRoute
 from worker.api.state import Caller, State
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=StrictJsonRoute)
 
 
 class _Snapshot(Collector):

@@ -25,6 +25,7 @@ from worker.api.bodies import (
     RunPage,
     StartBody,
     StartedBody,
+    StrictJsonRoute,
 )
 from worker.api.state import ApiState, Caller, State
 from worker.diff import RunDiff, diff_runs, load_side
@@ -33,7 +34,7 @@ from worker.machine.fork import ForkRequest, check_fork, fork_run
 from worker.machine.retry_run import retry_run
 from worker.machine.start import StartedRun, StartRequest, plan_start, start_run_async
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=StrictJsonRoute)
 
 RunId = Annotated[uuid.UUID, "the run's id"]
 

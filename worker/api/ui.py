@@ -18,13 +18,14 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from db.types import utcnow
+from worker.api.bodies import StrictJsonRoute
 from worker.api.state import SESSION_COOKIE, State
 from worker.apikeys import SESSION_TTL, close_session, open_session
 from worker.errors import Unauthorized
 
 STATIC = Path(__file__).parent / "static"
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=StrictJsonRoute)
 
 
 class Login(BaseModel):

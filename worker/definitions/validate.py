@@ -6,7 +6,6 @@ e.g. ``steps[2].after[0]``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from typing import Any
 
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from worker.definitions.dag import find_cycle
 from worker.definitions.spec import WorkflowSpec
 from worker.errors import DefinitionError, UnregisteredStep
-from worker.serialization import key_segment
+from worker.serialization import key_segment, loads_unique
 
 
 def parse_spec(source: str | bytes | dict[str, Any] | WorkflowSpec) -> WorkflowSpec:
@@ -50,23 +49,13 @@ def _load(source: str | bytes) -> Any:
                 "definition", f"is not UTF-8 text (byte {exc.start} is invalid)"
             ) from None
     try:
-        return json.loads(source, object_pairs_hook=_unique_pairs)
+        return loads_unique(source, "definition")
     except ValueError:
         try:
             return yaml.load(source, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DefinitionError("definition", f"is neither JSON nor YAML: {problem}") from None
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object, refused when it names a key twice (json keeps the last silently)."""
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise DefinitionError("definition", f"the key {key!r} appears twice in one object")
-        seen[key] = value
-    return seen
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

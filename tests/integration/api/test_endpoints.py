@@ -173,6 +173,25 @@ def test_an_expired_dashboard_session_is_refused(
         assert error_of(browser.get("/v1/runs"), 401)["code"] == "unauthorized"
 
 
+def test_a_body_that_names_a_key_twice_is_refused_and_starts_nothing(http: httpx.Client) -> None:
+    json_type = {"content-type": "application/json"}
+    twice = (
+        '{"spec": {"name": "dup", "steps": '
+        '[{"key": "a", "task": "t.increment", "task": "t.fatal"}]}}'
+    )
+    error = error_of(http.post("/v1/runs", content=twice, headers=json_type), 422)
+    assert (error["code"], error["field"]) == ("invalid", "body")
+    assert "the key 'task' appears twice" in error["message"]
+    top = '{"spec": {"name": "dup", "steps": []}, "inputs": {}, "inputs": {"x": 1}}'
+    error = error_of(http.post("/v1/runs", content=top, headers=json_type), 422)
+    assert "the key 'inputs' appears twice" in error["message"]
+    assert http.get("/v1/runs").json()["runs"] == []
+    # Malformed JSON is still FastAPI's own refusal, and a clean body still starts.
+    assert error_of(http.post("/v1/runs", content="{", headers=json_type), 422)["code"] == "invalid"
+    once = twice.replace(', "task": "t.fatal"', "")
+    assert http.post("/v1/runs", content=once, headers=json_type).status_code == 201
+
+
 # --- runs ---------------------------------------------------------------------------------
 
 
