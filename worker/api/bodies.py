@@ -203,7 +203,9 @@ class StrictJsonRoute(APIRoute):
                 # depth: passed on, for FastAPI's own parse to refuse as it does.
                 if body:
                     with contextlib.suppress(ValueError, RecursionError):
-                        loads_unique(body, "body")
+                        # Kept where Starlette's Request.json() keeps its parse, so
+                        # FastAPI reads this one instead of parsing the body again.
+                        request._json = loads_unique(body, "body")
             return await handler(request)
 
         return strict

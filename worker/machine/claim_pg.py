@@ -20,13 +20,15 @@ from db.types import JSONValue, UTCDateTime
 from worker.ids import new_id
 from worker.machine.transitions import CLAIM, START_RUN
 
-#: The run's tenant has no quota of running steps (a step under one takes its slot first,
-#: in ``concurrency.py``); ``{run}`` is the run id's SQL. The claim-next part of
-#: ``complete_pg`` asks the same.
-NO_QUOTA = (
-    "NOT EXISTS (SELECT 1 FROM workflow_runs qr JOIN tenants qt ON qt.id = qr.tenant_id"
-    " WHERE qr.id = {run} AND qt.max_running_steps IS NOT NULL)"
+#: The run's tenant and its quota of running steps (NULL: none); ``{run}`` is the run
+#: id's SQL. ``complete_pg`` reads it once, for its claim-next part and its result.
+TENANT_QUOTA = (
+    "SELECT qt.id AS tenant_id, qt.max_running_steps FROM workflow_runs qr"
+    " JOIN tenants qt ON qt.id = qr.tenant_id WHERE qr.id = {run}"
 )
+#: The run's tenant has no quota (a step under one takes its slot first, in
+#: ``concurrency.py``).
+NO_QUOTA = f"NOT EXISTS ({TENANT_QUOTA} AND qt.max_running_steps IS NOT NULL)"
 #: The step's last checkpoint as ``[seq, state, blob key, sha256]``; ``{step}`` is the
 #: step id's SQL (``ClaimedStep.of`` reads it, from this claim or from ``complete_pg``).
 LAST_CHECKPOINT = (

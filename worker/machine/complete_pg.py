@@ -28,7 +28,7 @@ from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
 from worker.machine.claim import ClaimedStep
-from worker.machine.claim_pg import CLAIMED_TYPES, LAST_CHECKPOINT, NO_QUOTA
+from worker.machine.claim_pg import CLAIMED_TYPES, LAST_CHECKPOINT, TENANT_QUOTA
 from worker.machine.ending import ACTIVE_RUN
 from worker.machine.lease import Fence, Inline
 from worker.machine.transitions import CLAIM, RELEASE, SUCCEED
@@ -46,7 +46,9 @@ WITH done AS (
     UPDATE workflow_runs
        SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
- RETURNING steps_left, status, tenant_id
+ RETURNING steps_left, status
+), quota AS (
+    {tenant_quota}
 ), lone AS (
     -- The one dependent this worker may claim with the completion: the next link of a
     -- chain (this step's only dependent, and this step its only upstream), on the
@@ -63,7 +65,7 @@ WITH done AS (
                         WHERE o.downstream_id = s.id AND o.upstream_id <> :step_id)
        AND s.map IS NULL AND s.concurrency_key IS NULL AND s.queue = :inline_queue
        AND s.task = ANY(:inline_tasks)
-       AND {no_quota}
+       AND NOT EXISTS (SELECT 1 FROM quota WHERE max_running_steps IS NOT NULL)
 ), released AS (
     UPDATE workflow_steps s
        SET pending_upstream = s.pending_upstream - 1,
@@ -105,8 +107,8 @@ WITH done AS (
 )
 SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
        (SELECT concurrency_key FROM done) AS concurrency_key,
-       c.tenant_id AS run_tenant_id,
-       (SELECT t.max_running_steps FROM tenants t WHERE t.id = c.tenant_id) AS tenant_quota,
+       (SELECT tenant_id FROM quota) AS run_tenant_id,
+       (SELECT max_running_steps FROM quota) AS tenant_quota,
        (SELECT key FROM done) AS done_key,
        (SELECT count(*) FROM logged) AS logged,
        r.id AS r_id, r.attempt AS r_attempt, r.run_id AS r_run_id, r.key AS key,
@@ -127,7 +129,7 @@ _STATEMENT = (
     text(
         _SQL.format(
             active=_ACTIVE,
-            no_quota=NO_QUOTA.format(run=":run_id"),
+            tenant_quota=TENANT_QUOTA.format(run=":run_id"),
             last_checkpoint=LAST_CHECKPOINT.format(step="r.id"),
         )
     )
