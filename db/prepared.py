@@ -26,6 +26,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import BindParameter
 
+from db.begin import begin_prefix
+
 _ENABLED = "cairn_prepare"
 #: The names prepared on a connection (in its ``info``).
 _DONE = "cairn_prepared"
@@ -125,7 +127,7 @@ class Prepared:
         try:
             cursor = driver.cursor()
             try:
-                cursor.execute(self.driver_sql, args)
+                cursor.execute(begin_prefix(conn, driver) + self.driver_sql, args)
                 rows = cursor.fetchall() if cursor.description else []
                 shape = self._shape(dialect, cursor.description) if rows else None
             finally:

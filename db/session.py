@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from db import prepared
+from db import begin, prepared
 from worker.errors import DatabaseUnavailable
 from worker.settings import Settings
 
@@ -73,6 +73,8 @@ def make_engine(settings: Settings) -> Engine:
             connect_args=connect_args,
         )
         _ping_when_idle(engine, settings)
+        if url.get_driver_name() == "psycopg2":
+            begin.install(engine)  # BEGIN rides with the first statement
         if prepares:  # (another driver may prepare every statement: not forced generic)
             prepared.enable(engine)
     _dispose_in_forked_children(engine)

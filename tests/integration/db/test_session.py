@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
+import psycopg2.extensions
 import pytest
 from sqlalchemy import Engine, Integer, String, bindparam, event, func, select, text
 from sqlalchemy.exc import DataError
@@ -122,8 +125,9 @@ def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_dead_one_is_retried(
             engine, lambda s: s.scalar(text("SELECT pg_backend_pid()")), retry_for_s=10
         )
         assert pid != dead
-        # The work ran twice (the dead connection, then a fresh one) and nothing else.
-        assert statements == ["SELECT pg_backend_pid()"] * 2
+        # The work ran twice (the dead connection, then a fresh one) and nothing else;
+        # each time the transaction's BEGIN rode with it (db/begin.py).
+        assert statements == ["BEGIN; SELECT pg_backend_pid()"] * 2
     finally:
         engine.dispose()
         admin.dispose()
@@ -179,3 +183,91 @@ def test_a_prepared_statement_fails_as_sqlalchemy_would_and_a_dead_one_is_retrie
     finally:
         engine.dispose()
         admin.dispose()
+
+
+class _Sent(psycopg2.extensions.cursor):
+    """A cursor that notes each command it sends (one message, one round trip)."""
+
+    log: list[str] = []
+
+    def execute(self, query: Any, vars: Any = None) -> None:
+        _Sent.log.append(query if isinstance(query, str) else query.decode())
+        super().execute(query, vars)
+
+
+@pytest.fixture
+def noted(settings: Settings) -> Iterator[Engine]:
+    """A PostgreSQL engine of cairn's whose connections note what they send."""
+    engine = make_engine(settings.model_copy(update={"db_pool_size": 1}))
+    event.listen(engine, "connect", lambda conn, _r: setattr(conn, "cursor_factory", _Sent))
+    _Sent.log = []
+    yield engine
+    engine.dispose()
+
+
+def _txid(session: Any, marker: str) -> int:
+    return int(session.scalar(text(f"SELECT txid_current() + 0 * length('{marker}')")))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_begin_rides_with_the_first_statement_and_commit_ends_the_transaction(
+    noted: Engine,
+) -> None:
+    """One round trip less per transaction: ``BEGIN; <first statement>`` in one message,
+    the rest of the transaction as before, then COMMIT; a transaction that runs nothing
+    sends nothing."""
+    with transaction(noted):
+        pass  # the pool's first connection is made here
+    _Sent.log.clear()
+    ids = run_transaction(noted, lambda s: (_txid(s, "one"), _txid(s, "two")))
+    assert ids[0] == ids[1]  # one transaction
+    assert [q.split(" + ")[0] for q in _Sent.log] == [
+        "BEGIN; SELECT txid_current()",
+        "SELECT txid_current()",
+        "COMMIT",
+    ]
+    _Sent.log.clear()
+    with transaction(noted):
+        pass
+    assert _Sent.log == []
+    # A prepared statement carries the BEGIN too (once prepared on the connection).
+    for _ in range(2):
+        _Sent.log.clear()
+        assert run_transaction(noted, lambda s: _DIVIDE.execute(s.connection(), {"d": 2}))
+    assert _Sent.log == [f"BEGIN; EXECUTE {_DIVIDE.name}(%s)", "COMMIT"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_failed_transaction_is_rolled_back_whole(noted: Engine) -> None:
+    def work(session: Any) -> None:
+        session.add(Tenant(name="half"))
+        session.flush()
+        session.scalar(text("SELECT 1 / 0"))
+
+    with pytest.raises(DataError, match="division by zero"):
+        run_transaction(noted, work)
+    assert _Sent.log[-1] == "ROLLBACK"
+    with transaction(noted) as session:
+        assert session.scalar(select(func.count()).select_from(Tenant)) == 0
+        assert session.scalar(text("SELECT current_setting('transaction_isolation')")) == (
+            "read committed"
+        )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_autocommit_and_other_isolation_levels_are_left_to_the_driver(noted: Engine) -> None:
+    """AUTOCOMMIT runs each statement alone; another level is psycopg2's BEGIN with it;
+    back in the pool, the connection is cairn's again."""
+    with noted.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        first = conn.execute(text("SELECT txid_current()")).scalar()
+        second = conn.execute(text("SELECT txid_current()")).scalar()
+        assert first != second
+    with noted.connect().execution_options(isolation_level="SERIALIZABLE") as conn:
+        level = conn.execute(text("SELECT current_setting('transaction_isolation')")).scalar()
+        assert level == "serializable"
+        conn.commit()
+    _Sent.log.clear()
+    ids = run_transaction(noted, lambda s: (_txid(s, "one"), _txid(s, "two")))
+    assert ids[0] == ids[1]
+    assert _Sent.log[0].startswith("BEGIN; ")
+    assert _Sent.log[-1] == "COMMIT"

@@ -156,9 +156,12 @@ def test_on_postgresql_a_chain_link_costs_one_statement(client: Client) -> None:
         event.remove(engine, "checkin", stop)
     assert nxt is not None
     assert nxt.key == "s1"
-    # PREPARE once per connection, then the one EXECUTE that completed s0 and claimed s1.
+    # PREPARE once per connection, then the one EXECUTE that completed s0 and claimed s1,
+    # and COMMIT; the transaction's BEGIN rode with its first message (db/begin.py).
     executes = [s for s in statements if "PREPARE " not in s]
-    assert len(executes) == 1, statements
+    assert [s.split("(")[0] for s in executes] == [executes[0].split("(")[0], "COMMIT"]
+    assert executes[0].removeprefix("BEGIN; ").startswith("EXECUTE cairn_"), statements
+    assert statements[0].startswith("BEGIN; "), statements
 
 
 def test_the_next_link_gets_the_output_as_stored_not_the_object_returned(
