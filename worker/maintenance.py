@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from db.session import run_transaction
 from db.types import utcnow
 from worker import metrics, notify
+from worker.apikeys import delete_expired_sessions
 from worker.errors import CairnError
 from worker.machine.approvals import expire_due
 from worker.machine.concurrency import wake_all
@@ -118,9 +119,24 @@ def tick_waits(runtime: Runtime) -> None:
 
 
 def retention(runtime: Runtime) -> None:
-    """Ended runs past their retention, expired artifacts and orphan objects deleted."""
+    """Ended runs past their retention, expired artifacts and orphan objects, and
+    expired dashboard sessions deleted."""
     purge_old_runs(runtime)
     run_retention(runtime)
+    purge_expired_sessions(runtime)
+
+
+def purge_expired_sessions(runtime: Runtime) -> int:
+    """Delete the dashboard sessions that have expired; return how many."""
+    now = utcnow()
+    deleted = run_transaction(runtime.engine, lambda s: delete_expired_sessions(s, now))
+    if deleted:
+        log.info(
+            "retention: %d expired dashboard sessions deleted",
+            deleted,
+            extra={"action": "retention"},
+        )
+    return deleted
 
 
 def tick_schedules(runtime: Runtime) -> None:

@@ -7,14 +7,24 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from db.models import ApiKey
+from db.models import ApiKey, DashboardSession
 from db.session import run_transaction, transaction
 from db.types import utcnow
 from tests.integration.cli.test_cli import cairn
-from worker.apikeys import authenticate, create_key, list_keys, revoke_key
+from worker.apikeys import (
+    SESSION_TTL,
+    authenticate,
+    authenticate_session,
+    create_key,
+    list_keys,
+    open_session,
+    revoke_key,
+)
+from worker.client import Client
 from worker.errors import DefinitionError, NotFound
+from worker.maintenance import purge_expired_sessions
 from worker.settings import Settings
 
 
@@ -121,3 +131,26 @@ def test_cairn_api_refuses_to_listen_off_loopback_without_tls(settings: Settings
     refused = cairn(settings, "api", "--host", "0.0.0.0", "--port", "1")
     assert refused.returncode == 1
     assert "CAIRN_API_BEHIND_TLS_PROXY" in refused.stderr
+
+
+def test_retention_deletes_expired_dashboard_sessions_only(
+    settings: Settings, engine: Engine
+) -> None:
+    """A dashboard nobody logs in to again keeps no dead session rows: beat's retention
+    deletes the expired ones and leaves the live one working."""
+    _, token = make(engine)
+    principal = run_transaction(engine, lambda s: authenticate(s, token, utcnow()))
+    assert principal is not None
+    # (A login deletes expired sessions too: the live one is opened first.)
+    live = run_transaction(engine, lambda s: open_session(s, principal, utcnow()))
+    long_ago = utcnow() - SESSION_TTL - timedelta(minutes=1)
+    for _ in range(2):
+        run_transaction(engine, lambda s: open_session(s, principal, long_ago))
+    with Client(settings) as client:
+        assert purge_expired_sessions(client.runtime) == 2
+        assert purge_expired_sessions(client.runtime) == 0
+    with transaction(engine) as session:
+        assert session.scalar(select(func.count()).select_from(DashboardSession)) == 1
+    found = run_transaction(engine, lambda s: authenticate_session(s, live, utcnow()))
+    assert found is not None
+    assert found.tenant == "acme"
