@@ -180,6 +180,7 @@ class Attempt:
         if outcome.result is not None:
             return outcome.result
         self.clear_records(records)
+        self.runtime.dispatcher.send(outcome.woken)
         what = f"{kind} {name!r}" if name else str(kind)
         self.log.info(
             "step waiting for %s; its worker is free",

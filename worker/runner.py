@@ -42,7 +42,7 @@ from worker.logs import attempt_context
 from worker.machine.claim import ClaimedStep, Throttled, claim_step, verify_claim
 from worker.machine.complete import Completion
 from worker.machine.continuation import Continued, complete_and_continue, verify_continued
-from worker.machine.fail import cancel_step, fail_step, release_step, verify_ended
+from worker.machine.fail import Ended, cancel_step, fail_step, release_step, verify_ended
 from worker.machine.lease import Inline
 from worker.machine.records import Records
 from worker.machine.retry import RetryDecision, decide, decide_release
@@ -261,7 +261,7 @@ def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> None:
     records = att.pending_records()
     retry_at = decision.next_attempt_at
     try:
-        status = _fenced(
+        ended = _fenced(
             runtime,
             att,
             lambda s: release_step(s, fence, error, retry_at, records, utcnow()),
@@ -285,7 +285,7 @@ def _release(runtime: Runtime, att: Attempt, fault: ServerUnavailable) -> None:
         retry_at.isoformat(timespec="seconds"),
         extra={"action": "release_step", "server": fault.server},
     )
-    if status is not None:
+    if ended is not None:
         runtime.dispatcher.send_requeue(
             fence.step_id, fence.attempt, retry_at, runtime.settings.default_queue
         )
@@ -319,7 +319,7 @@ def _record_failure(
     )
     error = error_record(exc, runtime.settings.secret_values())
     try:
-        status = _fenced(
+        ended = _fenced(
             runtime,
             att,
             lambda s: fail_step(s, fence, claimed.key, error, decision, records, utcnow()),
@@ -335,7 +335,7 @@ def _record_failure(
             extra={"action": "fail_step"},
         )
         return
-    if status is not None:
+    if ended is not None:
         _ended(att, "retried" if decision.retry else "failed", records)
     # The traceback logged is the recorded one, with every secret masked: a step's
     # exception may quote a URL with a password in it.
@@ -347,7 +347,7 @@ def _record_failure(
         " - will retry" if decision.retry else "\n" + error.get("traceback", ""),
         extra={"action": "fail_step"},
     )
-    if status is not None and decision.next_attempt_at is not None:
+    if ended is not None and decision.next_attempt_at is not None:
         runtime.dispatcher.send_requeue(
             fence.step_id, fence.attempt, decision.next_attempt_at, runtime.settings.default_queue
         )
@@ -356,12 +356,13 @@ def _record_failure(
 def _fenced(
     runtime: Runtime,
     att: Attempt,
-    work: Callable[[Any], Any],
-    verify: Callable[[Any], Any],
-) -> Any:
-    """Run a fenced verb; a lost lease means another attempt owns the step: log and go."""
+    work: Callable[[Any], Ended],
+    verify: Callable[[Any], Ended | None],
+) -> Ended | None:
+    """Run a fenced verb that ends the attempt, and send the throttled steps its end
+    woke; a lost lease means another attempt owns the step: log and go (None)."""
     try:
-        return run_transaction(
+        ended = run_transaction(
             runtime.engine, work, verify=verify, retry_for_s=runtime.settings.server_retry_s
         )
     except StaleAttempt as exc:
@@ -369,6 +370,8 @@ def _fenced(
             "attempt superseded, nothing recorded: %s", exc, extra={"action": "lose_lease"}
         )
         return None
+    runtime.dispatcher.send(ended.messages)
+    return ended
 
 
 def _call(fn: Callable[..., Any], ctx: StepContext, inputs: dict[str, Any]) -> Any:

@@ -64,9 +64,10 @@ def flaky(ctx: StepContext, fail_times: int = 0, trace_dir: str | None = None) -
 
 
 @step("t.fatal")
-def fatal(ctx: StepContext, trace_dir: str | None = None) -> dict[str, Any]:
-    """Fails at once with a non-retryable error."""
+def fatal(ctx: StepContext, trace_dir: str | None = None, seconds: float = 0.0) -> dict[str, Any]:
+    """Fails with a non-retryable error (after ``seconds``)."""
     _trace(trace_dir, f"fatal {ctx.attempt}")
+    time.sleep(seconds)
     raise NonRetryableError("the input can never work")
 
 
@@ -228,9 +229,12 @@ def wait_signal(
     timeout: float | None = None,
     times: int = 1,
     trace_dir: str | None = None,
+    hold: float = 0.0,
 ) -> dict[str, Any]:
-    """Waits for ``times`` signals ``name`` in a row; returns their payloads."""
+    """Runs ``hold`` seconds, then waits for ``times`` signals ``name`` in a row; returns
+    their payloads."""
     _trace(trace_dir, f"signal before {ctx.attempt}")
+    time.sleep(hold)
     payloads = [ctx.wait_for_signal(name, timeout=timeout) for _ in range(times)]
     _trace(trace_dir, f"signal after {ctx.attempt}")
     return {"payloads": payloads}

@@ -9,10 +9,11 @@ claim. Its claim takes its slots' locks (PostgreSQL advisory transaction locks, 
 fixed order; SQLite serialises writers anyway), counts each slot's running attempts,
 and either claims the step or moves it to ``throttled``: no message is out for it, no
 worker holds it, no attempt is spent. Throttled steps are queued again, oldest first,
-when their slots have room: by the completion of an attempt of the key or of the
-quota's tenant (in its transaction), and by beat's timer for every other way an attempt
-stops running (a failure, a wait, a reaped lease), so a crashed holder's slot comes back
-when its lease is reaped.
+when their slots have room: by the end of an attempt of the key or of the quota's
+tenant (a completion, a failure, a release, a cancel or a wait, in its transaction),
+and by beat's timer for the other ways an attempt stops running (a wait for a paused
+run's budget, a reaped lease), so a crashed holder's slot comes back when its lease is
+reaped.
 """
 
 from __future__ import annotations
@@ -203,6 +204,27 @@ def wake_throttled(session: Session, key: str, now: datetime) -> list[StepMessag
     """An attempt with concurrency key ``key`` stopped running: its slots' room goes to
     the key's oldest throttled steps."""
     return wake(session, slots_of(session, key, tenant_of_key(key)), now)
+
+
+def freed(session: Session, run_id: uuid.UUID, key: str | None, now: datetime) -> list[StepMessage]:
+    """An attempt of ``run_id`` with concurrency key ``key`` (None: none) stopped running
+    some other way than completing (a failure, a release, a cancel): the room it left in
+    its key's and its tenant's slots goes to their oldest throttled steps now, in the
+    attempt's own transaction, not at beat's next tick. (A completion does the same from
+    what its one statement returns.)"""
+    woken = wake_throttled(session, key, now) if key is not None else []
+    tenant = (
+        session.connection()
+        .execute(
+            select(Tenant.id, Tenant.max_running_steps)
+            .join(WorkflowRun, WorkflowRun.tenant_id == Tenant.id)
+            .where(WorkflowRun.id == run_id, Tenant.max_running_steps.is_not(None))
+        )
+        .first()
+    )
+    if tenant is not None:
+        woken += wake(session, [tenant_slot(tenant.id, int(tenant.max_running_steps))], now)
+    return woken
 
 
 def wake_all(session: Session, now: datetime, limit: int = 100) -> list[StepMessage]:

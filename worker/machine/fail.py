@@ -8,6 +8,7 @@ Each has a ``verify_*`` that reads the fence back after a COMMIT that lost its c
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,12 +19,23 @@ from db.models import WorkflowStep
 from db.states import RunStatus, StepStatus
 from worker.errors import StaleAttempt
 from worker.machine.budgets import add_spend
+from worker.machine.concurrency import freed
 from worker.machine.ending import end_run
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
+from worker.machine.messages import StepMessage
 from worker.machine.records import Records, write_records
 from worker.machine.retry import RetryDecision
 from worker.machine.transitions import FAIL, RETRY_LATER, STOP, lease_cleared
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How an attempt ended: the step's new status, and the throttled steps the room it
+    left woke (messages to send once committed)."""
+
+    status: str
+    messages: list[StepMessage] = field(default_factory=list)
 
 
 def fail_step(
@@ -34,14 +46,16 @@ def fail_step(
     decision: RetryDecision,
     records: Records,
     now: datetime,
-) -> str:
+) -> Ended:
     """Record a failed attempt: ``retrying`` until ``next_attempt_at``, or ``failed``.
 
     A step that fails for good fails its run: steps not yet started are cancelled and
-    running ones asked to stop. Returns the step's new status.
+    running ones asked to stop.
     """
     status = RETRY_LATER.target if decision.retry else FAIL.target
-    _end_attempt(session, fence, status, now, error=error, next_attempt_at=decision.next_attempt_at)
+    slot_key = _end_attempt(
+        session, fence, status, now, error=error, next_attempt_at=decision.next_attempt_at
+    )
     _record_spend(session, fence, records, now)
     add_event(
         session,
@@ -64,7 +78,8 @@ def fail_step(
             kind="fail_run",
             error={"step": key, **error},
         )
-    return status
+    # After the run's end: its own throttled steps are cancelled by then, not woken.
+    return Ended(status, freed(session, fence.run_id, slot_key, now))
 
 
 def release_step(
@@ -74,14 +89,14 @@ def release_step(
     next_attempt_at: datetime,
     records: Records,
     now: datetime,
-) -> str:
+) -> Ended:
     """End an attempt that a server fault stopped, without spending it.
 
     The step waits in ``retrying`` until ``next_attempt_at``; ``server_releases`` grows by
     one so the retry policy does not count this attempt. Costs recorded by the attempt
     are kept: the money was spent.
     """
-    _end_attempt(
+    slot_key = _end_attempt(
         session,
         fence,
         RETRY_LATER.target,
@@ -100,11 +115,12 @@ def release_step(
         attempt=fence.attempt,
         data={"error": error, "retry_at": next_attempt_at.isoformat()},
     )
-    return RETRY_LATER.target
+    return Ended(RETRY_LATER.target, freed(session, fence.run_id, slot_key, now))
 
 
-def verify_ended(session: Session, fence: Fence, *statuses: StepStatus) -> str | None:
-    """The step's status if the fenced attempt already ended in one of ``statuses``.
+def verify_ended(session: Session, fence: Fence, *statuses: StepStatus) -> Ended | None:
+    """How the fenced attempt ended, if it already ended in one of ``statuses`` (the
+    throttled steps its end woke were sent nowhere: beat's timer queues them).
 
     Only the attempt's owner moves a running step off this attempt number into
     ``retrying`` or ``cancelled``; ``failed`` may also be the reaper's verdict, which the
@@ -118,28 +134,30 @@ def verify_ended(session: Session, fence: Fence, *statuses: StepStatus) -> str |
             WorkflowStep.lease_owner.is_(None),
         )
     )
-    return str(found) if found is not None else None
+    return Ended(str(found)) if found is not None else None
 
 
-def cancel_step(session: Session, fence: Fence, records: Records, now: datetime) -> None:
+def cancel_step(session: Session, fence: Fence, records: Records, now: datetime) -> Ended:
     """Record that a running attempt stopped because its run was cancelled or failed."""
-    _end_attempt(session, fence, STOP.target, now)
+    slot_key = _end_attempt(session, fence, STOP.target, now)
     _record_spend(session, fence, records, now)
     add_event(
         session, fence.run_id, "cancel_step", now, step_id=fence.step_id, attempt=fence.attempt
     )
+    return Ended(STOP.target, freed(session, fence.run_id, slot_key, now))
 
 
 def _end_attempt(
     session: Session, fence: Fence, status: StepStatus, now: datetime, **values: Any
-) -> None:
+) -> str | None:
+    """End the fenced attempt in ``status``; its concurrency key (None: none)."""
     row = (
         session.connection()
         .execute(
             update(WorkflowStep)
             .where(fence.where())
             .values(status=status, finished_at=now, **lease_cleared(), **values)
-            .returning(WorkflowStep.id)
+            .returning(WorkflowStep.concurrency_key)
         )
         .first()
     )
@@ -147,6 +165,8 @@ def _end_attempt(
         raise StaleAttempt(
             f"step {fence.step_id} attempt {fence.attempt} lost its lease; its end was not recorded"
         )
+    key: str | None = row.concurrency_key
+    return key
 
 
 def _record_spend(session: Session, fence: Fence, records: Records, now: datetime) -> None:

@@ -12,7 +12,7 @@ resolved and returns the recorded result at once: a deterministic replay of its 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from worker import limits
 from worker.errors import NonDeterministicWait, NotFound, RunCancelled, RunEnded, StaleAttempt
 from worker.ids import new_id
 from worker.machine.budgets import add_spend, pending_budget_approval
+from worker.machine.concurrency import freed
 from worker.machine.events import add_event
 from worker.machine.lease import Fence
 from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
@@ -58,6 +59,8 @@ class WaitOutcome:
 
     result: dict[str, Any] | None
     approval_id: uuid.UUID | None = None
+    #: Throttled steps the room this attempt left woke (send them once committed).
+    woken: list[StepMessage] = field(default_factory=list)
 
 
 def begin_wait(
@@ -92,8 +95,8 @@ def begin_wait(
             )
         if found.status == WaitStatus.DONE:
             return WaitOutcome(found.result)
-        _suspend(session, fence, records, now, {"seq": request.seq, "kind": request.kind})
-        return WaitOutcome(None)
+        woken = _suspend(session, fence, records, now, {"seq": request.seq, "kind": request.kind})
+        return WaitOutcome(None, woken=woken)
     status = _lock_run(session, fence.run_id)
     if status not in (RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.PAUSED):
         raise RunCancelled(f"run {fence.run_id} has ended ({status})")
@@ -121,7 +124,7 @@ def begin_wait(
     if request.approval is not None:
         approval_id = raise_approval(session, fence, key, request.approval, now)
     _insert_wait(session, fence, wait_id, request, approval_id, now)
-    _suspend(
+    woken = _suspend(
         session,
         fence,
         records,
@@ -134,7 +137,7 @@ def begin_wait(
             "until": request.wake_at.isoformat() if request.wake_at else None,
         },
     )
-    return WaitOutcome(None, approval_id)
+    return WaitOutcome(None, approval_id, woken)
 
 
 def verify_wait(session: Session, fence: Fence, seq: int) -> WaitOutcome | None:
@@ -173,6 +176,7 @@ def wait_for_budget(session: Session, fence: Fence, records: Records, now: datet
     request = WaitRequest(seq=None, kind=WaitKind.BUDGET)
     wait_id = new_id()
     _insert_wait(session, fence, wait_id, request, approval_id, now)
+    # What the room it leaves wakes is left to beat's timer: the step's run is paused.
     _suspend(
         session,
         fence,
@@ -511,14 +515,15 @@ def _insert_wait(
 
 def _suspend(
     session: Session, fence: Fence, records: Records, now: datetime, data: dict[str, Any]
-) -> None:
+) -> list[StepMessage]:
+    """End the attempt waiting; the throttled steps the room it left woke."""
     row = (
         session.connection()
         .execute(
             update(WorkflowStep)
             .where(fence.where(), SUSPEND.guard())
             .values(status=SUSPEND.target, **lease_cleared())
-            .returning(WorkflowStep.id)
+            .returning(WorkflowStep.concurrency_key)
         )
         .first()
     )
@@ -537,3 +542,4 @@ def _suspend(
         attempt=fence.attempt,
         data={k: v for k, v in data.items() if v is not None},
     )
+    return freed(session, fence.run_id, row.concurrency_key, now)

@@ -3,6 +3,7 @@ steps past it wait throttled and all finish."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -79,3 +80,50 @@ def test_a_quota_slot_freed_by_a_completion_goes_to_the_oldest_throttled_step_at
             select(RunEvent.kind).where(RunEvent.run_id.in_(runs), RunEvent.kind == "unthrottle")
         ).all()
     assert len(kinds) >= 1  # a step was throttled, and a completion let it go
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_quota_slot_freed_by_a_failure_goes_to_the_oldest_throttled_step_at_once(
+    stack: Stack, client: Client
+) -> None:
+    """A failed attempt frees its place as a completion does, in its own transaction: with
+    no beat running, four runs of a step that fails under a quota of one all end."""
+    assert client.set_quota(1) == 1
+    fails = {"name": "fails", "steps": [{"key": "f", "task": "t.fatal"}]}
+    runs = [client.start_run(spec=fails, inputs={"seconds": 0.2}) for _ in range(4)]
+    stack.start_worker(concurrency=3)  # after the starts: three claims at once, two throttled
+    views = [client.wait(r, timeout=30) for r in runs]
+    assert [v.status for v in views] == ["failed"] * 4
+    with transaction(client.runtime.engine) as session:
+        woken = session.scalar(
+            select(func.count()).where(RunEvent.run_id.in_(runs), RunEvent.kind == "unthrottle")
+        )
+    assert woken  # a step was throttled, and a failure let it go
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_quota_slot_freed_by_a_wait_goes_to_the_oldest_throttled_step_at_once(
+    stack: Stack, client: Client
+) -> None:
+    """A step that waits holds no worker and no place in the quota: with no beat running,
+    three runs whose step waits for a signal all reach their wait under a quota of one,
+    and all finish once signalled."""
+    assert client.set_quota(1) == 1
+    waits = {"name": "waits", "steps": [{"key": "w", "task": "t.signal"}]}
+    # Each holds its place half a second before it waits: the others' claims find the
+    # quota full and throttle them.
+    runs = [client.start_run(spec=waits, inputs={"hold": 0.5}) for _ in range(3)]
+    stack.start_worker(concurrency=3)
+    deadline = time.monotonic() + 30
+    while [client.get_run(r).steps[0].status for r in runs] != ["waiting"] * 3:
+        assert time.monotonic() < deadline, [client.get_run(r).steps[0].status for r in runs]
+        time.sleep(0.1)
+    for run_id in runs:
+        client.signal(run_id, "go", {"ok": True})
+    views = [client.wait(r, timeout=30) for r in runs]
+    assert [v.status for v in views] == ["succeeded"] * 3
+    with transaction(client.runtime.engine) as session:
+        woken = session.scalar(
+            select(func.count()).where(RunEvent.run_id.in_(runs), RunEvent.kind == "unthrottle")
+        )
+    assert woken  # a step was throttled, and a wait or a completion let it go
