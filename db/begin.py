@@ -38,20 +38,22 @@ def install(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.autocommit = True  # psycopg2 never sends BEGIN: cairn does
 
-    @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def _before(
-        conn: Connection,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        _context: Any,
-        executemany: bool,
-    ) -> tuple[str, Any]:
-        prefix = begin_prefix(conn, cursor.connection)
-        if prefix and executemany:
+    # The dialect's own methods, not a cursor event: a connection event would put every
+    # statement of the engine on SQLAlchemy's slower path for engines with events.
+    execute, execute_no_params = dialect.do_execute, dialect.do_execute_no_params
+    executemany = dialect.do_executemany
+
+    def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        execute(cursor, _prefix(cursor, context) + statement, parameters, context)
+
+    def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
+        execute_no_params(cursor, _prefix(cursor, context) + statement, context)
+
+    def do_executemany(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        prefix = _prefix(cursor, context)
+        if prefix:
             cursor.execute(prefix)  # each row's statement would begin again
-            return statement, parameters
-        return prefix + statement, parameters
+        executemany(cursor, statement, parameters, context)
 
     def set_isolation_level(dbapi_conn: Any, level: IsolationLevel) -> None:
         # The default (SQLAlchemy resets a connection to it at check-in) is cairn's own
@@ -75,6 +77,9 @@ def install(engine: Engine) -> None:
 
     # The engine's own dialect object (the pool's too): other engines are untouched.
     for name, method in (
+        ("do_execute", do_execute),
+        ("do_execute_no_params", do_execute_no_params),
+        ("do_executemany", do_executemany),
         ("set_isolation_level", set_isolation_level),
         ("do_commit", do_commit),
         ("do_rollback", do_rollback),
@@ -85,7 +90,10 @@ def install(engine: Engine) -> None:
 def begin_prefix(conn: Connection, driver: Any) -> str:
     """``"BEGIN; "`` if the statement about to run on ``conn`` is its transaction's
     first on an engine with :func:`install`; else ``""`` (and nothing is changed)."""
-    info = conn.connection.info
+    try:
+        info = conn.connection.info
+    except NotImplementedError:  # the engine's first connection, before it is pooled
+        return ""
     if info.get(_OPEN) or not conn.in_transaction():
         return ""
     if not getattr(driver, "autocommit", False) or _autocommit_option(conn):
@@ -97,6 +105,13 @@ def begin_prefix(conn: Connection, driver: Any) -> str:
 def _autocommit_option(conn: Connection) -> bool:
     """Whether ``conn`` was asked to run in AUTOCOMMIT (an execution option)."""
     return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _prefix(cursor: Any, context: Any) -> str:
+    """:func:`begin_prefix` for a statement SQLAlchemy runs (``context`` names its
+    connection; None for the dialect's own statements on a new connection)."""
+    conn = getattr(context, "root_connection", None)
+    return "" if conn is None else begin_prefix(conn, cursor.connection)
 
 
 def _began(proxied: Any) -> bool:
