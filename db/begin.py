@@ -13,7 +13,9 @@ same isolation (READ COMMITTED, the server's default), and a connection lost dur
 COMMIT raises the same disconnect error for ``run_transaction`` to resolve. Two cases
 are left to the driver as before: a connection asked for another isolation level
 (psycopg2 then begins the transaction with it) and a connection in AUTOCOMMIT, whose
-statements run alone.
+statements run alone. A server-side cursor (``stream_results``) sends its BEGIN alone,
+its query being wrapped in a DECLARE, and is declared WITH HOLD, which psycopg2 needs in
+autocommit.
 """
 
 from __future__ import annotations
@@ -44,7 +46,16 @@ def install(engine: Engine) -> None:
     executemany = dialect.do_executemany
 
     def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        execute(cursor, _prefix(cursor, context) + statement, parameters, context)
+        prefix = _prefix(cursor, context)
+        if cursor.name is not None:
+            # A server-side cursor: its query goes inside its DECLARE, so the BEGIN goes
+            # on its own; and psycopg2 declares one in autocommit only WITH HOLD (in the
+            # transaction begun here it is an ordinary cursor until the commit).
+            if prefix:
+                _send(cursor.connection, "BEGIN")
+                prefix = ""
+            cursor.withhold = True
+        execute(cursor, prefix + statement, parameters, context)
 
     def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
         execute_no_params(cursor, _prefix(cursor, context) + statement, context)

@@ -270,3 +270,17 @@ def test_autocommit_and_other_isolation_levels_are_left_to_the_driver(noted: Eng
     assert ids[0] == ids[1]
     assert _Sent.log[0].startswith("BEGIN; ")
     assert _Sent.log[-1] == "COMMIT"
+    with transaction(noted) as session:
+        level = session.scalar(text("SELECT current_setting('transaction_isolation')"))
+    assert level == "read committed"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_server_side_cursor_begins_its_transaction_on_its_own(noted: Engine) -> None:
+    """A streamed result's query goes inside DECLARE, where BEGIN cannot ride."""
+    with transaction(noted) as session:
+        rows = session.connection().execution_options(stream_results=True, max_row_buffer=2)
+        got = [r[0] for r in rows.execute(text("SELECT generate_series(1, 5)"))]
+    assert got == [1, 2, 3, 4, 5]
+    # (psycopg2 wraps the query in DECLARE and FETCHes by itself.)
+    assert _Sent.log == ["BEGIN", "SELECT generate_series(1, 5)", "COMMIT"]
