@@ -9,7 +9,7 @@ or ``ROLLBACK`` itself. JDBC's PostgreSQL driver does the same. A transaction th
 executes nothing costs no round trip at all.
 
 Nothing else changes: the same statements run in the same server transaction, with the
-same isolation (READ COMMITTED, the server's default), and a connection lost during
+same isolation (the server's default), and a connection lost during
 COMMIT raises the same disconnect error for ``run_transaction`` to resolve. Two cases
 are left to the driver as before: a connection asked for another isolation level
 (psycopg2 then begins the transaction with it) and a connection in AUTOCOMMIT, whose
@@ -22,13 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE  # type: ignore[import-untyped]
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine.interfaces import IsolationLevel
-
-#: In a connection's ``info``: cairn began a transaction on it that has not ended.
-_OPEN = "cairn_begun"
-#: The one isolation level the server begins with by itself.
-_DEFAULT_LEVEL = "READ COMMITTED"
 
 
 def install(engine: Engine) -> None:
@@ -46,42 +42,32 @@ def install(engine: Engine) -> None:
     executemany = dialect.do_executemany
 
     def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        prefix = _prefix(cursor, context)
-        if cursor.name is not None:
-            # A server-side cursor: its query goes inside its DECLARE, so the BEGIN goes
-            # on its own; and psycopg2 declares one in autocommit only WITH HOLD (in the
-            # transaction begun here it is an ordinary cursor until the commit).
-            if prefix:
-                _send(cursor.connection, "BEGIN")
-                prefix = ""
-            cursor.withhold = True
-        execute(cursor, prefix + statement, parameters, context)
+        execute(cursor, _first(cursor, context) + statement, parameters, context)
 
     def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
-        execute_no_params(cursor, _prefix(cursor, context) + statement, context)
+        execute_no_params(cursor, _first(cursor, context) + statement, context)
 
     def do_executemany(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        prefix = _prefix(cursor, context)
-        if prefix:
-            cursor.execute(prefix)  # each row's statement would begin again
+        if _first(cursor, context):
+            _send(cursor.connection, "BEGIN")  # each row's statement would begin again
         executemany(cursor, statement, parameters, context)
 
     def set_isolation_level(dbapi_conn: Any, level: IsolationLevel) -> None:
-        # The default (SQLAlchemy resets a connection to it at check-in) is cairn's own
-        # mode; another level is psycopg2's to begin transactions with, as without this.
-        if level in (_DEFAULT_LEVEL, "AUTOCOMMIT"):
+        # The server's default (SQLAlchemy resets a connection to it at check-in) is what
+        # a bare BEGIN gets: cairn's mode. Another level is psycopg2's to begin with.
+        if level in (dialect.default_isolation_level, "AUTOCOMMIT"):
             dbapi_conn.autocommit = True
         else:
             set_level(dbapi_conn, level)
 
     def do_commit(dbapi_conn: Any) -> None:
-        if _began(dbapi_conn):
+        if _in_ours(dbapi_conn):
             _send(dbapi_conn, "COMMIT")
         else:
             dbapi_conn.commit()  # nothing began (a no-op), or psycopg2's own transaction
 
     def do_rollback(dbapi_conn: Any) -> None:
-        if _began(dbapi_conn):
+        if _in_ours(dbapi_conn):
             _send(dbapi_conn, "ROLLBACK")
         else:
             dbapi_conn.rollback()
@@ -99,39 +85,46 @@ def install(engine: Engine) -> None:
 
 
 def begin_prefix(conn: Connection, driver: Any) -> str:
-    """``"BEGIN; "`` if the statement about to run on ``conn`` is its transaction's
-    first on an engine with :func:`install`; else ``""`` (and nothing is changed)."""
-    try:
-        info = conn.connection.info
-    except NotImplementedError:  # the engine's first connection, before it is pooled
-        return ""
-    if info.get(_OPEN) or not conn.in_transaction():
-        return ""
-    if not getattr(driver, "autocommit", False) or _autocommit_option(conn):
-        return ""  # psycopg2 begins this one, or statements run alone
-    info[_OPEN] = True
+    """``"BEGIN; "`` if the statement about to run on ``conn`` opens its transaction on
+    an engine with :func:`install`; else ``""``.
+
+    Whether the server is in a transaction is libpq's own record of the last answer (no
+    round trip), not a flag of cairn's: a first statement refused before it ran (a
+    syntax error, a value the driver cannot send) began nothing, and the next one
+    begins the transaction in its place.
+    """
+    if not getattr(driver, "autocommit", False) or not conn.in_transaction():
+        return ""  # psycopg2 begins this one (another isolation level), or no transaction
+    if driver.info.transaction_status != TRANSACTION_STATUS_IDLE:
+        return ""  # begun already
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return ""  # its statements run alone
     return "BEGIN; "
 
 
-def _autocommit_option(conn: Connection) -> bool:
-    """Whether ``conn`` was asked to run in AUTOCOMMIT (an execution option)."""
-    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-
-
-def _prefix(cursor: Any, context: Any) -> str:
+def _first(cursor: Any, context: Any) -> str:
     """:func:`begin_prefix` for a statement SQLAlchemy runs (``context`` names its
-    connection; None for the dialect's own statements on a new connection)."""
+    connection; None for the dialect's own statements on a new connection). A
+    server-side cursor's query goes inside its DECLARE, where BEGIN cannot ride: it is
+    sent alone, and the cursor declared WITH HOLD, which psycopg2 needs in autocommit
+    (in the transaction, an ordinary cursor; one left open at the commit keeps its rows)."""
     conn = getattr(context, "root_connection", None)
-    return "" if conn is None else begin_prefix(conn, cursor.connection)
+    if conn is None:
+        return ""
+    prefix = begin_prefix(conn, cursor.connection)
+    if cursor.name is None:
+        return prefix
+    if prefix:
+        _send(cursor.connection, "BEGIN")
+    cursor.withhold = True
+    return ""
 
 
-def _began(proxied: Any) -> bool:
-    """Whether cairn began a transaction on ``proxied`` (a pooled connection), forgetting it."""
-    try:
-        info = proxied.info
-    except NotImplementedError:  # the engine's first connection, before it is pooled
-        return False
-    return bool(info.pop(_OPEN, False))
+def _in_ours(proxied: Any) -> bool:
+    """Whether the server holds a transaction cairn began on ``proxied`` (a pooled
+    connection, or the raw one before it is pooled)."""
+    driver = getattr(proxied, "dbapi_connection", proxied)
+    return bool(driver.autocommit) and driver.info.transaction_status != TRANSACTION_STATUS_IDLE
 
 
 def _send(dbapi_conn: Any, command: str) -> None:

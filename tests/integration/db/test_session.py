@@ -9,7 +9,7 @@ from typing import Any
 import psycopg2.extensions
 import pytest
 from sqlalchemy import Engine, Integer, String, bindparam, event, func, select, text
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, ProgrammingError
 
 from db.models import Tenant
 from db.prepared import Prepared
@@ -251,6 +251,29 @@ def test_a_failed_transaction_is_rolled_back_whole(noted: Engine) -> None:
         assert session.scalar(text("SELECT current_setting('transaction_isolation')")) == (
             "read committed"
         )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_first_statement_refused_before_it_ran_leaves_the_transaction_to_the_next(
+    noted: Engine,
+) -> None:
+    """PostgreSQL parses ``BEGIN; <statement>`` whole before running it: a syntax error
+    began nothing, so the statement after it begins the transaction, and a rollback
+    undoes it (it is not committed on its own)."""
+    with noted.connect() as conn:
+        conn.begin()
+        with pytest.raises(ProgrammingError):
+            conn.execute(text("SELEC 1"))
+        conn.execute(
+            text(
+                "INSERT INTO tenants (id, name, created_at) VALUES (gen_random_uuid(), 'x', now())"
+            )
+        )
+        conn.rollback()
+    assert _Sent.log[-1] == "ROLLBACK"
+    assert _Sent.log[-2].startswith("BEGIN; INSERT INTO tenants")
+    with transaction(noted) as session:
+        assert session.scalar(select(func.count()).select_from(Tenant)) == 0
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
