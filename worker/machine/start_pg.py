@@ -127,8 +127,13 @@ def insert_run(
     )
     if not rows:
         return False
-    # A start that inserted its run inserted every row with it, or raised.
-    assert (rows[0].steps, rows[0].edges) == (len(steps), len(edges)), rows[0]
+    # A start that inserted its run inserted every row with it; if not, raising rolls the
+    # whole start back (a check that stays under ``python -O``, unlike an assert).
+    if (rows[0].steps, rows[0].edges) != (len(steps), len(edges)):
+        raise RuntimeError(
+            f"start of run {run['id']}: inserted {rows[0].steps} steps and {rows[0].edges} "
+            f"edges of {len(steps)} and {len(edges)}; nothing was written"
+        )
     return True
 
 
