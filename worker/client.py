@@ -57,7 +57,7 @@ from worker.ids import parse_id
 from worker.machine.approvals import DecisionInput, decide
 from worker.machine.budgets import SpendLimits, set_spend_limits, spend_limits
 from worker.machine.cancel import cancel_run
-from worker.machine.concurrency import quota_of, set_quota
+from worker.machine.concurrency import set_quota
 from worker.machine.definitions import find_definition, store_definition
 from worker.machine.fork import ForkRequest, check_fork, fork_run
 from worker.machine.messages import StepMessage
@@ -419,7 +419,8 @@ class Client:
 
         def read(session: Session) -> int | None:
             tenant = find_tenant(session, self.tenant)
-            return None if tenant is None else quota_of(session, tenant.id)
+            quota = None if tenant is None else tenant.max_running_steps
+            return None if quota is None else int(quota)
 
         return run_transaction(self.runtime.engine, read)
 

@@ -45,5 +45,5 @@ class DashboardSession(IdMixin, CreatedMixin, Base):
     )
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
-    #: Expired rows are deleted at the next login.
+    #: Expired rows are deleted at the next login and by beat's retention.
     expires_at: Mapped[datetime] = mapped_column(index=True)

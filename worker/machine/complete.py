@@ -23,7 +23,7 @@ from worker.errors import StaleAttempt
 from worker.machine.budgets import check_budgets
 from worker.machine.claim import ClaimedStep
 from worker.machine.complete_pg import complete_row
-from worker.machine.concurrency import quota_of, tenant_slot, wake, wake_throttled
+from worker.machine.concurrency import freed, make_room
 from worker.machine.ending import ACTIVE_RUN, finish_run
 from worker.machine.events import add_event
 from worker.machine.lease import Fence, Inline
@@ -68,19 +68,16 @@ def complete_step(
             raise _stale(fence)
         steps_left, run_status = done.steps_left, done.run_status
         map_parent, key, dependents = done.map_parent_id, done.concurrency_key, done.dependents
-        tenant_id, quota = done.tenant_id, done.tenant_quota
         claimed = done.claimed
         write_records(session, fence, records, now)
+        # Its places in its key's and its tenant's slots are free: the oldest throttled
+        # steps (of any run) go on.
+        woken = make_room(session, key, done.tenant_id, done.tenant_quota, now)
     else:
-        steps_left, run_status, map_parent, key, tenant_id, quota = _record_success(
+        steps_left, run_status, map_parent, key = _record_success(
             session, fence, output, records, now
         )
-    # Its concurrency slot is free: the key's oldest throttled step (of any run) goes on.
-    woken = wake_throttled(session, key, now) if key is not None else []
-    if quota is not None:
-        # And a place in its tenant's quota: the tenant's oldest throttled step goes on
-        # now, not at beat's next tick (which would hold a quota of 1 to a step a tick).
-        woken += wake(session, [tenant_slot(tenant_id, quota)], now)
+        woken = freed(session, fence.run_id, key, now)
     if run_status not in ACTIVE_RUN:
         return Completion(woken, run_status)  # cancelled or failed meanwhile: start nothing
     if records.usd():
@@ -111,11 +108,10 @@ def _record_success(
     output: dict[str, Any] | BlobRef,
     records: Records,
     now: datetime,
-) -> tuple[int, str, uuid.UUID | None, str | None, uuid.UUID, int | None]:
+) -> tuple[int, str, uuid.UUID | None, str | None]:
     """The fenced writes of a success as separate statements (what ``complete_pg`` does
-    in one on PostgreSQL): ``(steps_left, run status, map step, concurrency key, tenant,
-    its quota)`` after the run's counter moved (the map step: the one this step is an
-    element of, if any)."""
+    in one on PostgreSQL): ``(steps_left, run status, map step, concurrency key)`` after
+    the run's counter moved (the map step: the one this step is an element of, if any)."""
     blob = output if isinstance(output, BlobRef) else None
     row = (
         session.connection()
@@ -147,7 +143,7 @@ def _record_success(
     )
     # Locks the run row until commit: completions of one run's steps finish one by one
     # from here, so exactly one of them sees steps_left reach 0.
-    steps_left, run_status, tenant_id = (
+    steps_left, run_status = (
         session.connection()
         .execute(
             update(WorkflowRun)
@@ -156,12 +152,11 @@ def _record_success(
                 steps_left=WorkflowRun.steps_left - 1,
                 cost_usd=WorkflowRun.cost_usd + usd,
             )
-            .returning(WorkflowRun.steps_left, WorkflowRun.status, WorkflowRun.tenant_id)
+            .returning(WorkflowRun.steps_left, WorkflowRun.status)
         )
         .one()
     )
-    quota = quota_of(session, tenant_id)
-    return int(steps_left), str(run_status), map_parent, key, tenant_id, quota
+    return int(steps_left), str(run_status), map_parent, key
 
 
 def verify_completion(session: Session, fence: Fence) -> Completion | None:

@@ -206,25 +206,32 @@ def wake_throttled(session: Session, key: str, now: datetime) -> list[StepMessag
     return wake(session, slots_of(session, key, tenant_of_key(key)), now)
 
 
-def freed(session: Session, run_id: uuid.UUID, key: str | None, now: datetime) -> list[StepMessage]:
-    """An attempt of ``run_id`` with concurrency key ``key`` (None: none) stopped running
-    some other way than completing (a failure, a release, a cancel): the room it left in
-    its key's and its tenant's slots goes to their oldest throttled steps now, in the
-    attempt's own transaction, not at beat's next tick. (A completion does the same from
-    what its one statement returns.)"""
+def make_room(
+    session: Session, key: str | None, tenant_id: uuid.UUID, quota: int | None, now: datetime
+) -> list[StepMessage]:
+    """An attempt with concurrency key ``key`` (None: none) of tenant ``tenant_id`` (its
+    quota of running steps ``quota``, None: none) stopped running: the room it left in its
+    key's and its tenant's slots goes to their oldest throttled steps now, in the
+    attempt's own transaction, not at beat's next tick."""
     woken = wake_throttled(session, key, now) if key is not None else []
-    tenant = (
+    if quota is not None:
+        woken += wake(session, [tenant_slot(tenant_id, quota)], now)
+    return woken
+
+
+def freed(session: Session, run_id: uuid.UUID, key: str | None, now: datetime) -> list[StepMessage]:
+    """:func:`make_room` for an attempt of ``run_id``, its tenant's quota read here (a
+    completion on PostgreSQL has it from its one statement)."""
+    tenant_id, quota = (
         session.connection()
         .execute(
             select(Tenant.id, Tenant.max_running_steps)
             .join(WorkflowRun, WorkflowRun.tenant_id == Tenant.id)
-            .where(WorkflowRun.id == run_id, Tenant.max_running_steps.is_not(None))
+            .where(WorkflowRun.id == run_id)
         )
-        .first()
+        .one()
     )
-    if tenant is not None:
-        woken += wake(session, [tenant_slot(tenant.id, int(tenant.max_running_steps))], now)
-    return woken
+    return make_room(session, key, tenant_id, None if quota is None else int(quota), now)
 
 
 def wake_all(session: Session, now: datetime, limit: int = 100) -> list[StepMessage]:
