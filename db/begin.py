@@ -25,6 +25,17 @@ from typing import Any
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE  # type: ignore[import-untyped]
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine.interfaces import IsolationLevel
+from sqlalchemy.exc import DBAPIError
+
+
+class CommitLost(Exception):
+    """The connection broke while a commit was on its way: during COMMIT, or during a
+    statement sent alone, which the server commits as it ends. Whether it landed is
+    unknown; ``run_transaction`` reads it back (its ``verify``)."""
+
+    def __init__(self, error: DBAPIError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def install(engine: Engine) -> None:

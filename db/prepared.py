@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import BindParameter
 
-from db.begin import begin_prefix
+from db.begin import CommitLost, begin_prefix
 
 _ENABLED = "cairn_prepare"
 #: The names prepared on a connection (in its ``info``).
@@ -93,20 +93,29 @@ class Prepared:
         self._binds_for: dict[Dialect, list[Callable[[Any], Any] | None]] = {}
         self._result_shape: tuple[Any, list[Callable[[Any], Any] | None]] | None = None
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[Any]:
+    def execute(
+        self, conn: Connection, params: Mapping[str, Any], *, alone: bool = False
+    ) -> Sequence[Any]:
         """Run the statement on ``conn`` and return its rows (columns by name and by
         position): prepared there first if it is not yet; as text on a connection whose
-        engine does not prepare (see :func:`enable`)."""
+        engine does not prepare (see :func:`enable`).
+
+        ``alone``: when the statement would open its transaction, it is sent without
+        BEGIN, so the server commits it as it ends and the commit rides in the same
+        round trip (the transaction's COMMIT then has nothing to send). The caller
+        promises the statement is then all of the transaction's writes: one that wrote
+        must need no other statement with it, and what runs after it runs in a new
+        transaction. In a transaction already begun it runs there like any other. A
+        connection lost during it raises :class:`db.begin.CommitLost`.
+        """
         if not conn.info.get(_ENABLED):
             return conn.execute(self.statement, params).all()
         done: set[str] = conn.info.setdefault(_DONE, set())
-        if self.name not in done:
-            # Once per connection; PREPARE, and the plan, outlive a rollback.
-            conn.exec_driver_sql(self.prepare_sql)
-            done.add(self.name)
-        return self._run(conn, params)
+        return self._run(conn, params, alone, done)
 
-    def _run(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+    def _run(
+        self, conn: Connection, params: Mapping[str, Any], alone: bool, done: set[str]
+    ) -> list[Any]:
         """``EXECUTE`` on the driver's own cursor, in the connection's transaction.
 
         SQLAlchemy's execution path (cache key, parameter and result bookkeeping) cost
@@ -123,11 +132,18 @@ class Prepared:
             value if process is None else process(value)
             for value, process in zip((params[n] for n in self.order), processors, strict=True)
         )
+        prefix = begin_prefix(conn, driver)
+        committing = alone and bool(prefix)
         cursor = None
         try:
             cursor = driver.cursor()
             try:
-                cursor.execute(begin_prefix(conn, driver) + self.driver_sql, args)
+                if self.name not in done:
+                    # Once per connection: PREPARE, and the plan, outlive a rollback.
+                    # Before BEGIN, it opens no transaction (one sent alone stays so).
+                    cursor.execute(self.prepare_sql)
+                    done.add(self.name)
+                cursor.execute(("" if committing else prefix) + self.driver_sql, args)
                 rows = cursor.fetchall() if cursor.description else []
                 shape = self._shape(dialect, cursor.description) if rows else None
             finally:
@@ -142,14 +158,17 @@ class Prepared:
                 # replaced at their next checkout, then this one.
                 conn.engine.pool._invalidate(conn.connection, exc)
                 conn.invalidate(exc)
-            raise DBAPIError.instance(
+            error = DBAPIError.instance(
                 self.driver_sql,
                 args,
                 exc,
                 dialect.loaded_dbapi.Error,
                 connection_invalidated=broken,
                 dialect=dialect,
-            ) from exc
+            )
+            if committing and broken and isinstance(error, DBAPIError):
+                raise CommitLost(error) from error
+            raise error from exc
         if shape is None:
             return []
         row, results = shape

@@ -244,10 +244,12 @@ def run_transaction(
     is safe; tries go on with jittered backoff for ``retry_for_s`` seconds, then
     :class:`DatabaseUnavailable` is raised (a server fault, never the caller's).
 
-    A connection lost during COMMIT leaves the outcome unknown. ``verify`` resolves it by
-    reading back what ``work`` writes (its fence): a result means the commit landed and is
-    returned; None means it did not, and ``work`` runs again. Without ``verify``, ``work``
-    must be safe to run twice (a guarded statement that re-checks its condition).
+    A connection lost during COMMIT, or during a statement that commits itself (sent
+    alone, :meth:`db.prepared.Prepared.execute`), leaves the outcome unknown. ``verify``
+    resolves it by reading back what ``work`` writes (its fence): a result means the
+    commit landed and is returned; None means it did not, and ``work`` runs again.
+    Without ``verify``, ``work`` must be safe to run twice (a guarded statement that
+    re-checks its condition).
     Other errors propagate at once.
     """
     deadline = time.monotonic() + retry_for_s
@@ -264,21 +266,13 @@ def run_transaction(
                     return found
             ambiguous = False
             return _commit(engine, work)
-        except _CommitLost as lost:
+        except begin.CommitLost as lost:
             ambiguous, exc = True, lost.error
         except DBAPIError as error:
             if not is_transient(error):
                 raise
             exc = error
         _wait_or_give_up(exc, tries, deadline)
-
-
-class _CommitLost(Exception):
-    """The connection broke during COMMIT."""
-
-    def __init__(self, error: DBAPIError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 def _commit(engine: Engine, work: Callable[[Session], T]) -> T:
@@ -289,7 +283,7 @@ def _commit(engine: Engine, work: Callable[[Session], T]) -> T:
             session.commit()
         except DBAPIError as exc:
             if is_disconnect(exc):
-                raise _CommitLost(exc) from exc
+                raise begin.CommitLost(exc) from exc
             raise
         return result
 
@@ -356,7 +350,7 @@ async def run_transaction_async(
                     return found
             ambiguous = False
             return await _commit_async(engine, work)
-        except _CommitLost as lost:
+        except begin.CommitLost as lost:
             ambiguous, exc = True, lost.error
         except DBAPIError as error:
             if not is_transient(error):
@@ -373,7 +367,7 @@ async def _commit_async(engine: AsyncEngine, work: Callable[[Session], T]) -> T:
             await session.commit()
         except DBAPIError as exc:
             if is_disconnect(exc):
-                raise _CommitLost(exc) from exc
+                raise begin.CommitLost(exc) from exc
             raise
         return result
 

@@ -56,6 +56,9 @@ class ClaimedStep:
     trace_context: dict[str, Any] | None
     #: The run's status at the claim: a paused run's step waits for its new budget.
     run_status: str
+    #: The run's steps not yet succeeded at the claim, this one included: a completion
+    #: that cannot be the run's last is tried alone (one round trip, ``complete_pg``).
+    run_steps_left: int
     timeout_s: float | None
     queued_at: datetime | None
     started_at: datetime
@@ -65,14 +68,15 @@ class ClaimedStep:
         cls,
         fence: Fence,
         step: Any,
-        run: tuple[dict[str, Any], str, uuid.UUID, str, dict[str, Any] | None],
+        run: tuple[dict[str, Any], str, uuid.UUID, str, dict[str, Any] | None, int],
         upstream: Iterable[Sequence[Any]],
         checkpoint: Sequence[Any] | None,
     ) -> ClaimedStep:
         """Build the claimed attempt from what the claim read: the step row (its columns
-        by name), the run's ``(inputs, workflow name, tenant id, status)``, the upstream steps'
-        ``(key, output, blob key, sha256)`` and the last ``(seq, state, blob key, sha256)``."""
-        run_inputs, workflow, tenant_id, run_status, trace_context = run
+        by name), the run's ``(inputs, workflow name, tenant id, status, trace context,
+        steps left)``, the upstream steps' ``(key, output, blob key, sha256)`` and the last
+        ``(seq, state, blob key, sha256)``."""
+        run_inputs, workflow, tenant_id, run_status, trace_context, steps_left = run
         return cls(
             fence=fence,
             tenant_id=tenant_id,
@@ -93,6 +97,7 @@ class ClaimedStep:
             rate_limits=tuple(step.rate_limits or ()),
             trace_context=trace_context,
             run_status=run_status,
+            run_steps_left=steps_left,
             timeout_s=step.timeout_s,
             queued_at=step.queued_at,
             started_at=step.started_at,
@@ -137,6 +142,7 @@ def claim_step(
                 found.tenant_id,
                 found.run_status,
                 found.trace_context,
+                found.run_steps_left,
             )
             return ClaimedStep.of(fence, found, run, found.upstream, found.checkpoint)
     else:
@@ -266,7 +272,7 @@ def verify_claim(
     )
     if step is None:
         return None
-    run_inputs, workflow, tenant_id, run_status, trace_context = (
+    run_inputs, workflow, tenant_id, run_status, trace_context, steps_left = (
         session.connection()
         .execute(
             select(
@@ -275,6 +281,7 @@ def verify_claim(
                 WorkflowRun.tenant_id,
                 WorkflowRun.status,
                 WorkflowRun.trace_context,
+                WorkflowRun.steps_left,
             )
             .join(WorkflowDefinition, WorkflowDefinition.id == WorkflowRun.definition_id)
             .where(WorkflowRun.id == step.run_id)
@@ -292,7 +299,7 @@ def verify_claim(
         )
         .first()
     )
-    run = (run_inputs, workflow, tenant_id, run_status, trace_context)
+    run = (run_inputs, workflow, tenant_id, run_status, trace_context, steps_left)
     fence = Fence(step_id, step.run_id, attempt, owner)
     return ClaimedStep.of(fence, step, run, upstream, checkpoint)
 

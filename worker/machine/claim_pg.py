@@ -60,7 +60,7 @@ WITH claimed AS (
 SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wait_resumes,
        c.timeout_s, c.queued_at, c.started_at, c.approve, c.step_inputs, c.rate_limits,
        r.inputs, r.tenant_id, r.trace_context,
-       r.status AS run_status, d.name AS workflow,
+       r.status AS run_status, r.steps_left AS run_steps_left, d.name AS workflow,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(u.key, u.output, u.output_blob_key,
                                                     u.output_sha256)), '[]'::jsonb)
           FROM step_edges e JOIN workflow_steps u ON u.id = e.upstream_id
@@ -114,7 +114,12 @@ STATEMENT = Prepared(_STATEMENT)
 def claim_row(
     session: Session, step_id: uuid.UUID, attempt: int, owner: str, lease_s: float, now: datetime
 ) -> Any:
-    """Run the one-statement claim; the row, or None when the step was not claimable."""
+    """Run the one-statement claim; the row, or None when the step was not claimable.
+
+    It goes alone (``Prepared.execute``): a claim that took the step is the whole of its
+    transaction, committed in its one round trip; one that did not wrote nothing, and
+    what ``claim_step`` reads and writes next runs in a transaction of its own.
+    """
     rows = STATEMENT.execute(
         session.connection(),
         {
@@ -130,5 +135,6 @@ def claim_row(
             "start_source": START_RUN.sources[0].value,
             "start_target": START_RUN.target.value,
         },
+        alone=True,
     )
     return rows[0] if rows else None

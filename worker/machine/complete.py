@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -50,12 +51,16 @@ def complete_step(
     records: Records,
     now: datetime,
     inline: Inline | None = None,
+    *,
+    last: bool = True,
 ) -> Completion:
     """Record the success of the fenced attempt; :class:`StaleAttempt` if it lost its lease.
 
     A large output arrives as a :class:`BlobRef` (already uploaded); the row keeps its key
     and sha256. With ``inline`` on PostgreSQL, the next link of a chain is claimed in the
-    same statement (``complete_pg``) and returned as ``claimed``.
+    same statement (``complete_pg``) and returned as ``claimed``. ``last=False`` says the
+    step cannot be its run's last (other steps were left at its claim): with no records
+    either, its one statement is tried alone, its commit in the same round trip.
     """
     dependents: list[Any] | None = None  # counted off by the completion itself (PostgreSQL)
     claimed = None
@@ -63,7 +68,11 @@ def complete_step(
         # A completion that spends may pause its run (check_budgets, below): then the
         # next step is claimed after that, by continuation.py, and sees the pause.
         merge = inline if not records.usd() else None
-        done = complete_row(session, fence, output, records.usd(), now, merge)
+        done = None
+        if not last and not records:
+            done = complete_row(session, fence, output, Decimal(0), now, merge, alone=True)
+        if done is None:  # stale, or a statement must go with it: in a transaction
+            done = complete_row(session, fence, output, records.usd(), now, merge)
         if done is None:
             raise _stale(fence)
         steps_left, run_status = done.steps_left, done.run_status

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Integer, Numeric, String, Uuid, bindparam, text
+from sqlalchemy import JSON, Boolean, Integer, Numeric, String, Uuid, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -35,20 +35,34 @@ from worker.machine.transitions import CLAIM, RELEASE, SUCCEED
 
 # Statuses are bound, not spelled: they come from the transition values.
 _SQL = """
-WITH done AS (
+WITH quota AS (
+    {tenant_quota}
+), alone AS (
+    -- With :alone the statement commits as it ends (Prepared.execute), so it writes only
+    -- if no other statement must join it: the run active with other steps left (its row
+    -- locked first, so a branch that completed meanwhile is counted), no quota on its
+    -- tenant, no map step among the dependents. Else it writes nothing, and the caller
+    -- runs it again in a transaction with what must follow.
+    SELECT r.id FROM workflow_runs r
+     WHERE :alone AND r.id = :run_id AND r.steps_left > 1 AND r.status IN ({active})
+       AND NOT EXISTS (SELECT 1 FROM quota WHERE max_running_steps IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM step_edges e JOIN workflow_steps m ON m.id = e.downstream_id
+                        WHERE e.upstream_id = :step_id AND m.map IS NOT NULL)
+       FOR UPDATE OF r
+), done AS (
     UPDATE workflow_steps
        SET status = :target, output = :output, output_blob_key = :blob_key,
            output_sha256 = :blob_sha256, error = NULL, finished_at = :now,
            lease_owner = NULL, lease_expires_at = NULL
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
+       AND (NOT :alone OR (map_parent_id IS NULL AND concurrency_key IS NULL
+                           AND EXISTS (SELECT 1 FROM alone)))
  RETURNING key, map_parent_id, concurrency_key, output
 ), counted AS (
     UPDATE workflow_runs
        SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
  RETURNING steps_left, status
-), quota AS (
-    {tenant_quota}
 ), lone AS (
     -- The one dependent this worker may claim with the completion: the next link of a
     -- chain (this step's only dependent, and this step its only upstream), on the
@@ -155,6 +169,7 @@ _STATEMENT = (
         bindparam("blob_key", type_=String()),
         bindparam("blob_sha256", type_=String()),
         bindparam("usd", type_=Numeric(20, 8)),
+        bindparam("alone", type_=Boolean()),
     )
     .columns(
         map_parent_id=Uuid(),
@@ -193,10 +208,17 @@ def complete_row(
     usd: Decimal,
     now: datetime,
     inline: Inline | None = None,
+    *,
+    alone: bool = False,
 ) -> Completed | None:
     """Run the one-statement completion; None when the attempt no longer holds its lease
     (nothing was written). With ``inline``, the next link of a chain it releases is
-    claimed for ``inline.owner`` in the same statement."""
+    claimed for ``inline.owner`` in the same statement.
+
+    ``alone``: the statement is sent as its own transaction, committed in its one round
+    trip, and writes only if no other statement must go with it (see ``alone`` in the
+    SQL); None then also means it wrote nothing because one must: run it again without.
+    """
     blob = output if isinstance(output, BlobRef) else None
     rows = STATEMENT.execute(
         session.connection(),
@@ -222,7 +244,9 @@ def complete_row(
             "inline_queue": inline.queue if inline else None,
             "inline_tasks": list(inline.tasks) if inline else [],
             "lease_until": now + timedelta(seconds=inline.lease_s) if inline else None,
+            "alone": alone,
         },
+        alone=alone,
     )
     if not rows:
         return None
@@ -248,7 +272,14 @@ def complete_row(
         )
         if r.r_status == CLAIM.target and inline is not None:
             next_fence = Fence(r.r_id, fence.run_id, r.r_attempt, inline.owner)
-            run = (r.run_inputs, r.workflow, r.tenant_id, str(first.status), r.trace_context)
+            run = (
+                r.run_inputs,
+                r.workflow,
+                r.tenant_id,
+                str(first.status),
+                r.trace_context,
+                int(first.steps_left),
+            )
             # Its one upstream is this step (not in the statement's snapshot yet), its
             # output as stored: what a claim reading it back would pass on.
             upstream = [(first.done_key, r.done_output, *_blob_fields(blob))]

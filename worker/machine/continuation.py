@@ -39,9 +39,14 @@ def complete_and_continue(
     records: Records,
     now: datetime,
     inline: Inline | None,
+    *,
+    last: bool = True,
 ) -> Continued:
-    """Record the attempt's success; claim its one released dependent when it fits."""
-    completion = complete_step(session, fence, output, records, now, inline)
+    """Record the attempt's success; claim its one released dependent when it fits.
+
+    ``last``: as :func:`complete_step` takes it (False: the run had other steps left).
+    """
+    completion = complete_step(session, fence, output, records, now, inline, last=last)
     if completion.claimed is not None:  # claimed by the completion's own statement
         return Continued(completion, completion.claimed)
     if inline is None or len(completion.messages) != 1:

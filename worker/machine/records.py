@@ -60,6 +60,10 @@ class Records:
     messages: list[MessageEntry] = field(default_factory=list)
     artifacts: list[ArtifactEntry] = field(default_factory=list)
 
+    def __bool__(self) -> bool:
+        """Whether anything waits to be written."""
+        return bool(self.costs or self.messages or self.artifacts)
+
     def usd(self) -> Decimal:
         """Money in these costs."""
         return sum((c.usd for c in self.costs), Decimal(0))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg2.extensions
 import pytest
-from sqlalchemy import Engine, Integer, String, bindparam, event, func, select, text
+from sqlalchemy import Engine, Float, Integer, String, bindparam, event, func, select, text
 from sqlalchemy.exc import DataError, ProgrammingError
 
 from db.models import Tenant
@@ -307,3 +308,101 @@ def test_a_server_side_cursor_begins_its_transaction_on_its_own(noted: Engine) -
     assert got == [1, 2, 3, 4, 5]
     # (psycopg2 wraps the query in DECLARE and FETCHes by itself.)
     assert _Sent.log == ["BEGIN", "SELECT generate_series(1, 5)", "COMMIT"]
+
+
+_TXID = Prepared(
+    text("SELECT txid_current() + :z AS x").bindparams(bindparam("z", type_=Integer()))
+)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_statement_sent_alone_commits_in_its_own_round_trip(
+    settings: Settings, noted: Engine
+) -> None:
+    """``alone``: the statement goes without BEGIN, the server commits it as it ends (so
+    it is committed before the transaction's end), and the COMMIT after it has nothing to
+    send; a statement after it begins a transaction of its own. In a transaction already
+    begun it runs there like any other."""
+    run_transaction(noted, lambda s: _TXID.execute(s.connection(), {"z": 0}))  # prepared
+    _Sent.log.clear()
+    elsewhere = make_engine(settings)
+
+    def committed_at_once(session: Any) -> str:
+        x = _TXID.execute(session.connection(), {"z": 0}, alone=True)[0].x
+        with elsewhere.connect() as other:
+            return str(other.scalar(text("SELECT txid_status(:x)"), {"x": x}))
+
+    try:
+        assert run_transaction(noted, committed_at_once) == "committed"
+    finally:
+        elsewhere.dispose()
+    assert _Sent.log[0] == f"EXECUTE {_TXID.name}(%s)"
+    assert "COMMIT" not in _Sent.log
+    _Sent.log.clear()
+
+    def then_more(session: Any) -> tuple[int, int]:
+        alone = _TXID.execute(session.connection(), {"z": 0}, alone=True)[0].x
+        return alone, _txid(session, "after")
+
+    alone, after = run_transaction(noted, then_more)
+    assert alone != after  # two transactions
+    assert [q.split(" + ")[0] for q in _Sent.log] == [
+        f"EXECUTE {_TXID.name}(%s)",
+        "BEGIN; SELECT txid_current()",
+        "COMMIT",
+    ]
+
+    def after_another(session: Any) -> tuple[int, int]:
+        first = _txid(session, "first")
+        return first, _TXID.execute(session.connection(), {"z": 0}, alone=True)[0].x
+
+    first, joined = run_transaction(noted, after_another)
+    assert first == joined  # in the transaction begun
+
+
+_SLEEP = Prepared(
+    text("SELECT 1 AS slept FROM pg_sleep(:s)").bindparams(bindparam("s", type_=Float()))
+)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_connection_lost_during_a_statement_sent_alone_leaves_its_commit_unknown(
+    settings: Settings, alone: bool
+) -> None:
+    """A statement sent alone may have committed when its connection broke: the
+    transaction's ``verify`` reads back what it wrote. In a transaction, nothing was
+    committed and the work runs again."""
+    one = settings.model_copy(update={"db_pool_ping_after_s": 3600.0, "db_pool_size": 1})
+    engine, admin = make_engine(one), make_engine(settings)
+    tries: list[float] = []
+    verified: list[bool] = []
+
+    def work(session: Any) -> Any:
+        seconds = 30.0 if not tries else 0.0
+        tries.append(seconds)
+        if seconds:
+            threading.Timer(0.5, _terminate_pooled_backend_now, (admin, pid)).start()
+        return _SLEEP.execute(session.connection(), {"s": seconds}, alone=alone)[0].slept
+
+    def verify(_session: Any) -> str:
+        verified.append(True)
+        return "read back"
+
+    try:
+        run_transaction(engine, lambda s: _SLEEP.execute(s.connection(), {"s": 0}))  # prepared
+        with engine.connect() as conn:
+            pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        got = run_transaction(engine, work, verify=verify, retry_for_s=10)
+        if alone:
+            assert (got, tries, verified) == ("read back", [30.0], [True])
+        else:
+            assert (got, tries, verified) == (1, [30.0, 0.0], [])
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def _terminate_pooled_backend_now(admin: Engine, pid: int) -> None:
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()

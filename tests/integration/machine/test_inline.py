@@ -3,12 +3,17 @@ in the transaction that completed the one before, with no broker hop."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import psycopg2.extensions
-from sqlalchemy import event
+import pytest
+from sqlalchemy import Engine, event, text
 
 from db.session import run_transaction, transaction
 from db.types import utcnow
@@ -18,6 +23,7 @@ from worker import blobs
 from worker.blobs import BlobRef
 from worker.client import Client
 from worker.machine.claim import ClaimedStep, claim_step, verify_claim
+from worker.machine.complete import complete_step
 from worker.machine.continuation import Continued, complete_and_continue
 from worker.machine.lease import Fence, Inline
 from worker.machine.records import CostEntry, Records
@@ -84,11 +90,19 @@ def _claim_root(client: Client, run_id: uuid.UUID, key: str = "s0") -> ClaimedSt
 
 
 def _continue(
-    client: Client, fence: Fence, output: Any, inline: Inline | None, records: Records | None = None
+    client: Client,
+    fence: Fence,
+    output: Any,
+    inline: Inline | None,
+    records: Records | None = None,
+    *,
+    last: bool = True,
 ) -> Continued:
     return run_transaction(
         client.runtime.engine,
-        lambda s: complete_and_continue(s, fence, output, records or Records(), utcnow(), inline),
+        lambda s: complete_and_continue(
+            s, fence, output, records or Records(), utcnow(), inline, last=last
+        ),
     )
 
 
@@ -116,52 +130,33 @@ def test_the_completion_claims_the_next_link_as_a_claim_would(client: Client) ->
         "pending",
     )
     assert event_kinds(client.runtime.engine, run_id)[-2:] == ["complete_step", "claim_step"]
-    # The claimed link completes and claims the next in turn; the run finishes with the last.
-    last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last")).next
+    # The claimed link completes and claims the next in turn (alone, as a worker would
+    # complete it: its run had other steps left); the run finishes with the last.
+    assert (root.run_steps_left, nxt.run_steps_left) == (3, 2)
+    last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last"), last=False).next
     assert last is not None
     assert last.inputs["s1"] == {"x": 2}
+    assert last.run_steps_left == 1
+    assert last == _read_back(client, last)
     done = _continue(client, last.fence, {"x": 3}, _inline("w:none"))
     assert done.next is None
     assert done.completion.run_status == "succeeded"
     assert client.get_run(run_id).outputs == {"s2": {"x": 3}}
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_on_postgresql_a_chain_link_costs_one_statement(client: Client) -> None:
-    engine = client.runtime.engine
-    if engine.dialect.name != "postgresql":
-        return  # SQLite runs the verbs as several statements by design
     run_id = client.start_run(spec=chain(2), inputs={"x": 0})
     root = _claim_root(client, run_id)
-    statements: list[str] = []
-
-    class Recording(psycopg2.extensions.cursor):  # type: ignore[misc]
-        def execute(self, query: Any, args: Any = None) -> Any:
-            statements.append(query)
-            return super().execute(query, args)
-
-    # What reaches the driver, whichever way it is sent (cairn runs EXECUTE on the
-    # driver's own cursor, past SQLAlchemy's events).
-    def record(driver: Any, *_: Any) -> None:
-        driver.cursor_factory = Recording
-
-    def stop(driver: Any, *_: Any) -> None:
-        driver.cursor_factory = None
-
-    event.listen(engine, "checkout", record)
-    event.listen(engine, "checkin", stop)
-    try:
+    with _recorded(client.runtime.engine) as statements:
         nxt = _continue(client, root.fence, {"x": 1}, _inline()).next
-    finally:
-        event.remove(engine, "checkout", record)
-        event.remove(engine, "checkin", stop)
     assert nxt is not None
     assert nxt.key == "s1"
-    # PREPARE once per connection, then the one EXECUTE that completed s0 and claimed s1,
-    # and COMMIT; the transaction's BEGIN rode with its first message (db/begin.py).
+    # PREPARE once per connection (before the transaction), then the one EXECUTE that
+    # completed s0 and claimed s1, and COMMIT; BEGIN rode with the EXECUTE (db/begin.py).
     executes = [s for s in statements if "PREPARE " not in s]
     assert [s.split("(")[0] for s in executes] == [executes[0].split("(")[0], "COMMIT"]
-    assert executes[0].removeprefix("BEGIN; ").startswith("EXECUTE cairn_"), statements
-    assert statements[0].startswith("BEGIN; "), statements
+    assert executes[0].startswith("BEGIN; EXECUTE cairn_"), statements
 
 
 def test_the_next_link_gets_the_output_as_stored_not_the_object_returned(
@@ -225,3 +220,100 @@ def test_a_join_and_a_spending_step_are_claimed_after_the_completion(client: Cli
     assert after.key == "k"
     assert after.inputs["j"] == {"x": 3}
     assert after == _read_back(client, after)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_link_that_cannot_be_the_last_commits_with_its_one_statement(
+    stack_settings: Settings,
+) -> None:
+    """A completion with no records whose run had other steps left goes alone: its one
+    EXECUTE, no BEGIN, no COMMIT: the server commits it as it ends."""
+    with Client(stack_settings.model_copy(update={"db_pool_size": 1})) as client:
+        run_id = client.start_run(spec=chain(3), inputs={"x": 0})
+        root = _claim_root(client, run_id)
+        # The first completion on the connection prepares the statement, in its transaction.
+        nxt = _continue(client, root.fence, {"x": 1}, _inline(), last=False).next
+        assert nxt is not None
+        with _recorded(client.runtime.engine) as statements:
+            last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last"), last=False).next
+        assert last is not None
+        assert len(statements) == 1, statements
+        assert statements[0].startswith("EXECUTE cairn_"), statements
+        assert last == _read_back(client, last)
+        assert client.get_run(run_id).step("s1").status == "succeeded"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_branch_completing_alone_beside_another_leaves_the_run_to_one_transaction(
+    client: Client,
+) -> None:
+    """Two branches complete at once, one of them alone. It locks the run row first, so
+    it sees the other's count (one step left, its own) and writes nothing alone; run
+    again in a transaction, it records the step and finishes the run in that one."""
+    spec = {
+        "name": "two-branches",
+        "steps": [{"key": "a", "task": "t.increment"}, {"key": "b", "task": "t.increment"}],
+    }
+    run_id = client.start_run(spec=spec, inputs={"x": 0})
+    a, b = _claim_root(client, run_id, "a"), _claim_root(client, run_id, "b")
+    assert (a.run_steps_left, b.run_steps_left) == (2, 2)
+    engine = client.runtime.engine
+    ended: list[Continued] = []
+    other = threading.Thread(
+        target=lambda: ended.append(_continue(client, b.fence, {"x": 2}, None, last=False))
+    )
+    with transaction(engine) as session:
+        complete_step(session, a.fence, {"x": 1}, Records(), utcnow())  # holds the run row
+        other.start()
+        _until_a_statement_waits_for_a_lock(engine)
+    other.join(30)
+    assert [c.completion.run_status for c in ended] == ["succeeded"]
+    assert client.get_run(run_id).status == "succeeded"
+    with engine.connect() as conn:
+        step_xid = conn.scalar(
+            text("SELECT xmin::text FROM workflow_steps WHERE id = :i"), {"i": b.fence.step_id}
+        )
+        run_xid = conn.scalar(
+            text("SELECT xmin::text FROM workflow_runs WHERE id = :i"), {"i": run_id}
+        )
+    assert step_xid == run_xid  # b's success and the run's finish: one transaction
+
+
+def _until_a_statement_waits_for_a_lock(engine: Engine, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.scalar(waiting):
+                return
+        time.sleep(0.02)
+    raise AssertionError("no statement came to wait for the run row's lock")
+
+
+@contextmanager
+def _recorded(engine: Engine) -> Iterator[list[str]]:
+    """What reaches the driver while in the block (cairn runs EXECUTE on the driver's own
+    cursor, past SQLAlchemy's events)."""
+    statements: list[str] = []
+
+    class Recording(psycopg2.extensions.cursor):  # type: ignore[misc]
+        def execute(self, query: Any, args: Any = None) -> Any:
+            statements.append(query)
+            return super().execute(query, args)
+
+    def record(driver: Any, *_: Any) -> None:
+        driver.cursor_factory = Recording
+
+    def stop(driver: Any, *_: Any) -> None:
+        driver.cursor_factory = None
+
+    event.listen(engine, "checkout", record)
+    event.listen(engine, "checkin", stop)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "checkout", record)
+        event.remove(engine, "checkin", stop)
