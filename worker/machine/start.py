@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -163,6 +163,9 @@ class StartPlan:
     parent: tuple[uuid.UUID, uuid.UUID] | None = None
     #: The trace context the start was made in (OpenTelemetry), kept on the run.
     trace: dict[str, str] | None = None
+    #: The start is a transaction of its own: its one statement may commit itself
+    #: (``Prepared.execute(alone=True)``). Not for a start inside other work (a child).
+    alone: bool = False
 
     def __call__(self, session: Session) -> StartedRun:
         """Create the run in ``session`` (or find the one this request already made)."""
@@ -174,6 +177,7 @@ class StartPlan:
             self.registered,
             self.parent,
             self.trace,
+            self.alone,
         )
 
 
@@ -202,7 +206,7 @@ def start_run(
     Twenty callers racing with one idempotency key get one run: the loser of the unique
     index race runs again and finds the winner's run.
     """
-    plan = plan_start(settings, request, registered)
+    plan = replace(plan_start(settings, request, registered), alone=True)
     for tries in range(_START_TRIES):
         try:
             return run_transaction(engine, plan)
@@ -301,9 +305,10 @@ def _start(
     registered: Collection[str] | None,
     parent: tuple[uuid.UUID, uuid.UUID] | None = None,
     trace: dict[str, str] | None = None,
+    alone: bool = False,
 ) -> StartedRun:
     try:
-        return _insert_run(session, settings, request, spec, registered, parent, trace)
+        return _insert_run(session, settings, request, spec, registered, parent, trace, alone)
     except IntegrityError as exc:
         if is_foreign_key_violation(exc):
             _ids.clear()  # a cached id is gone; the caller runs the start again
@@ -318,6 +323,7 @@ def _insert_run(
     registered: Collection[str] | None,
     parent: tuple[uuid.UUID, uuid.UUID] | None,
     trace: dict[str, str] | None,
+    alone: bool,
 ) -> StartedRun:
     tenant_id = _ids.tenant(session, request.tenant)
     project_id = _ids.project(session, tenant_id, request.project)
@@ -370,7 +376,8 @@ def _insert_run(
         inputs=request.inputs,
     )
     if conn.dialect.name == "postgresql":
-        # The run, its start event, its steps and edges in one round trip.
+        # The run, its start event, its steps and edges in one round trip, its commit
+        # too when it goes alone (the ids were known: no statement came before it).
         inserted = start_pg.insert_run(
             session,
             values | {"cost_usd": Decimal(0)},
@@ -378,6 +385,7 @@ def _insert_run(
             event,
             planned.rows,
             planned.edges,
+            alone=alone,
         )
     else:
         inserted = conn.execute(_INSERT_RUN, values).first() is not None

@@ -111,10 +111,13 @@ def insert_run(
     event_data: dict[str, Any],
     steps: list[dict[str, Any]],
     edges: list[dict[str, Any]],
+    *,
+    alone: bool = False,
 ) -> bool:
     """Insert the run (its ``_RUN_COLUMNS``), its start event, ``steps`` and ``edges`` (rows
     as ``start.plan_steps`` makes them); False, and nothing written, when a run with the
-    same id or idempotency key exists."""
+    same id or idempotency key exists. ``alone``: the statement commits itself when it
+    opens its transaction (``Prepared.execute``)."""
     rows = STATEMENT.execute(
         session.connection(),
         run
@@ -124,15 +127,18 @@ def insert_run(
             "steps": [_json_row(_STEP_DEFAULTS | row) for row in steps],
             "edges": [_json_row(row) for row in edges],
         },
+        alone=alone,
     )
     if not rows:
         return False
-    # A start that inserted its run inserted every row with it; if not, raising rolls the
-    # whole start back (a check that stays under ``python -O``, unlike an assert).
+    # A start that inserted its run inserted every row with it: the steps' and edges'
+    # INSERTs have no ON CONFLICT, so they insert all or fail the statement. Checked all
+    # the same (a check that stays under ``python -O``, unlike an assert): in a
+    # transaction, raising rolls the start back; a statement sent alone has committed.
     if (rows[0].steps, rows[0].edges) != (len(steps), len(edges)):
         raise RuntimeError(
             f"start of run {run['id']}: inserted {rows[0].steps} steps and {rows[0].edges} "
-            f"edges of {len(steps)} and {len(edges)}; nothing was written"
+            f"edges of {len(steps)} and {len(edges)}"
         )
     return True
 

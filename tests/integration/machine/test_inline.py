@@ -6,18 +6,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-import psycopg2.extensions
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from db.session import run_transaction, transaction
 from db.types import utcnow
 from tests.support.queries import event_kinds
+from tests.support.sent import recorded
 from tests.support.stack import Stack
 from worker import blobs
 from worker.blobs import BlobRef
@@ -148,7 +146,7 @@ def test_the_completion_claims_the_next_link_as_a_claim_would(client: Client) ->
 def test_on_postgresql_a_chain_link_costs_one_statement(client: Client) -> None:
     run_id = client.start_run(spec=chain(2), inputs={"x": 0})
     root = _claim_root(client, run_id)
-    with _recorded(client.runtime.engine) as statements:
+    with recorded(client.runtime.engine) as statements:
         nxt = _continue(client, root.fence, {"x": 1}, _inline()).next
     assert nxt is not None
     assert nxt.key == "s1"
@@ -234,7 +232,7 @@ def test_a_link_that_cannot_be_the_last_commits_with_its_one_statement(
         # The first completion on the connection prepares the statement, in its transaction.
         nxt = _continue(client, root.fence, {"x": 1}, _inline(), last=False).next
         assert nxt is not None
-        with _recorded(client.runtime.engine) as statements:
+        with recorded(client.runtime.engine) as statements:
             last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last"), last=False).next
         assert last is not None
         assert len(statements) == 1, statements
@@ -291,29 +289,3 @@ def _until_a_statement_waits_for_a_lock(engine: Engine, timeout: float = 10.0) -
                 return
         time.sleep(0.02)
     raise AssertionError("no statement came to wait for the run row's lock")
-
-
-@contextmanager
-def _recorded(engine: Engine) -> Iterator[list[str]]:
-    """What reaches the driver while in the block (cairn runs EXECUTE on the driver's own
-    cursor, past SQLAlchemy's events)."""
-    statements: list[str] = []
-
-    class Recording(psycopg2.extensions.cursor):  # type: ignore[misc]
-        def execute(self, query: Any, args: Any = None) -> Any:
-            statements.append(query)
-            return super().execute(query, args)
-
-    def record(driver: Any, *_: Any) -> None:
-        driver.cursor_factory = Recording
-
-    def stop(driver: Any, *_: Any) -> None:
-        driver.cursor_factory = None
-
-    event.listen(engine, "checkout", record)
-    event.listen(engine, "checkin", stop)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "checkout", record)
-        event.remove(engine, "checkin", stop)

@@ -9,8 +9,10 @@ import pytest
 
 from db.models import StepEdge, WorkflowDefinition, WorkflowRun, WorkflowStep
 from tests.support.queries import all_counts, count
+from tests.support.sent import recorded
 from worker.client import Client
 from worker.errors import CairnError, DefinitionError
+from worker.settings import Settings
 
 SPEC = {
     "name": "pair",
@@ -183,3 +185,21 @@ def test_a_start_writes_every_planned_column_of_its_steps_and_edges(client: Clie
     assert (rc.approve, rc.inputs, rc.map, rc.rate_limits) == (None, None, None, None)
     assert (rc.queued_at, rc.lease_owner, rc.output, rc.error) == (None, None, None, None)
     assert {r.created_at for r in rows.values()} == {ra.created_at}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_start_whose_ids_are_known_is_one_message_its_commit_in_it(
+    stack_settings: Settings,
+) -> None:
+    """Tenant, project and definition known to the process: the run, its event, steps
+    and edges are one statement, sent alone (no BEGIN, no COMMIT): the server commits it
+    as it ends. A start that finds its run (the same idempotency key) reads it after."""
+    with Client(stack_settings.model_copy(update={"db_pool_size": 1})) as client:
+        client.start_run(spec=SPEC)  # the ids are looked up and kept; the statement prepared
+        with recorded(client.runtime.engine) as statements:
+            run_id = client.start_run(spec=SPEC, idempotency_key="once")
+        assert len(statements) == 1, statements
+        assert statements[0].startswith("EXECUTE cairn_"), statements
+        assert client.get_run(run_id).status == "queued"
+        assert client.start_run(spec=SPEC, idempotency_key="once") == run_id
+        assert count(client.runtime.engine, WorkflowRun) == 2
