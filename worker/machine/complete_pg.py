@@ -9,6 +9,8 @@ release reads ``counted``, so the run row is locked before any dependent, as in 
 statement-by-statement version; the completions of one run go one by one from there,
 exactly one sees ``steps_left`` at 0, and exactly one takes a join's count to 0.
 Dependents are released only while the run is active (not cancelled or failed meanwhile).
+Sent alone (the commit in its round trip), it locks the run row first of all and writes
+only when it is the whole of its transaction (``alone`` in the SQL).
 """
 
 from __future__ import annotations
