@@ -10,7 +10,9 @@ executes nothing costs no round trip at all.
 
 Nothing else changes: the same statements run in the same server transaction, with the
 same isolation (the server's default), and a connection lost during
-COMMIT raises the same disconnect error for ``run_transaction`` to resolve. Two cases
+COMMIT raises the same disconnect error for ``run_transaction`` to resolve. (A statement
+that is its transaction's only write may go further and be sent without BEGIN at all,
+committing itself: ``alone`` in ``db/prepared.py``.) Two cases
 are left to the driver as before: a connection asked for another isolation level
 (psycopg2 then begins the transaction with it) and a connection in AUTOCOMMIT, whose
 statements run alone. A server-side cursor (``stream_results``) sends its BEGIN alone,

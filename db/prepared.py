@@ -27,12 +27,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import BindParameter
 
 from db.begin import CommitLost, begin_prefix
+from db.errors import is_disconnect
 
 _ENABLED = "cairn_prepare"
 #: The names prepared on a connection (in its ``info``).
 _DONE = "cairn_prepared"
 #: PostgreSQL's "prepared statement does not exist".
 _NO_SUCH_STATEMENT = "26000"
+#: PostgreSQL's "prepared statement already exists".
+_ALREADY_PREPARED = "42P05"
 #: The planner settings a hot-path statement's plan is made under. Every one of them
 #: looks rows up by primary key or an indexed id, a few rows at a time; but a connection
 #: opened on a new database plans against empty tables, where a sequential scan is the
@@ -133,7 +136,7 @@ class Prepared:
             for value, process in zip((params[n] for n in self.order), processors, strict=True)
         )
         prefix = begin_prefix(conn, driver)
-        committing = alone and bool(prefix)
+        committing = False  # the EXECUTE that commits itself is on its way
         cursor = None
         try:
             cursor = driver.cursor()
@@ -143,15 +146,20 @@ class Prepared:
                     # Before BEGIN, it opens no transaction (one sent alone stays so).
                     cursor.execute(self.prepare_sql)
                     done.add(self.name)
+                committing = alone and bool(prefix)
                 cursor.execute(("" if committing else prefix) + self.driver_sql, args)
                 rows = cursor.fetchall() if cursor.description else []
                 shape = self._shape(dialect, cursor.description) if rows else None
             finally:
                 cursor.close()
         except dialect.loaded_dbapi.Error as exc:
-            if getattr(exc, "pgcode", None) == _NO_SUCH_STATEMENT:
+            code = getattr(exc, "pgcode", None)
+            if code == _NO_SUCH_STATEMENT:
                 # The server forgot it (a pooler's DISCARD ALL): prepared again next time.
                 conn.info.get(_DONE, set()).discard(self.name)
+            elif code == _ALREADY_PREPARED:
+                # PREPARE ran but what followed it in its message failed: it is there.
+                conn.info.get(_DONE, set()).add(self.name)
             broken = dialect.is_disconnect(exc, driver, cursor)
             if broken and not conn.invalidated:
                 # As SQLAlchemy does: the connections opened before this one broke are
@@ -166,7 +174,7 @@ class Prepared:
                 connection_invalidated=broken,
                 dialect=dialect,
             )
-            if committing and broken and isinstance(error, DBAPIError):
+            if committing and isinstance(error, DBAPIError) and is_disconnect(error):
                 raise CommitLost(error) from error
             raise error from exc
         if shape is None:
@@ -208,6 +216,14 @@ class Prepared:
             row = namedtuple("Row", names)  # type: ignore[misc]
             self._result_shape = (row, results if any(results) else [])
         return self._result_shape
+
+
+def sends_alone(conn: Connection) -> bool:
+    """Whether a statement run now on ``conn`` with ``alone=True`` would commit itself:
+    the engine prepares statements and no transaction has begun on the server."""
+    if not conn.info.get(_ENABLED):
+        return False
+    return bool(begin_prefix(conn, conn.connection.dbapi_connection))
 
 
 def enable(engine: Engine) -> None:

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import random
-import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,22 +25,17 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from db import begin, prepared
+from db.errors import describe, is_disconnect, is_transient
 from worker.errors import DatabaseUnavailable
 from worker.settings import Settings
 
 T = TypeVar("T")
 log = logging.getLogger("cairn.db")
-#: PostgreSQL SQLSTATEs that mean "the same transaction may succeed if run again".
-#: Serialization failure, deadlock; and a prepared statement the server no longer has
-#: (a pooler's DISCARD ALL): ``db/prepared.py`` prepares it again on the next try.
-_RETRYABLE_PGCODES = frozenset({"40001", "40P01", "26000"})
-#: The server is shutting down, crashed, or not yet accepting connections.
-_SHUTDOWN_PGCODES = frozenset({"57P01", "57P02", "57P03"})
 #: How long a transaction is retried while the database is away, unless told otherwise.
 DEFAULT_RETRY_S = 30.0
 
@@ -241,8 +235,10 @@ def run_transaction(
 
     A deadlock, a serialization failure, a locked SQLite file or a lost connection rolls
     the whole transaction back, so running it again from the start on a fresh connection
-    is safe; tries go on with jittered backoff for ``retry_for_s`` seconds, then
-    :class:`DatabaseUnavailable` is raised (a server fault, never the caller's).
+    is safe (a statement sent alone commits itself, so nothing may be written after it
+    in ``work``; a connection lost during it is a lost commit, below); tries go on with
+    jittered backoff for ``retry_for_s`` seconds, then :class:`DatabaseUnavailable` is
+    raised (a server fault, never the caller's).
 
     A connection lost during COMMIT, or during a statement that commits itself (sent
     alone, :meth:`db.prepared.Prepared.execute`), leaves the outcome unknown. ``verify``
@@ -379,38 +375,3 @@ def _log_recovered(tries: int, how: str) -> None:
         how,
         extra={"action": "database_recovered", "server": "database"},
     )
-
-
-def is_transient(exc: DBAPIError) -> bool:
-    """True when the same transaction may succeed if run again from the start."""
-    if is_disconnect(exc):
-        return True
-    code = getattr(exc.orig, "pgcode", None)
-    if code in _RETRYABLE_PGCODES:
-        return True
-    return "database is locked" in str(exc.orig)
-
-
-def is_foreign_key_violation(exc: DBAPIError) -> bool:
-    """True when a row names a parent that does not exist (or no longer does)."""
-    return getattr(exc.orig, "pgcode", None) == "23503" or "FOREIGN KEY constraint" in str(exc.orig)
-
-
-def is_disconnect(exc: DBAPIError) -> bool:
-    """True when the connection to the server was lost or refused (not a bad statement)."""
-    if exc.connection_invalidated:
-        return True
-    code = getattr(exc.orig, "pgcode", None) or ""
-    if code.startswith("08") or code in _SHUTDOWN_PGCODES:
-        return True
-    if isinstance(exc, OperationalError | InterfaceError) and code == "":
-        # psycopg2 gives no SQLSTATE for a broken socket or a refused connection.
-        return not isinstance(exc.orig, sqlite3.Error)
-    return False
-
-
-def describe(exc: BaseException) -> str:
-    """The first line of a database error, for a log: no statement, no parameters."""
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {text[0] if text else ''}"

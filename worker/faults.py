@@ -19,7 +19,7 @@ from typing import BinaryIO, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from db.session import describe, is_disconnect
+from db.errors import describe, is_disconnect
 from worker.artifacts import ArtifactStore, Source, StoredObject
 from worker.errors import ArtifactStoreUnavailable, DatabaseUnavailable, ServerUnavailable
 

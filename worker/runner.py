@@ -185,10 +185,12 @@ def _run_and_record(
         output = _store_output(runtime, att, result)
         records = att.pending_records()
         inline = inline_now()
-        last = claimed.run_steps_left <= 1
+        alone = claimed.plain and claimed.run_steps_left > 1
         continued = run_transaction(
             runtime.engine,
-            lambda s: complete_and_continue(s, fence, output, records, utcnow(), inline, last=last),
+            lambda s: complete_and_continue(
+                s, fence, output, records, utcnow(), inline, try_alone=alone
+            ),
             verify=lambda s: verify_continued(s, fence, inline),
             retry_for_s=runtime.settings.server_retry_s,
         )

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from db.session import describe, is_disconnect
+from db.errors import describe, is_disconnect
 from worker import errors
 
 log = logging.getLogger("cairn.api")

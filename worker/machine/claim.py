@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Checkpoint, Tenant, WorkflowDefinition, WorkflowRun, WorkflowStep
@@ -56,9 +56,12 @@ class ClaimedStep:
     trace_context: dict[str, Any] | None
     #: The run's status at the claim: a paused run's step waits for its new budget.
     run_status: str
-    #: The run's steps not yet succeeded at the claim, this one included: a completion
-    #: that cannot be the run's last is tried alone (one round trip, ``complete_pg``).
+    #: The run's steps not yet succeeded at the claim, this one included.
     run_steps_left: int
+    #: In no map and under no concurrency key. With other steps left in the run, its
+    #: completion likely needs no statement but its own: it is tried alone (its commit
+    #: in its round trip, ``complete_pg``).
+    plain: bool
     timeout_s: float | None
     queued_at: datetime | None
     started_at: datetime
@@ -98,6 +101,7 @@ class ClaimedStep:
             trace_context=trace_context,
             run_status=run_status,
             run_steps_left=steps_left,
+            plain=bool(step.plain),
             timeout_s=step.timeout_s,
             queued_at=step.queued_at,
             started_at=step.started_at,
@@ -261,6 +265,9 @@ def verify_claim(
                 WorkflowStep.started_at,
                 WorkflowStep.inputs.label("step_inputs"),
                 WorkflowStep.rate_limits,
+                and_(
+                    WorkflowStep.map_parent_id.is_(None), WorkflowStep.concurrency_key.is_(None)
+                ).label("plain"),
             ).where(
                 WorkflowStep.id == step_id,
                 WorkflowStep.status == StepStatus.RUNNING,

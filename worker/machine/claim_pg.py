@@ -46,7 +46,8 @@ WITH claimed AS (
        AND concurrency_key IS NULL
        AND {no_quota}
  RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
-           timeout_s, queued_at, started_at, approve, inputs AS step_inputs, rate_limits
+           timeout_s, queued_at, started_at, approve, inputs AS step_inputs, rate_limits,
+           map_parent_id IS NULL AND concurrency_key IS NULL AS plain
 ), started AS (
     UPDATE workflow_runs
        SET status = :start_target, started_at = :now, updated_at = :now
@@ -58,7 +59,7 @@ WITH claimed AS (
  RETURNING id
 )
 SELECT c.run_id, c.key, c.task, c.retry, c.max_attempts, c.server_releases, c.wait_resumes,
-       c.timeout_s, c.queued_at, c.started_at, c.approve, c.step_inputs, c.rate_limits,
+       c.timeout_s, c.queued_at, c.started_at, c.approve, c.step_inputs, c.rate_limits, c.plain,
        r.inputs, r.tenant_id, r.trace_context,
        r.status AS run_status, r.steps_left AS run_steps_left, d.name AS workflow,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(u.key, u.output, u.output_blob_key,

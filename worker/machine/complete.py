@@ -42,6 +42,8 @@ class Completion:
     run_status: str
     #: The dependent the completion claimed for its worker to run next (inline).
     claimed: ClaimedStep | None = None
+    #: Committed by its one statement (sent alone): the transaction may write nothing more.
+    committed: bool = False
 
 
 def complete_step(
@@ -52,24 +54,26 @@ def complete_step(
     now: datetime,
     inline: Inline | None = None,
     *,
-    last: bool = True,
+    try_alone: bool = False,
 ) -> Completion:
     """Record the success of the fenced attempt; :class:`StaleAttempt` if it lost its lease.
 
     A large output arrives as a :class:`BlobRef` (already uploaded); the row keeps its key
     and sha256. With ``inline`` on PostgreSQL, the next link of a chain is claimed in the
-    same statement (``complete_pg``) and returned as ``claimed``. ``last=False`` says the
-    step cannot be its run's last (other steps were left at its claim): with no records
-    either, its one statement is tried alone, its commit in the same round trip.
+    same statement (``complete_pg``) and returned as ``claimed``. ``try_alone``: the step
+    is likely to need no statement but its own (``ClaimedStep.plain``, other steps left
+    in its run); with no records either, its statement is tried alone, its commit in the
+    same round trip, and the completion is then ``committed``.
     """
     dependents: list[Any] | None = None  # counted off by the completion itself (PostgreSQL)
     claimed = None
+    committed = False
     if session.connection().dialect.name == "postgresql":
         # A completion that spends may pause its run (check_budgets, below): then the
         # next step is claimed after that, by continuation.py, and sees the pause.
         merge = inline if not records.usd() else None
         done = None
-        if not last and not records:
+        if try_alone and not records:
             done = complete_row(session, fence, output, Decimal(0), now, merge, alone=True)
         if done is None:  # stale, or a statement must go with it: in a transaction
             done = complete_row(session, fence, output, records.usd(), now, merge)
@@ -77,7 +81,7 @@ def complete_step(
             raise _stale(fence)
         steps_left, run_status = done.steps_left, done.run_status
         map_parent, key, dependents = done.map_parent_id, done.concurrency_key, done.dependents
-        claimed = done.claimed
+        claimed, committed = done.claimed, done.committed
         write_records(session, fence, records, now)
         # Its places in its key's and its tenant's slots are free: the oldest throttled
         # steps (of any run) go on.
@@ -88,7 +92,8 @@ def complete_step(
         )
         woken = freed(session, fence.run_id, key, now)
     if run_status not in ACTIVE_RUN:
-        return Completion(woken, run_status)  # cancelled or failed meanwhile: start nothing
+        # Cancelled or failed meanwhile: start nothing.
+        return Completion(woken, run_status, committed=committed)
     if records.usd():
         # The last step's completion finishes the run: nothing is left to pause.
         check_budgets(session, fence.run_id, now, may_pause=steps_left > 0)
@@ -102,7 +107,7 @@ def complete_step(
         released += finish_run(session, fence.run_id, now, paused=run_status == RunStatus.PAUSED)
     released.messages += woken
     status = RunStatus.SUCCEEDED if released.finished else run_status
-    return Completion(released.messages, status, claimed)
+    return Completion(released.messages, status, claimed, committed)
 
 
 def _stale(fence: Fence) -> StaleAttempt:

@@ -25,7 +25,7 @@ from sqlalchemy import JSON, Boolean, Integer, Numeric, String, Uuid, bindparam,
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from db.prepared import Prepared
+from db.prepared import Prepared, sends_alone
 from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
@@ -50,7 +50,7 @@ WITH quota AS (
        AND NOT EXISTS (SELECT 1 FROM quota WHERE max_running_steps IS NOT NULL)
        AND NOT EXISTS (SELECT 1 FROM step_edges e JOIN workflow_steps m ON m.id = e.downstream_id
                         WHERE e.upstream_id = :step_id AND m.map IS NOT NULL)
-       FOR UPDATE OF r
+       FOR NO KEY UPDATE OF r
 ), done AS (
     UPDATE workflow_steps
        SET status = :target, output = :output, output_blob_key = :blob_key,
@@ -112,7 +112,8 @@ WITH quota AS (
  RETURNING s.id, s.attempt, s.run_id, s.key, s.task, s.queue, s.priority, s.status,
            s.pending_upstream, s.map, s.retry, s.max_attempts, s.server_releases,
            s.wait_resumes, s.timeout_s, s.queued_at, s.started_at, s.approve,
-           s.inputs, s.rate_limits
+           s.inputs, s.rate_limits,
+           s.map_parent_id IS NULL AND s.concurrency_key IS NULL AS plain
 ), logged AS (
     INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
     SELECT :event_id, :run_id, 'complete_step', :step_id, :attempt, NULL, :now FROM done
@@ -131,7 +132,7 @@ SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id
        r.task AS task, r.queue AS r_queue, r.priority AS r_priority,
        r.status AS r_status, r.pending_upstream AS r_pending, r.map AS r_map,
        r.retry, r.max_attempts, r.server_releases, r.wait_resumes, r.timeout_s,
-       r.queued_at, r.started_at, r.approve, r.inputs AS step_inputs, r.rate_limits,
+       r.queued_at, r.started_at, r.approve, r.inputs AS step_inputs, r.rate_limits, r.plain,
        ru.inputs AS run_inputs, ru.tenant_id, ru.trace_context, d.name AS workflow,
        CASE WHEN r.status = :claim_target THEN (SELECT output FROM done) END AS done_output,
        CASE WHEN r.status = :claim_target THEN {last_checkpoint} END AS checkpoint
@@ -201,6 +202,8 @@ class Completed:
     tenant_quota: int | None
     dependents: list[tuple[Any, ...]]
     claimed: ClaimedStep | None
+    #: Committed by the statement itself (sent alone): nothing may be written after it.
+    committed: bool = False
 
 
 def complete_row(
@@ -222,8 +225,10 @@ def complete_row(
     SQL); None then also means it wrote nothing because one must: run it again without.
     """
     blob = output if isinstance(output, BlobRef) else None
+    conn = session.connection()
+    alone = alone and sends_alone(conn)  # else its limits would only cost a second try
     rows = STATEMENT.execute(
-        session.connection(),
+        conn,
         {
             "step_id": fence.step_id,
             "run_id": fence.run_id,
@@ -295,6 +300,7 @@ def complete_row(
         tenant_quota=None if first.tenant_quota is None else int(first.tenant_quota),
         dependents=dependents,
         claimed=claimed,
+        committed=alone,
     )
 
 

@@ -3,7 +3,10 @@ run claims it in the SAME transaction, and the worker runs it at once, with no b
 
 The claim is the ordinary fenced claim under a new lease owner, so a crash between the
 two steps is recovered the ordinary way (the lease expires, the reaper queues the step
-again). Fan-out still goes through the broker, so other workers share it.
+again). Fan-out still goes through the broker, so other workers share it. A completion
+that committed itself (sent alone, ``complete_pg``) claims only what its own statement
+claimed, the next link of a chain; anything else it released (a join, a keyed step)
+goes by the broker: no write may follow a statement that committed itself.
 """
 
 from __future__ import annotations
@@ -40,16 +43,16 @@ def complete_and_continue(
     now: datetime,
     inline: Inline | None,
     *,
-    last: bool = True,
+    try_alone: bool = False,
 ) -> Continued:
     """Record the attempt's success; claim its one released dependent when it fits.
 
-    ``last``: as :func:`complete_step` takes it (False: the run had other steps left).
+    ``try_alone``: as :func:`complete_step` takes it.
     """
-    completion = complete_step(session, fence, output, records, now, inline, last=last)
+    completion = complete_step(session, fence, output, records, now, inline, try_alone=try_alone)
     if completion.claimed is not None:  # claimed by the completion's own statement
         return Continued(completion, completion.claimed)
-    if inline is None or len(completion.messages) != 1:
+    if inline is None or completion.committed or len(completion.messages) != 1:
         return Continued(completion, None)
     only = completion.messages[0]
     if only.queue != inline.queue or not inline.can_run(only.task):

@@ -20,9 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
+from db.errors import is_foreign_key_violation
 from db.models import StepEdge, WorkflowRun, WorkflowStep
 from db.repositories import ProjectRepository, ensure_tenant
-from db.session import is_foreign_key_violation, run_transaction, run_transaction_async
+from db.session import run_transaction, run_transaction_async
 from db.states import RunStatus, StepStatus
 from db.types import utcnow
 from worker import limits, tracing
@@ -35,7 +36,7 @@ from worker.machine import start_pg
 from worker.machine.concurrency import render_key
 from worker.machine.definitions import find_definition, spec_of, store_definition
 from worker.machine.events import add_event
-from worker.machine.messages import StepMessage
+from worker.machine.messages import MESSAGE_COLUMNS, StepMessage, to_messages
 from worker.serialization import checksum, encode_checked
 from worker.settings import Settings
 
@@ -166,6 +167,24 @@ class StartPlan:
     #: The start is a transaction of its own: its one statement may commit itself
     #: (``Prepared.execute(alone=True)``). Not for a start inside other work (a child).
     alone: bool = False
+    #: The run id was made here, not the caller's: a run with it is this start's.
+    own_id: bool = False
+
+    def verify(self, session: Session) -> StartedRun | None:
+        """The run this start made, read back after its commit was lost (None: not
+        made). Only a run id made by the plan proves it; with the caller's, the start
+        runs again and finds the run (not created) as any repeated start would."""
+        run_id = self.request.run_id
+        if not self.own_id or run_id is None:
+            return None
+        if session.scalar(select(WorkflowRun.id).where(WorkflowRun.id == run_id)) is None:
+            return None
+        queued = session.execute(
+            select(*MESSAGE_COLUMNS).where(
+                WorkflowStep.run_id == run_id, WorkflowStep.status == StepStatus.QUEUED
+            )
+        )
+        return StartedRun(run_id, True, to_messages(queued))
 
     def __call__(self, session: Session) -> StartedRun:
         """Create the run in ``session`` (or find the one this request already made)."""
@@ -190,9 +209,11 @@ def plan_start(
 ) -> StartPlan:
     """Refuse a bad request before any row is written; the plan of its transaction."""
     spec = check_request(request, settings, registered)
-    if request.run_id is None:
+    own_id = request.run_id is None
+    if own_id:
         request = request.model_copy(update={"run_id": new_id()})
-    return StartPlan(settings, request, spec, registered, trace=tracing.current_context())
+    trace = tracing.current_context()
+    return StartPlan(settings, request, spec, registered, trace=trace, own_id=own_id)
 
 
 def start_run(
@@ -209,7 +230,7 @@ def start_run(
     plan = replace(plan_start(settings, request, registered), alone=True)
     for tries in range(_START_TRIES):
         try:
-            return run_transaction(engine, plan)
+            return run_transaction(engine, plan, verify=plan.verify)
         except IntegrityError:
             if tries == _START_TRIES - 1:
                 raise

@@ -94,12 +94,12 @@ def _continue(
     inline: Inline | None,
     records: Records | None = None,
     *,
-    last: bool = True,
+    try_alone: bool = False,
 ) -> Continued:
     return run_transaction(
         client.runtime.engine,
         lambda s: complete_and_continue(
-            s, fence, output, records or Records(), utcnow(), inline, last=last
+            s, fence, output, records or Records(), utcnow(), inline, try_alone=try_alone
         ),
     )
 
@@ -131,7 +131,7 @@ def test_the_completion_claims_the_next_link_as_a_claim_would(client: Client) ->
     # The claimed link completes and claims the next in turn (alone, as a worker would
     # complete it: its run had other steps left); the run finishes with the last.
     assert (root.run_steps_left, nxt.run_steps_left) == (3, 2)
-    last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last"), last=False).next
+    last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last"), try_alone=True).next
     assert last is not None
     assert last.inputs["s1"] == {"x": 2}
     assert last.run_steps_left == 1
@@ -229,16 +229,85 @@ def test_a_link_that_cannot_be_the_last_commits_with_its_one_statement(
     with Client(stack_settings.model_copy(update={"db_pool_size": 1})) as client:
         run_id = client.start_run(spec=chain(3), inputs={"x": 0})
         root = _claim_root(client, run_id)
-        # The first completion on the connection prepares the statement, in its transaction.
-        nxt = _continue(client, root.fence, {"x": 1}, _inline(), last=False).next
+        # The first completion on the connection prepares the statement (a message before).
+        nxt = _continue(client, root.fence, {"x": 1}, _inline(), try_alone=True).next
         assert nxt is not None
         with recorded(client.runtime.engine) as statements:
-            last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last"), last=False).next
+            last = _continue(client, nxt.fence, {"x": 2}, _inline("w:last"), try_alone=True).next
         assert last is not None
         assert len(statements) == 1, statements
         assert statements[0].startswith("EXECUTE cairn_"), statements
         assert last == _read_back(client, last)
         assert client.get_run(run_id).step("s1").status == "succeeded"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_join_released_by_a_completion_sent_alone_goes_by_the_broker(client: Client) -> None:
+    """Nothing is written after a statement that committed itself: a join it released
+    (which its statement does not claim) is sent, not claimed in a second transaction."""
+    spec = {
+        "name": "join-alone",
+        "steps": [
+            {"key": "a", "task": "t.increment"},
+            {"key": "b", "task": "t.increment"},
+            {"key": "j", "task": "t.join", "after": ["a", "b"]},
+            {"key": "k", "task": "t.increment", "after": ["j"]},
+        ],
+    }
+    run_id = client.start_run(spec=spec, inputs={"x": 0})
+    a, b = _claim_root(client, run_id, "a"), _claim_root(client, run_id, "b")
+    assert _continue(client, a.fence, {"x": 1}, _inline("w:a"), try_alone=True).next is None
+    with recorded(client.runtime.engine) as statements:
+        joined = _continue(client, b.fence, {"x": 2}, _inline("w:j"), try_alone=True)
+    assert joined.completion.committed
+    assert joined.next is None
+    assert [(m.key, m.attempt) for m in joined.completion.messages] == [("j", 1)]
+    assert [s.split("(")[0] for s in statements if "PREPARE " not in s] == [
+        statements[-1].split("(")[0]
+    ]
+    assert client.get_run(run_id).step("j").status == "queued"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_completion_that_releases_a_map_writes_nothing_alone_and_expands_it_with_it(
+    client: Client,
+) -> None:
+    """Its map dependent must be expanded in the completion's transaction: tried alone,
+    the statement writes nothing, and runs again in a transaction that does both."""
+    spec = {
+        "name": "map-alone",
+        "steps": [
+            {"key": "split", "task": "t.split"},
+            {"key": "each", "after": ["split"], "map": {"over": "split.items", "task": "t.square"}},
+            {"key": "sum", "task": "t.collect", "after": ["each"]},
+        ],
+    }
+    run_id = client.start_run(spec=spec, inputs={"n": 3})
+    split = _claim_root(client, run_id, "split")
+    with recorded(client.runtime.engine) as statements:
+        done = _continue(client, split.fence, {"items": [1, 2, 3]}, _inline(), try_alone=True)
+    assert not done.completion.committed
+    executes = [s for s in statements if "PREPARE " not in s]
+    assert executes[0].startswith("EXECUTE cairn_"), executes  # alone: wrote nothing
+    assert executes[1].startswith("BEGIN; EXECUTE cairn_"), executes
+    assert executes[-1] == "COMMIT"
+    with client.runtime.engine.connect() as conn:
+        xids = conn.execute(
+            text(
+                "SELECT key, xmin::text FROM workflow_steps WHERE run_id = :r"
+                " AND key IN ('split', 'each')"
+            ),
+            {"r": run_id},
+        ).all()
+        elements = conn.scalar(
+            text(
+                "SELECT count(*) FROM workflow_steps e JOIN workflow_steps m"
+                " ON m.id = e.map_parent_id WHERE m.run_id = :r AND m.key = 'each'"
+            ),
+            {"r": run_id},
+        )
+    assert len({xid for _, xid in xids}) == 1, xids  # one transaction wrote both
+    assert elements == 3
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -258,7 +327,7 @@ def test_a_branch_completing_alone_beside_another_leaves_the_run_to_one_transact
     engine = client.runtime.engine
     ended: list[Continued] = []
     other = threading.Thread(
-        target=lambda: ended.append(_continue(client, b.fence, {"x": 2}, None, last=False))
+        target=lambda: ended.append(_continue(client, b.fence, {"x": 2}, None, try_alone=True))
     )
     with transaction(engine) as session:
         complete_step(session, a.fence, {"x": 1}, Records(), utcnow())  # holds the run row

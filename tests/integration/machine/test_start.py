@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from db.models import StepEdge, WorkflowDefinition, WorkflowRun, WorkflowStep
+from db.session import run_transaction, transaction
 from tests.support.queries import all_counts, count
 from tests.support.sent import recorded
 from worker.client import Client
 from worker.errors import CairnError, DefinitionError
+from worker.machine.start import StartRequest, plan_start
 from worker.settings import Settings
 
 SPEC = {
@@ -203,3 +205,26 @@ def test_a_start_whose_ids_are_known_is_one_message_its_commit_in_it(
         assert client.get_run(run_id).status == "queued"
         assert client.start_run(spec=SPEC, idempotency_key="once") == run_id
         assert count(client.runtime.engine, WorkflowRun) == 2
+
+
+def test_a_start_whose_commit_was_lost_is_read_back_with_its_messages(client: Client) -> None:
+    """``StartPlan.verify`` resolves a start whose commit went unanswered: the run made
+    with the plan's own id is found, with its root steps' messages to send."""
+    engine, settings = client.runtime.engine, client.settings
+    client.start_run(spec=SPEC)  # ids of this database known (kept per process)
+    plan = plan_start(settings, StartRequest.parse({"tenant": client.tenant, "spec": SPEC}))
+    with transaction(engine) as session:
+        assert plan.verify(session) is None  # not made yet
+    made = run_transaction(engine, plan)
+    with transaction(engine) as session:
+        found = plan.verify(session)
+    assert found is not None
+    assert (found.run_id, found.created) == (made.run_id, True)
+    assert [(m.key, m.attempt) for m in found.messages] == [("a", 1)]
+    # With the caller's run id, a run with it proves nothing: the start runs again.
+    theirs = plan_start(
+        settings,
+        StartRequest.parse({"tenant": client.tenant, "spec": SPEC, "run_id": str(made.run_id)}),
+    )
+    with transaction(engine) as session:
+        assert theirs.verify(session) is None
