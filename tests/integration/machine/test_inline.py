@@ -192,19 +192,22 @@ def test_what_the_worker_cannot_run_goes_to_the_broker(client: Client) -> None:
     assert client.get_run(run_id).step("s1").status == "queued"
 
 
+#: Two roots joined, then one more step.
+JOIN = {
+    "name": "join-inline",
+    "steps": [
+        {"key": "a", "task": "t.increment"},
+        {"key": "b", "task": "t.increment"},
+        {"key": "j", "task": "t.join", "after": ["a", "b"]},
+        {"key": "k", "task": "t.increment", "after": ["j"]},
+    ],
+}
+
+
 def test_a_join_and_a_spending_step_are_claimed_after_the_completion(client: Client) -> None:
     """A dependent with another upstream, and any dependent of a step that spent (its
     budget check may pause the run first), are claimed by the ordinary claim."""
-    spec = {
-        "name": "join-inline",
-        "steps": [
-            {"key": "a", "task": "t.increment"},
-            {"key": "b", "task": "t.increment"},
-            {"key": "j", "task": "t.join", "after": ["a", "b"]},
-            {"key": "k", "task": "t.increment", "after": ["j"]},
-        ],
-    }
-    run_id = client.start_run(spec=spec, inputs={"x": 0})
+    run_id = client.start_run(spec=JOIN, inputs={"x": 0})
     a, b = _claim_root(client, run_id, "a"), _claim_root(client, run_id, "b")
     assert _continue(client, a.fence, {"x": 1}, _inline("w:a")).next is None  # j waits for b
     joined = _continue(client, b.fence, {"x": 2}, _inline("w:j")).next
@@ -245,16 +248,7 @@ def test_a_link_that_cannot_be_the_last_commits_with_its_one_statement(
 def test_a_join_released_by_a_completion_sent_alone_goes_by_the_broker(client: Client) -> None:
     """Nothing is written after a statement that committed itself: a join it released
     (which its statement does not claim) is sent, not claimed in a second transaction."""
-    spec = {
-        "name": "join-alone",
-        "steps": [
-            {"key": "a", "task": "t.increment"},
-            {"key": "b", "task": "t.increment"},
-            {"key": "j", "task": "t.join", "after": ["a", "b"]},
-            {"key": "k", "task": "t.increment", "after": ["j"]},
-        ],
-    }
-    run_id = client.start_run(spec=spec, inputs={"x": 0})
+    run_id = client.start_run(spec=JOIN, inputs={"x": 0})
     a, b = _claim_root(client, run_id, "a"), _claim_root(client, run_id, "b")
     assert _continue(client, a.fence, {"x": 1}, _inline("w:a"), try_alone=True).next is None
     with recorded(client.runtime.engine) as statements:
