@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -177,7 +177,9 @@ def claim_step(
         return Throttled(messages)
     claimed = _claim(session, step_id, attempt, owner, lease_s, now, unkeyed=False)
     assert claimed is not None  # queued at this attempt, under its key's lock
-    return claimed
+    # In a slot (its key's or its tenant's quota): its completion frees it, with a
+    # statement of its own, so it is not tried alone.
+    return replace(claimed, plain=False)
 
 
 def _claim(
