@@ -11,13 +11,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import StepEdge, WorkflowRun, WorkflowStep
+from db.prepared import sends_alone
 from db.states import RunStatus, StepStatus
 from worker.blobs import BlobRef
 from worker.errors import StaleAttempt
@@ -71,12 +71,12 @@ def complete_step(
     if session.connection().dialect.name == "postgresql":
         # A completion that spends may pause its run (check_budgets, below): then the
         # next step is claimed after that, by continuation.py, and sees the pause.
-        merge = inline if not records.usd() else None
-        done = None
-        if try_alone and not records:
-            done = complete_row(session, fence, output, Decimal(0), now, merge, alone=True)
-        if done is None:  # stale, or a statement must go with it: in a transaction
-            done = complete_row(session, fence, output, records.usd(), now, merge)
+        usd = records.usd()
+        merge = inline if not usd else None
+        alone = try_alone and not records and sends_alone(session.connection())
+        done = complete_row(session, fence, output, usd, now, merge, alone=alone)
+        if done is None and alone:  # stale, or a statement must go with it: in a transaction
+            done = complete_row(session, fence, output, usd, now, merge)
         if done is None:
             raise _stale(fence)
         steps_left, run_status = done.steps_left, done.run_status

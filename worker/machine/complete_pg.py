@@ -25,7 +25,7 @@ from sqlalchemy import JSON, Boolean, Integer, Numeric, String, Uuid, bindparam,
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from db.prepared import Prepared, sends_alone
+from db.prepared import Prepared
 from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
@@ -220,15 +220,14 @@ def complete_row(
     (nothing was written). With ``inline``, the next link of a chain it releases is
     claimed for ``inline.owner`` in the same statement.
 
-    ``alone``: the statement is sent as its own transaction, committed in its one round
-    trip, and writes only if no other statement must go with it (see ``alone`` in the
-    SQL); None then also means it wrote nothing because one must: run it again without.
+    ``alone`` (where ``db.prepared.sends_alone``): the statement is sent as its own
+    transaction, committed in its one round trip, and writes only if no other statement
+    must go with it (see ``alone`` in the SQL); None then also means it wrote nothing
+    because one must: run it again without.
     """
     blob = output if isinstance(output, BlobRef) else None
-    conn = session.connection()
-    alone = alone and sends_alone(conn)  # else its limits would only cost a second try
     rows = STATEMENT.execute(
-        conn,
+        session.connection(),
         {
             "step_id": fence.step_id,
             "run_id": fence.run_id,

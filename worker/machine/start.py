@@ -242,7 +242,7 @@ async def start_run_async(engine: AsyncEngine, plan: StartPlan) -> StartedRun:
     """:func:`start_run` on an async engine (the HTTP API), same transaction, same rules."""
     for tries in range(_START_TRIES):
         try:
-            return await run_transaction_async(engine, plan)
+            return await run_transaction_async(engine, plan, verify=plan.verify)
         except IntegrityError:
             if tries == _START_TRIES - 1:
                 raise
