@@ -185,7 +185,7 @@ def _run_and_record(
         output = _store_output(runtime, att, result)
         records = att.pending_records()
         inline = inline_now()
-        alone = claimed.plain and claimed.run_steps_left > 1
+        alone = claimed.plain
         continued = run_transaction(
             runtime.engine,
             lambda s: complete_and_continue(

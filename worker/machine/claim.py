@@ -58,9 +58,9 @@ class ClaimedStep:
     run_status: str
     #: The run's steps not yet succeeded at the claim, this one included.
     run_steps_left: int
-    #: In no map and under no concurrency key. With other steps left in the run, its
-    #: completion likely needs no statement but its own: it is tried alone (its commit
-    #: in its round trip, ``complete_pg``).
+    #: In no map and under no concurrency key: its completion likely needs no statement
+    #: but its own (the run's last step finishes the run in it too), so it is tried
+    #: alone (its commit in its round trip, ``complete_pg``).
     plain: bool
     timeout_s: float | None
     queued_at: datetime | None

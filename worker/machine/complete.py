@@ -61,9 +61,10 @@ def complete_step(
     A large output arrives as a :class:`BlobRef` (already uploaded); the row keeps its key
     and sha256. With ``inline`` on PostgreSQL, the next link of a chain is claimed in the
     same statement (``complete_pg``) and returned as ``claimed``. ``try_alone``: the step
-    is likely to need no statement but its own (``ClaimedStep.plain``, other steps left
-    in its run); with no records either, its statement is tried alone, its commit in the
-    same round trip, and the completion is then ``committed``.
+    is likely to need no statement but its own (``ClaimedStep.plain``); with no records
+    either, its statement is tried alone, its commit in the same round trip, and the
+    completion is then ``committed``. The run's last step finishes the run in the same
+    statement when nothing else must happen at its end (``complete_pg``).
     """
     dependents: list[Any] | None = None  # counted off by the completion itself (PostgreSQL)
     claimed = None

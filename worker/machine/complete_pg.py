@@ -31,22 +31,34 @@ from worker.blobs import BlobRef
 from worker.ids import new_id
 from worker.machine.claim import ClaimedStep
 from worker.machine.claim_pg import CLAIMED_TYPES, LAST_CHECKPOINT, TENANT_QUOTA
-from worker.machine.ending import ACTIVE_RUN
+from worker.machine.ending import ACTIVE_RUN, FINISHES_IN_STATEMENT, OUTPUT_VALUE_SQL
 from worker.machine.lease import Fence, Inline
-from worker.machine.transitions import CLAIM, RELEASE, SUCCEED
+from worker.machine.transitions import CLAIM, FINISH_RUN, RELEASE, SUCCEED
 
 # Statuses are bound, not spelled: they come from the transition values.
 _SQL = """
 WITH quota AS (
     {tenant_quota}
+), ends AS (
+    -- Whether this completion may finish the run, if it is the run's last step: no spend
+    -- to weigh against the run's budgets first (:finish), no parent run to wake, and the
+    -- statement's snapshot holds every other step's success. A completion that committed
+    -- after the snapshot was taken, before the run row was locked, shows as a locked
+    -- steps_left below the snapshot's: its output would be missed, and finish_run ends
+    -- the run in a statement of its own (a new snapshot). The rest is read locked.
+    SELECT 1 FROM workflow_runs r0
+     WHERE :finish AND r0.id = :run_id AND r0.steps_left = 1 AND r0.parent_step_id IS NULL
 ), alone AS (
     -- With :alone the statement commits as it ends (Prepared.execute), so it writes only
-    -- if no other statement must join it: the run active with other steps left (its row
-    -- locked first, so a branch that completed meanwhile is counted), no quota on its
-    -- tenant, no map step among the dependents. Else it writes nothing, and the caller
-    -- runs it again in a transaction with what must follow.
+    -- if no other statement must join it: the run active with other steps left, or
+    -- this step its last and the run finished here too ("ends"); its row locked
+    -- first, so a branch that completed meanwhile is counted; no quota on its tenant, no
+    -- map step among the dependents. Else it writes nothing, and the caller runs it
+    -- again in a transaction with what must follow.
     SELECT r.id FROM workflow_runs r
-     WHERE :alone AND r.id = :run_id AND r.steps_left > 1 AND r.status IN ({active})
+     WHERE :alone AND r.id = :run_id
+       AND (r.steps_left > 1 AND r.status IN ({active})
+            OR r.steps_left = 1 AND r.status IN ({finishing}) AND EXISTS (SELECT 1 FROM ends))
        AND NOT EXISTS (SELECT 1 FROM quota WHERE max_running_steps IS NOT NULL)
        AND NOT EXISTS (SELECT 1 FROM step_edges e JOIN workflow_steps m ON m.id = e.downstream_id
                         WHERE e.upstream_id = :step_id AND m.map IS NOT NULL)
@@ -59,10 +71,35 @@ WITH quota AS (
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
        AND (NOT :alone OR (map_parent_id IS NULL AND concurrency_key IS NULL
                            AND EXISTS (SELECT 1 FROM alone)))
- RETURNING key, map_parent_id, concurrency_key, output
+ RETURNING key, map_parent_id, concurrency_key, output, output_blob_key, output_sha256
+), finishing AS (
+    SELECT 1 FROM ends, done WHERE done.map_parent_id IS NULL
 ), counted AS (
+    -- The run's last step finishes the run here (see "ends"): its sink steps'
+    -- outputs gathered, this step's from "done" (the snapshot has it unwritten), each as
+    -- rollup.output_value gives it. Any other end is ending.finish_run's, after this.
     UPDATE workflow_runs
-       SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd
+       SET steps_left = steps_left - 1, cost_usd = cost_usd + :usd,
+           status = CASE WHEN steps_left = 1 AND status IN ({finishing})
+                              AND EXISTS (SELECT 1 FROM finishing)
+                              THEN :finish_target ELSE status END,
+           finished_at = CASE WHEN steps_left = 1 AND status IN ({finishing})
+                                   AND EXISTS (SELECT 1 FROM finishing)
+                                   THEN :now ELSE finished_at END,
+           updated_at = CASE WHEN steps_left = 1 AND status IN ({finishing})
+                                  AND EXISTS (SELECT 1 FROM finishing)
+                                  THEN :now ELSE updated_at END,
+           outputs = CASE WHEN steps_left = 1 AND status IN ({finishing})
+                           AND EXISTS (SELECT 1 FROM finishing) THEN (
+               SELECT coalesce(jsonb_object_agg(o.key, o.value), '{{}}'::jsonb) FROM (
+                   SELECT s.key, {output_value} AS value
+                     FROM workflow_steps s
+                    WHERE s.run_id = :run_id AND s.map_parent_id IS NULL AND s.id <> :step_id
+                      AND NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = s.id)
+                   UNION ALL
+                   SELECT s.key, {output_value} FROM done s
+                    WHERE NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = :step_id)
+               ) o) ELSE outputs END
      WHERE id = :run_id AND EXISTS (SELECT 1 FROM done)
  RETURNING steps_left, status
 ), lone AS (
@@ -120,6 +157,9 @@ WITH quota AS (
      UNION ALL
     SELECT :claim_event_id, :run_id, 'claim_step', r.id, r.attempt, :claim_event_data, :now
       FROM released r WHERE r.status = :claim_target
+     UNION ALL
+    SELECT :finish_event_id, :run_id, 'finish_run', NULL, NULL, :finish_event_data, :now
+      FROM counted c WHERE c.steps_left = 0 AND c.status = :finish_target
  RETURNING id
 )
 SELECT c.steps_left, c.status, (SELECT map_parent_id FROM done) AS map_parent_id,
@@ -148,6 +188,8 @@ _STATEMENT = (
             active=_ACTIVE,
             tenant_quota=TENANT_QUOTA.format(run=":run_id"),
             last_checkpoint=LAST_CHECKPOINT.format(step="r.id"),
+            finishing=", ".join(f"'{status.value}'" for status in FINISHES_IN_STATEMENT),
+            output_value=OUTPUT_VALUE_SQL,
         )
     )
     .bindparams(
@@ -173,6 +215,10 @@ _STATEMENT = (
         bindparam("blob_sha256", type_=String()),
         bindparam("usd", type_=Numeric(20, 8)),
         bindparam("alone", type_=Boolean()),
+        bindparam("finish", type_=Boolean()),
+        bindparam("finish_target", type_=String()),
+        bindparam("finish_event_id", type_=Uuid()),
+        bindparam("finish_event_data", type_=JSONValue),
     )
     .columns(
         map_parent_id=Uuid(),
@@ -251,6 +297,13 @@ def complete_row(
             "inline_tasks": list(inline.tasks) if inline else [],
             "lease_until": now + timedelta(seconds=inline.lease_s) if inline else None,
             "alone": alone,
+            # With no spend to weigh against the run's budgets first (complete_step), the
+            # run's last step finishes a plain run in this statement.
+            "finish": not usd,
+            "finish_target": FINISH_RUN.target.value,
+            # Made after the completion's own: events sort by id.
+            "finish_event_id": new_id(),
+            "finish_event_data": {"status": FINISH_RUN.target.value},
         },
         alone=alone,
     )

@@ -131,16 +131,24 @@ _FINISH = _finish_statement()
 # The same finish in one round trip on PostgreSQL: the sink steps' outputs gathered
 # (each as ``rollup.output_value`` gives it: inline, or the marker of its stored blob),
 # the guarded move and the event, as one statement. Every run's end runs it.
+#: A step row ``s``'s output as a run's outputs hold it (``rollup.output_value`` in SQL):
+#: inline, or the marker of its stored blob.
+OUTPUT_VALUE_SQL = (
+    "CASE WHEN s.output_blob_key IS NOT NULL AND s.output_sha256 IS NOT NULL "
+    f"THEN jsonb_build_object('{blobs.MARKER}', s.output_blob_key, 'sha256', s.output_sha256) "
+    "ELSE s.output END"
+)
+#: A run whose last step just succeeded that the completion's own statement finishes
+#: (complete_pg) is in one of these: not paused (finish_run closes its budget request).
+#: Nor a child run (finish_run wakes its parent): complete_pg checks that itself.
+FINISHES_IN_STATEMENT = (RunStatus.QUEUED, RunStatus.RUNNING)
+
 _FINISH_PG_SQL = """
 WITH finished AS (
     UPDATE workflow_runs
        SET status = :target, finished_at = :now, updated_at = :now,
            outputs = (
-               SELECT coalesce(jsonb_object_agg(s.key,
-                          CASE WHEN s.output_blob_key IS NOT NULL AND s.output_sha256 IS NOT NULL
-                               THEN jsonb_build_object('{marker}', s.output_blob_key,
-                                                       'sha256', s.output_sha256)
-                               ELSE s.output END), '{{}}'::jsonb)
+               SELECT coalesce(jsonb_object_agg(s.key, {output_value}), '{{}}'::jsonb)
                  FROM workflow_steps s
                 WHERE s.run_id = :run_id AND s.map_parent_id IS NULL
                   AND NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = s.id))
@@ -157,7 +165,8 @@ SELECT f.parent_run_id, f.parent_step_id, f.outputs, (SELECT count(*) FROM logge
 _FINISH_PG = Prepared(
     text(
         _FINISH_PG_SQL.format(
-            marker=blobs.MARKER, sources=", ".join(f"'{s.value}'" for s in FINISH_RUN.sources)
+            output_value=OUTPUT_VALUE_SQL,
+            sources=", ".join(f"'{s.value}'" for s in FINISH_RUN.sources),
         )
     )
     .bindparams(

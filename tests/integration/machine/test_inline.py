@@ -245,6 +245,63 @@ def test_a_link_that_cannot_be_the_last_commits_with_its_one_statement(
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("stored", [False, True], ids=["inline output", "stored output"])
+def test_the_last_step_finishes_its_run_in_its_one_statement(
+    stack_settings: Settings, stored: bool
+) -> None:
+    """A run's last step, with nothing else to do at the run's end, finishes the run in
+    its completion's statement, sent alone: one message for the step and the run."""
+    spec = {
+        "name": "two-sinks",
+        "steps": [{"key": "a", "task": "t.increment"}, {"key": "b", "task": "t.increment"}],
+    }
+    blob = BlobRef("runs/x/b/output.json", "cd" * 32, 10)
+    with Client(stack_settings) as client:
+        run_id = client.start_run(spec=spec, inputs={"x": 0})
+        a, b = _claim_root(client, run_id, "a"), _claim_root(client, run_id, "b")
+        assert _continue(client, a.fence, {"x": 1}, None, try_alone=True).completion.committed
+        with recorded(client.runtime.engine) as statements:
+            ended = _continue(client, b.fence, blob if stored else {"x": 2}, None, try_alone=True)
+        assert ended.completion.committed
+        assert ended.completion.run_status == "succeeded"
+        executes = [s for s in statements if "PREPARE " not in s]
+        assert len(executes) == 1, statements
+        assert executes[0].startswith("EXECUTE cairn_"), statements
+        with client.runtime.engine.connect() as conn:
+            status, finished_at, outputs = conn.execute(
+                text("SELECT status, finished_at, outputs FROM workflow_runs WHERE id = :r"),
+                {"r": run_id},
+            ).one()
+        assert (status, finished_at is not None) == ("succeeded", True)
+        # A stored output is kept as its marker, as ending.finish_run keeps it.
+        b_output = blobs.marker(blob.key, blob.sha256) if stored else {"x": 2}
+        assert outputs == {"a": {"x": 1}, "b": b_output}
+        assert event_kinds(client.runtime.engine, run_id)[-2:] == ["complete_step", "finish_run"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_run_ending_with_more_to_do_is_finished_after_the_completion(client: Client) -> None:
+    """A last step that spent (the run's budgets are weighed first) leaves the finish to a
+    statement of its own in the same transaction: the run ends all the same."""
+    spec = {"name": "one-spending", "steps": [{"key": "a", "task": "t.increment"}]}
+    run_id = client.start_run(spec=spec, inputs={"x": 0})
+    a = _claim_root(client, run_id, "a")
+    spent = Records([CostEntry(1, "openai", "gpt", 1, 1, Decimal("0.01"))], [])
+    with recorded(client.runtime.engine) as statements:
+        ended = _continue(client, a.fence, {"x": 1}, None, spent, try_alone=True)
+    assert not ended.completion.committed
+    assert ended.completion.run_status == "succeeded"
+    assert statements[-1] == "COMMIT"
+    run = client.get_run(run_id)
+    assert (run.status, run.outputs, run.cost_usd) == (
+        "succeeded",
+        {"a": {"x": 1}},
+        Decimal("0.01"),
+    )
+    assert event_kinds(client.runtime.engine, run_id).count("finish_run") == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_join_released_by_a_completion_sent_alone_goes_by_the_broker(client: Client) -> None:
     """Nothing is written after a statement that committed itself: a join it released
     (which its statement does not claim) is sent, not claimed in a second transaction."""
@@ -329,7 +386,11 @@ def test_a_branch_completing_alone_beside_another_leaves_the_run_to_one_transact
         _until_a_statement_waits_for_a_lock(engine)
     other.join(30)
     assert [c.completion.run_status for c in ended] == ["succeeded"]
-    assert client.get_run(run_id).status == "succeeded"
+    run = client.get_run(run_id)
+    assert run.status == "succeeded"
+    # a's output was committed after b's statement took its snapshot: the run's outputs
+    # are gathered where it is seen.
+    assert run.outputs == {"a": {"x": 1}, "b": {"x": 2}}
     with engine.connect() as conn:
         step_xid = conn.scalar(
             text("SELECT xmin::text FROM workflow_steps WHERE id = :i"), {"i": b.fence.step_id}
