@@ -64,10 +64,12 @@ def reap(runtime: Runtime) -> None:
 def reconcile(runtime: Runtime) -> None:
     """Lost messages sent again; retrying steps whose backoff is over queued."""
     settings = runtime.settings
-    now = utcnow()
     window = settings.redispatch_window_s
     # Asked at every tick, so the mark is back within one tick of Redis losing it.
     epoch = runtime.dispatcher.broker_epoch()
+    # What is sent again now is dated no earlier than the epoch (another beat's clock may
+    # have stamped it), or the next tick would find it lost again.
+    now = utcnow() if epoch is None else max(utcnow(), epoch)
     queues = run_transaction(runtime.engine, lambda s: stale_queues(s, now, window))
     busy = runtime.dispatcher.busy_queues(queues) if queues else set()
     # In a busy queue, a step waits its turn; not one whose message a dead worker holds,
@@ -93,11 +95,14 @@ def reconcile(runtime: Runtime) -> None:
             extra={"action": "reconcile"},
         )
         runtime.dispatcher.declare_queues(m.queue for m in stale)
-    # At their own priority: only steps of crashed attempts go first, or a backlog sent
-    # again would crowd them out.
     metrics.recovered("reconciler_redispatched", len(stale))
     metrics.recovered("reconciler_requeued_due", len(due))
-    runtime.dispatcher.send(stale)
+    # A step that ran before (a crashed attempt the reaper queued again, a retry) goes
+    # before fresh work, as the reaper sent it: its lost message must not wait behind a
+    # backlog. Fresh work sent again keeps its own priority, or a backlog sent again
+    # would crowd the others out.
+    runtime.dispatcher.send([m for m in stale if m.attempt > 1], urgent=True)
+    runtime.dispatcher.send([m for m in stale if m.attempt <= 1])
     runtime.dispatcher.send(due)
 
 

@@ -192,8 +192,10 @@ def redispatch_stale(
     turn, so there it is sent again only after ``busy_after_s`` - unless its message is
     one of ``stranded``, taken by a worker and never acknowledged (killed holding it):
     that attempt's message, taken after its last dispatch (once sent again, it is not
-    sent again for the same taken message); or it was dispatched ``lost_before`` the
-    broker's data was lost (``Dispatcher.broker_epoch``).
+    sent again for the same taken message). A step dispatched ``lost_before`` the
+    broker's data was lost (``Dispatcher.broker_epoch``) lost its message for certain:
+    it is sent again at once, whatever ``after_s`` (the caller dates the new dispatch no
+    earlier than the epoch, or it would count as lost again).
     """
     cutoff = now - timedelta(seconds=after_s)
     due = WorkflowStep.dispatched_at < cutoff
@@ -204,7 +206,6 @@ def redispatch_stale(
             or_(
                 WorkflowStep.queue.not_in(list(busy_queues)),
                 WorkflowStep.dispatched_at < busy_cutoff,
-                *([WorkflowStep.dispatched_at < lost_before] if lost_before else []),
                 *(
                     and_(
                         WorkflowStep.id == taken.step_id,
@@ -215,6 +216,8 @@ def redispatch_stale(
                 ),
             ),
         )
+    if lost_before is not None:
+        due = or_(due, WorkflowStep.dispatched_at < lost_before)
     stale = select(WorkflowStep.id).where(status_is(WorkflowStep.status, StepStatus.QUEUED), due)
     rows = session.execute(
         update(WorkflowStep)

@@ -1,5 +1,5 @@
-"""The reconciler sends lost messages again after one lease, but not those still waiting
-their turn in a busy broker queue (real Redis)."""
+"""The reconciler sends lost messages again after one lease (those Redis lost at once), but
+not those still waiting their turn in a busy broker queue (real Redis)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tests.support import servers
 from worker.client import Client
 from worker.machine.messages import StepMessage
 from worker.machine.recovery import redispatch_stale, stale_queues
+from worker.maintenance import reconcile
 
 
 @pytest.fixture(params=["sqlite"])
@@ -138,3 +139,63 @@ def test_after_redis_lost_its_messages_the_steps_sent_before_go_again_in_a_busy_
 
     assert [m.run_id for m in resend()] == [lost_run]
     assert resend() == [], "sent again once, then it waits its turn like the others"
+
+
+def _all_ids(lists: dict[str, list[str]]) -> list[str]:
+    return sorted(task_id for ids in lists.values() for task_id in ids)
+
+
+def _queued_ids(r: redis.Redis, queue: str) -> dict[str, list[str]]:
+    """The task ids of the messages in each of ``queue``'s priority lists (kombu's Redis
+    transport keeps one list per level; the bare name is the first served)."""
+    found: dict[str, list[str]] = {}
+    for key in r.keys(f"{queue}*"):
+        if r.type(key) == b"list":
+            name = key.decode().replace("\x06\x16", ":")
+            found[name] = [json.loads(raw)["headers"]["id"] for raw in r.lrange(key, 0, -1)]
+    return found
+
+
+def test_after_redis_lost_its_messages_a_crashed_attempt_goes_again_at_once_and_first(
+    client: Client,
+) -> None:
+    """Its message lost a moment after the reaper sent it (Redis restarted empty), a
+    crashed attempt is sent again at the reconciler's next tick, not a window later, and
+    ahead of the backlog; fresh work sent before goes again at its own priority; and what
+    was sent again is not found lost again at the tick after."""
+    r = servers.redis_client()
+    dispatcher = client.runtime.dispatcher
+    spec = {"name": "one", "steps": [{"key": "s", "task": "t.increment"}]}
+    fresh_run, crashed_run = client.start_run(spec=spec), client.start_run(spec=spec)
+    fresh = client.get_run(fresh_run).step("s").id
+    crashed = client.get_run(crashed_run).step("s").id
+    with transaction(client.runtime.engine) as session:  # queued again by the reaper
+        session.execute(update(WorkflowStep).where(WorkflowStep.id == crashed).values(attempt=2))
+    assert dispatcher.broker_epoch() is not None
+    r.flushdb()  # Redis restarted empty: both messages are gone
+    assert dispatcher.broker_epoch() is not None  # a tick found the mark missing
+    after_run = client.start_run(spec=spec)  # sent after: its message is there
+    after = client.get_run(after_run).step("s").id
+
+    reconcile(client.runtime)
+    queued = _queued_ids(r, "cairn")
+    assert queued.pop("cairn") == [f"{crashed}:2"], queued  # the list served first
+    assert _all_ids(queued) == sorted([f"{fresh}:1", f"{after}:1"])
+
+    reconcile(client.runtime)
+    again = _all_ids(_queued_ids(r, "cairn"))
+    assert again == sorted([f"{crashed}:2", f"{fresh}:1", f"{after}:1"])
+
+
+def test_a_step_sent_again_by_the_tick_that_found_redis_emptied_is_not_lost_again(
+    client: Client,
+) -> None:
+    """The tick that finds the mark missing stamps the epoch, then dates what it sends
+    again no earlier than that: the next tick does not take it for lost once more."""
+    r = servers.redis_client()
+    spec = {"name": "one", "steps": [{"key": "s", "task": "t.increment"}]}
+    step = client.get_run(client.start_run(spec=spec)).step("s").id
+    r.flushdb()  # Redis restarted empty, and no tick has seen it yet
+    for _ in range(3):
+        reconcile(client.runtime)
+    assert _all_ids(_queued_ids(r, "cairn")) == [f"{step}:1"]
