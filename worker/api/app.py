@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error bodies, a body-size limit, and its lifespan."""
+"""The FastAPI application: routers, error bodies, a body-size limit, its lifespan, and its
+documentation pages (/docs, /redoc) served without a CDN."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -42,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             celery.close()
 
-    app = FastAPI(
+    # FastAPI's /docs and /redoc load their scripts from a CDN: a page left blank on a
+    # network with no way out. These serve them from the package.
+    app = FastAPIOffline(
         title="cairn",
         version=__version__,
         description=(
