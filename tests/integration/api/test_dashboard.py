@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,3 +287,37 @@ def test_a_map_and_a_fork_and_a_parent_show_their_shape(
     shot(page, "run-fork", backend)
     page.click(f"#lineage a[href='/ui/runs/{run_id}']")
     expect(page).to_have_url(f"{api_url}/ui/runs/{run_id}")
+
+
+def _set_hidden(page: Page, hidden: bool) -> None:
+    """What the browser does as the tab goes to the background or comes back."""
+    page.evaluate(
+        """(hidden) => {
+          Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+          Object.defineProperty(document, "visibilityState", { configurable: true,
+            get: () => (hidden ? "hidden" : "visible") });
+          document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+def test_a_page_in_a_background_tab_asks_the_api_nothing(page: Page) -> None:
+    """The runs list refreshes every 2 s while it is shown; hidden, it stops asking, and
+    shown again it refreshes at once, then every 2 s as before."""
+    asked: list[float] = []
+    page.on("request", lambda r: asked.append(time.monotonic()) if "/v1/runs" in r.url else None)
+    page.wait_for_timeout(4500)
+    assert len(asked) >= 2, asked  # refreshing while shown
+    _set_hidden(page, True)
+    page.wait_for_timeout(500)  # a refresh already under way may end
+    hidden_at = len(asked)
+    page.wait_for_timeout(5000)
+    assert len(asked) == hidden_at, "a hidden page kept asking the API"
+    shown = time.monotonic()
+    _set_hidden(page, False)
+    page.wait_for_timeout(4500)
+    after = [t - shown for t in asked[hidden_at:]]
+    assert after, "shown again, the page did not refresh"
+    assert after[0] < 1.0, after  # at once, not at the next period
+    assert len(after) >= 2, after  # and on every 2 s again

@@ -58,3 +58,25 @@ export function header(active) {
   document.body.prepend(el("header", {}, el("span", { class: "brand" }, "cairn"),
     link("/ui/runs", "runs"), link("/ui/overview", "overview"), el("span", { class: "right" }, out)));
 }
+
+// Call `load` now, then again `every` ms (a number, or a function giving it) after each
+// call ends, while the page is visible: a tab in the background asks the API nothing, and
+// catches up the moment it is shown again. One call at a time, however slow the API; a
+// call that fails says so and the next one comes all the same.
+export function poll(load, every) {
+  let timer = null;
+  let running = false;
+  async function tick() {
+    timer = null;
+    if (running || document.hidden) return;
+    running = true;
+    try { await load(); } catch (error) { notice(error.message, "error"); } finally { running = false; }
+    if (!document.hidden && timer === null) {
+      timer = setTimeout(tick, typeof every === "function" ? every() : every);
+    }
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && timer === null) tick();
+  });
+  tick();
+}

@@ -1,6 +1,6 @@
 // The overview: recent runs by status, spend per model and against the limits, pending
 // approvals, workers with their heartbeats, schedules with their next fire times.
-import { api, badge, el, header, notice, replace, usd, when } from "./common.js";
+import { api, badge, el, header, notice, poll, replace, usd, when } from "./common.js";
 
 header("overview");
 const $ = (id) => document.getElementById(id);
@@ -56,5 +56,4 @@ function drawActivity(activity) {
     : el("p", { class: "muted" }, "nothing spent"));
 }
 
-load();
-setInterval(load, 5000);
+poll(load, 5000);

@@ -1,6 +1,6 @@
 // A run: its DAG coloured by state and kept live, a timeline, costs, events, the step
 // panel, approvals waiting on it, and the actions (cancel, retry, signal, decide).
-import { api, badge, duration, el, header, notice, replace, usd, when } from "./common.js";
+import { api, badge, duration, el, header, notice, poll, replace, usd, when } from "./common.js";
 
 header("runs");
 const $ = (id) => document.getElementById(id);
@@ -298,8 +298,4 @@ async function refresh() {
   if (selected && seen !== shownStep) { shownStep = seen; await openStep(selected); }
 }
 
-async function loop() {
-  try { await refresh(); } catch (error) { notice(error.message, "error"); }
-  setTimeout(loop, lastRun && ENDED.has(lastRun.status) ? 5000 : 1000);
-}
-loop();
+poll(refresh, () => (lastRun && ENDED.has(lastRun.status) ? 5000 : 1000));

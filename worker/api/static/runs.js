@@ -1,5 +1,6 @@
-// The runs list: filters, server-side pages (cursor), refreshed every 2 s without reloading.
-import { api, badge, duration, el, header, notice, replace, usd, when } from "./common.js";
+// The runs list: filters, server-side pages (cursor), refreshed every 2 s without reloading
+// (while the tab is visible).
+import { api, badge, duration, el, header, notice, poll, replace, usd, when } from "./common.js";
 
 header("runs");
 const $ = (id) => document.getElementById(id);
@@ -50,5 +51,4 @@ $("find").addEventListener("keydown", async (event) => {
   if (found.runs.length) location.href = `/ui/runs/${found.runs[0].id}`;
   else notice(`no run has the id or idempotency key "${text}"`, "warn");
 });
-load();
-setInterval(load, 2000);
+poll(load, 2000);
