@@ -54,6 +54,9 @@ def connect(app: Celery, runtime: Runtime) -> None:
         name = sender.hostname
         queues = [q.name for q in app.amqp.queues.consume_from.values()]
         register_worker(runtime.engine, name, queues, runtime.registry.names())
+        # Stamp the broker's epoch if Redis has none (a new or emptied Redis): what is sent
+        # after this worker came up is not taken for lost at beat's first look.
+        runtime.dispatcher.broker_epoch()
         beat = WorkerHeartbeat(runtime.engine, name, runtime.settings.heartbeat_interval_s)
         beat.start()
         state.update(name=name, beat=beat)

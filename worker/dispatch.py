@@ -206,9 +206,12 @@ class Dispatcher:
 
     def broker_epoch(self) -> datetime | None:
         """Since when Redis has held the messages it holds: a mark cairn leaves in it,
-        stamped when the reconciler first found it missing (Redis restarted empty, or
-        flushed). A step dispatched before then has lost its message, however busy its
-        queue is now. None with another broker, or when Redis cannot be asked.
+        stamped by the first to ask while it is missing (a worker coming up, the
+        reconciler's next tick: Redis is new, restarted empty, or flushed). A step
+        dispatched before then has lost its message, however busy its queue is now. A
+        stamp is never too early (the mark was missing when it was made), only late,
+        which sends a message again that was not lost. None with another broker, or when
+        Redis cannot be asked.
         """
         try:
             with self._app.connection_for_write() as conn:

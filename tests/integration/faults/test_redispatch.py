@@ -15,7 +15,9 @@ from db.models import WorkflowStep
 from db.session import run_transaction, transaction
 from db.types import utcnow
 from tests.support import servers
+from tests.support.stack import Stack
 from worker.client import Client
+from worker.dispatch import EPOCH_KEY
 from worker.machine.messages import StepMessage
 from worker.machine.recovery import redispatch_stale, stale_queues
 from worker.maintenance import reconcile
@@ -199,3 +201,21 @@ def test_a_step_sent_again_by_the_tick_that_found_redis_emptied_is_not_lost_agai
     for _ in range(3):
         reconcile(client.runtime)
     assert _all_ids(_queued_ids(r, "cairn")) == [f"{step}:1"]
+
+
+def test_a_worker_coming_up_on_an_empty_redis_stamps_its_epoch(
+    stack: Stack, client: Client
+) -> None:
+    """A new Redis has no mark: the first worker stamps one as it comes up, so a backlog
+    sent after it (here to a queue no worker takes) is not taken for lost by beat's
+    first look."""
+    r = servers.redis_client()
+    assert r.get(EPOCH_KEY) is None
+    stack.start_worker()
+    stamped = r.get(EPOCH_KEY)
+    assert stamped is not None
+    spec = {"name": "one", "steps": [{"key": "s", "task": "t.increment", "queue": "elsewhere"}]}
+    step = client.get_run(client.start_run(spec=spec)).step("s").id
+    reconcile(client.runtime)
+    assert _all_ids(_queued_ids(r, "elsewhere")) == [f"{step}:1"]
+    assert r.get(EPOCH_KEY) == stamped
