@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg2.extensions
 import pytest
 from sqlalchemy import Engine, Float, Integer, String, bindparam, event, func, select, text
 from sqlalchemy.exc import DataError, ProgrammingError
@@ -15,6 +14,7 @@ from sqlalchemy.exc import DataError, ProgrammingError
 from db.models import Tenant
 from db.prepared import Prepared
 from db.session import make_engine, run_transaction, transaction
+from tests.support.sent import recording_cursor
 from worker.settings import Settings
 
 
@@ -185,22 +185,17 @@ def test_a_prepared_statement_fails_as_sqlalchemy_would_and_a_dead_one_is_retrie
         admin.dispose()
 
 
-class _Sent(psycopg2.extensions.cursor):
-    """A cursor that notes each command it sends (one message, one round trip)."""
-
-    log: list[str] = []
-
-    def execute(self, query: Any, vars: Any = None) -> None:
-        _Sent.log.append(query if isinstance(query, str) else query.decode())
-        super().execute(query, vars)
+#: What the ``noted`` engine's connections sent, each command one round trip.
+SENT: list[str] = []
 
 
 @pytest.fixture
 def noted(settings: Settings) -> Iterator[Engine]:
     """A PostgreSQL engine of cairn's whose connections note what they send."""
     engine = make_engine(settings.model_copy(update={"db_pool_size": 1}))
-    event.listen(engine, "connect", lambda conn, _r: setattr(conn, "cursor_factory", _Sent))
-    _Sent.log = []
+    recording = recording_cursor(SENT)
+    event.listen(engine, "connect", lambda conn, _r: setattr(conn, "cursor_factory", recording))
+    SENT.clear()
     yield engine
     engine.dispose()
 
@@ -218,23 +213,23 @@ def test_begin_rides_with_the_first_statement_and_commit_ends_the_transaction(
     sends nothing."""
     with transaction(noted):
         pass  # the pool's first connection is made here
-    _Sent.log.clear()
+    SENT.clear()
     ids = run_transaction(noted, lambda s: (_txid(s, "one"), _txid(s, "two")))
     assert ids[0] == ids[1]  # one transaction
-    assert [q.split(" + ")[0] for q in _Sent.log] == [
+    assert [q.split(" + ")[0] for q in SENT] == [
         "BEGIN; SELECT txid_current()",
         "SELECT txid_current()",
         "COMMIT",
     ]
-    _Sent.log.clear()
+    SENT.clear()
     with transaction(noted):
         pass
-    assert _Sent.log == []
+    assert SENT == []
     # A prepared statement carries the BEGIN too (once prepared on the connection).
     for _ in range(2):
-        _Sent.log.clear()
+        SENT.clear()
         assert run_transaction(noted, lambda s: _DIVIDE.execute(s.connection(), {"d": 2}))
-    assert _Sent.log == [f"BEGIN; EXECUTE {_DIVIDE.name}(%s)", "COMMIT"]
+    assert [f"BEGIN; EXECUTE {_DIVIDE.name}(%s)", "COMMIT"] == SENT
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -246,7 +241,7 @@ def test_a_failed_transaction_is_rolled_back_whole(noted: Engine) -> None:
 
     with pytest.raises(DataError, match="division by zero"):
         run_transaction(noted, work)
-    assert _Sent.log[-1] == "ROLLBACK"
+    assert SENT[-1] == "ROLLBACK"
     with transaction(noted) as session:
         assert session.scalar(select(func.count()).select_from(Tenant)) == 0
         assert session.scalar(text("SELECT current_setting('transaction_isolation')")) == (
@@ -271,8 +266,8 @@ def test_a_first_statement_refused_before_it_ran_leaves_the_transaction_to_the_n
             )
         )
         conn.rollback()
-    assert _Sent.log[-1] == "ROLLBACK"
-    assert _Sent.log[-2].startswith("BEGIN; INSERT INTO tenants")
+    assert SENT[-1] == "ROLLBACK"
+    assert SENT[-2].startswith("BEGIN; INSERT INTO tenants")
     with transaction(noted) as session:
         assert session.scalar(select(func.count()).select_from(Tenant)) == 0
 
@@ -289,11 +284,11 @@ def test_autocommit_and_other_isolation_levels_are_left_to_the_driver(noted: Eng
         level = conn.execute(text("SELECT current_setting('transaction_isolation')")).scalar()
         assert level == "serializable"
         conn.commit()
-    _Sent.log.clear()
+    SENT.clear()
     ids = run_transaction(noted, lambda s: (_txid(s, "one"), _txid(s, "two")))
     assert ids[0] == ids[1]
-    assert _Sent.log[0].startswith("BEGIN; ")
-    assert _Sent.log[-1] == "COMMIT"
+    assert SENT[0].startswith("BEGIN; ")
+    assert SENT[-1] == "COMMIT"
     with transaction(noted) as session:
         level = session.scalar(text("SELECT current_setting('transaction_isolation')"))
     assert level == "read committed"
@@ -307,7 +302,7 @@ def test_a_server_side_cursor_begins_its_transaction_on_its_own(noted: Engine) -
         got = [r[0] for r in rows.execute(text("SELECT generate_series(1, 5)"))]
     assert got == [1, 2, 3, 4, 5]
     # (psycopg2 wraps the query in DECLARE and FETCHes by itself.)
-    assert _Sent.log == ["BEGIN", "SELECT generate_series(1, 5)", "COMMIT"]
+    assert SENT == ["BEGIN", "SELECT generate_series(1, 5)", "COMMIT"]
 
 
 _TXID = Prepared(
@@ -324,7 +319,7 @@ def test_a_statement_sent_alone_commits_in_its_own_round_trip(
     send; a statement after it begins a transaction of its own. In a transaction already
     begun it runs there like any other."""
     run_transaction(noted, lambda s: _TXID.execute(s.connection(), {"z": 0}))  # prepared
-    _Sent.log.clear()
+    SENT.clear()
     elsewhere = make_engine(settings)
 
     def committed_at_once(session: Any) -> str:
@@ -336,9 +331,9 @@ def test_a_statement_sent_alone_commits_in_its_own_round_trip(
         assert run_transaction(noted, committed_at_once) == "committed"
     finally:
         elsewhere.dispose()
-    assert _Sent.log[0] == f"EXECUTE {_TXID.name}(%s)"
-    assert "COMMIT" not in _Sent.log
-    _Sent.log.clear()
+    assert SENT[0] == f"EXECUTE {_TXID.name}(%s)"
+    assert "COMMIT" not in SENT
+    SENT.clear()
 
     def then_more(session: Any) -> tuple[int, int]:
         alone = _TXID.execute(session.connection(), {"z": 0}, alone=True)[0].x
@@ -346,7 +341,7 @@ def test_a_statement_sent_alone_commits_in_its_own_round_trip(
 
     alone, after = run_transaction(noted, then_more)
     assert alone != after  # two transactions
-    assert [q.split(" + ")[0] for q in _Sent.log] == [
+    assert [q.split(" + ")[0] for q in SENT] == [
         f"EXECUTE {_TXID.name}(%s)",
         "BEGIN; SELECT txid_current()",
         "COMMIT",
