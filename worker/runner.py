@@ -185,11 +185,10 @@ def _run_and_record(
         output = _store_output(runtime, att, result)
         records = att.pending_records()
         inline = inline_now()
-        alone = claimed.plain
         continued = run_transaction(
             runtime.engine,
             lambda s: complete_and_continue(
-                s, fence, output, records, utcnow(), inline, try_alone=alone
+                s, fence, output, records, utcnow(), inline, try_alone=claimed.plain
             ),
             verify=lambda s: verify_continued(s, fence, inline),
             retry_for_s=runtime.settings.server_retry_s,

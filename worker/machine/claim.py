@@ -267,7 +267,7 @@ def verify_claim(
                 WorkflowStep.started_at,
                 WorkflowStep.inputs.label("step_inputs"),
                 WorkflowStep.rate_limits,
-                and_(
+                and_(  # claim_pg.PLAIN_STEP, as an expression
                     WorkflowStep.map_parent_id.is_(None), WorkflowStep.concurrency_key.is_(None)
                 ).label("plain"),
             ).where(

@@ -36,6 +36,11 @@ LAST_CHECKPOINT = (
     " FROM checkpoints k WHERE k.step_id = {step} ORDER BY k.seq DESC LIMIT 1)"
 )
 
+#: The step row ``{step}`` is in no map and under no concurrency key: its completion
+#: likely needs no statement but its own, so it is tried alone (``ClaimedStep.plain``;
+#: ``complete_pg`` writes alone only for such a step).
+PLAIN_STEP = "{step}.map_parent_id IS NULL AND {step}.concurrency_key IS NULL"
+
 # Statuses are bound, not spelled: they come from the transition values.
 _SQL = """
 WITH claimed AS (
@@ -47,7 +52,7 @@ WITH claimed AS (
        AND {no_quota}
  RETURNING id, run_id, key, task, retry, max_attempts, server_releases, wait_resumes,
            timeout_s, queued_at, started_at, approve, inputs AS step_inputs, rate_limits,
-           map_parent_id IS NULL AND concurrency_key IS NULL AS plain
+           {plain} AS plain
 ), started AS (
     UPDATE workflow_runs
        SET status = :start_target, started_at = :now, updated_at = :now
@@ -92,6 +97,7 @@ _STATEMENT = (
         _SQL.format(
             no_quota=NO_QUOTA.format(run="workflow_steps.run_id"),
             last_checkpoint=LAST_CHECKPOINT.format(step="c.id"),
+            plain=PLAIN_STEP.format(step="workflow_steps"),
         )
     )
     .bindparams(

@@ -30,8 +30,13 @@ from db.types import JSONValue, UTCDateTime
 from worker.blobs import BlobRef
 from worker.ids import new_id
 from worker.machine.claim import ClaimedStep
-from worker.machine.claim_pg import CLAIMED_TYPES, LAST_CHECKPOINT, TENANT_QUOTA
-from worker.machine.ending import ACTIVE_RUN, FINISHES_IN_STATEMENT, OUTPUT_VALUE_SQL
+from worker.machine.claim_pg import CLAIMED_TYPES, LAST_CHECKPOINT, PLAIN_STEP, TENANT_QUOTA
+from worker.machine.ending import (
+    ACTIVE_RUN,
+    FINISHES_IN_STATEMENT,
+    OUTPUT_VALUE_SQL,
+    SINK_STEP_SQL,
+)
 from worker.machine.lease import Fence, Inline
 from worker.machine.transitions import CLAIM, FINISH_RUN, RELEASE, SUCCEED
 
@@ -69,8 +74,7 @@ WITH quota AS (
            output_sha256 = :blob_sha256, error = NULL, finished_at = :now,
            lease_owner = NULL, lease_expires_at = NULL
      WHERE id = :step_id AND attempt = :attempt AND lease_owner = :owner AND status = :source
-       AND (NOT :alone OR (map_parent_id IS NULL AND concurrency_key IS NULL
-                           AND EXISTS (SELECT 1 FROM alone)))
+       AND (NOT :alone OR ({done_plain} AND EXISTS (SELECT 1 FROM alone)))
  RETURNING key, map_parent_id, concurrency_key, output, output_blob_key, output_sha256
 ), finishing AS (
     SELECT 1 FROM ends, done WHERE done.map_parent_id IS NULL
@@ -94,8 +98,7 @@ WITH quota AS (
                SELECT coalesce(jsonb_object_agg(o.key, o.value), '{{}}'::jsonb) FROM (
                    SELECT s.key, {output_value} AS value
                      FROM workflow_steps s
-                    WHERE s.run_id = :run_id AND s.map_parent_id IS NULL AND s.id <> :step_id
-                      AND NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = s.id)
+                    WHERE {sink} AND s.id <> :step_id
                    UNION ALL
                    SELECT s.key, {output_value} FROM done s
                     WHERE NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = :step_id)
@@ -150,7 +153,7 @@ WITH quota AS (
            s.pending_upstream, s.map, s.retry, s.max_attempts, s.server_releases,
            s.wait_resumes, s.timeout_s, s.queued_at, s.started_at, s.approve,
            s.inputs, s.rate_limits,
-           s.map_parent_id IS NULL AND s.concurrency_key IS NULL AS plain
+           {released_plain} AS plain
 ), logged AS (
     INSERT INTO run_events (id, run_id, kind, step_id, attempt, data, created_at)
     SELECT :event_id, :run_id, 'complete_step', :step_id, :attempt, NULL, :now FROM done
@@ -188,8 +191,11 @@ _STATEMENT = (
             active=_ACTIVE,
             tenant_quota=TENANT_QUOTA.format(run=":run_id"),
             last_checkpoint=LAST_CHECKPOINT.format(step="r.id"),
+            done_plain=PLAIN_STEP.format(step="workflow_steps"),
+            released_plain=PLAIN_STEP.format(step="s"),
             finishing=", ".join(f"'{status.value}'" for status in FINISHES_IN_STATEMENT),
             output_value=OUTPUT_VALUE_SQL,
+            sink=SINK_STEP_SQL,
         )
     )
     .bindparams(

@@ -128,9 +128,6 @@ def _finish_statement() -> Any:
 _SINK_OUTPUTS = _sink_outputs_statement()
 _FINISH = _finish_statement()
 
-# The same finish in one round trip on PostgreSQL: the sink steps' outputs gathered
-# (each as ``rollup.output_value`` gives it: inline, or the marker of its stored blob),
-# the guarded move and the event, as one statement. Every run's end runs it.
 #: A step row ``s``'s output as a run's outputs hold it (``rollup.output_value`` in SQL):
 #: inline, or the marker of its stored blob.
 OUTPUT_VALUE_SQL = (
@@ -138,20 +135,28 @@ OUTPUT_VALUE_SQL = (
     f"THEN jsonb_build_object('{blobs.MARKER}', s.output_blob_key, 'sha256', s.output_sha256) "
     "ELSE s.output END"
 )
+#: The step row ``s`` is one of run ``:run_id``'s sinks, whose outputs are the run's
+#: (nothing comes after it; a map's elements are not: their map step stands for them).
+SINK_STEP_SQL = (
+    "s.run_id = :run_id AND s.map_parent_id IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = s.id)"
+)
 #: A run whose last step just succeeded that the completion's own statement finishes
 #: (complete_pg) is in one of these: not paused (finish_run closes its budget request).
 #: Nor a child run (finish_run wakes its parent): complete_pg checks that itself.
 FINISHES_IN_STATEMENT = (RunStatus.QUEUED, RunStatus.RUNNING)
 
+# The same finish in one round trip on PostgreSQL: the sink steps' outputs gathered
+# (each as ``rollup.output_value`` gives it: inline, or the marker of its stored blob),
+# the guarded move and the event, as one statement. Every run's end runs it but that of a
+# run its last step's completion finishes itself (complete_pg).
 _FINISH_PG_SQL = """
 WITH finished AS (
     UPDATE workflow_runs
        SET status = :target, finished_at = :now, updated_at = :now,
            outputs = (
                SELECT coalesce(jsonb_object_agg(s.key, {output_value}), '{{}}'::jsonb)
-                 FROM workflow_steps s
-                WHERE s.run_id = :run_id AND s.map_parent_id IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM step_edges e WHERE e.upstream_id = s.id))
+                 FROM workflow_steps s WHERE {sink})
      WHERE id = :run_id AND status IN ({sources})
  RETURNING parent_run_id, parent_step_id, outputs
 ), logged AS (
@@ -166,6 +171,7 @@ _FINISH_PG = Prepared(
     text(
         _FINISH_PG_SQL.format(
             output_value=OUTPUT_VALUE_SQL,
+            sink=SINK_STEP_SQL,
             sources=", ".join(f"'{s.value}'" for s in FINISH_RUN.sources),
         )
     )
