@@ -14,6 +14,7 @@ Labels are bounded: a map's elements count under their map step's key (``each``,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -57,43 +58,47 @@ def _metrics() -> _Metrics:
         return _made[0]
 
 
-def _make() -> _Metrics:
+def _make(registry: CollectorRegistry = prometheus_client.REGISTRY) -> _Metrics:
+    """The worker's metrics, registered in ``registry`` (the process's; a test gives one
+    of its own, so making them twice in one process is no duplicate)."""
+    counter = functools.partial(Counter, registry=registry)
+    histogram = functools.partial(Histogram, registry=registry)
     return _Metrics(
-        attempts=Counter("cairn_attempts", "Step attempts claimed", ["workflow", "step"]),
-        ended=Counter(
+        attempts=counter("cairn_attempts", "Step attempts claimed", ["workflow", "step"]),
+        ended=counter(
             "cairn_steps",
             "Step attempts ended, by outcome (succeeded, failed, retried, released, "
             "waiting, cancelled, superseded, throttled)",
             ["workflow", "step", "outcome"],
         ),
-        duration=Histogram(
+        duration=histogram(
             "cairn_step_duration_seconds",
             "Duration of succeeded attempts",
             ["workflow", "step"],
             buckets=BUCKETS,
         ),
-        queue_wait=Histogram(
+        queue_wait=histogram(
             "cairn_step_queue_wait_seconds",
             "From queued to claimed",
             ["workflow", "step"],
             buckets=BUCKETS,
         ),
-        lease_losses=Counter("cairn_lease_losses", "Attempts that lost their lease (superseded)"),
-        spend=Counter(
+        lease_losses=counter("cairn_lease_losses", "Attempts that lost their lease (superseded)"),
+        spend=counter(
             "cairn_spend_usd", "Money recorded by steps, committed", ["provider", "model"]
         ),
-        tokens=Counter(
+        tokens=counter(
             "cairn_tokens",
             "Tokens recorded by steps, committed",
             ["provider", "model", "direction"],
         ),
-        rate_waits=Counter(
+        rate_waits=counter(
             "cairn_rate_limit_waits", "Takes of a rate limit that had to wait", ["limit"]
         ),
-        rate_waited=Counter(
+        rate_waited=counter(
             "cairn_rate_limit_wait_seconds", "Time spent waiting for rate limits", ["limit"]
         ),
-        recovery=Counter(
+        recovery=counter(
             "cairn_recovery_actions",
             "What the reaper and reconciler did (requeued, failed, redispatched, ...)",
             ["action"],

@@ -17,8 +17,7 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "infra" / "grafana" / "cairn-w
 def exported_names() -> set[str]:
     """The series names of every metric a worker exports."""
     registry = CollectorRegistry()
-    for metric in vars(metrics._make()).values():
-        registry.register(metric)
+    metrics._make(registry)  # its own registry: the process's may hold them already
     names = set()
     for family in registry.collect():
         if family.type == "counter":
